@@ -1,0 +1,29 @@
+/*
+ * kernel.h - talking to kernel TLS: attach the ULP, install keys, and move
+ * control records (alerts, handshake messages) with cmsg.
+ */
+#ifndef KTS_KERNEL_H
+#define KTS_KERNEL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "keysched.h"
+
+#define KTS_RECORD_ALERT 21
+#define KTS_RECORD_HANDSHAKE 22
+#define KTS_RECORD_DATA 23
+
+/* Attach the "tls" ULP to a connected TCP socket. Returns 0 or -errno. */
+int kts_kernel_attach_ulp(int fd);
+/* Install one direction (TLS_TX or TLS_RX). Returns 0 or -errno. */
+int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info);
+
+/* recvmsg on a kernel-RX socket. Returns bytes (0 at TCP EOF) and the record type
+ * in *type, or -errno. */
+ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type);
+/* Send one record of the given type (alert, handshake) through kernel TX.
+ * Returns bytes sent or -errno. */
+ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len);
+
+#endif
