@@ -30,6 +30,8 @@
 extern "C" {
 #endif
 
+#define KTS_API __attribute__((visibility("default")))
+
 /* Return codes. */
 #define KTS_OK 0
 #define KTS_WANT_READ (-2)      /* non-blocking: wait for POLLIN, call again */
@@ -63,46 +65,46 @@ struct kts_config;
 
 /* Create a configuration with defaults: TLS 1.2-1.3, verification on, offload auto.
  * Returns NULL only when memory or OpenSSL initialisation fails. */
-struct kts_config *kts_config_new(void);
+KTS_API struct kts_config *kts_config_new(void);
 /* Free a configuration. Connections made from it keep what they need. NULL is fine. */
-void kts_config_free(struct kts_config *cfg);
+KTS_API void kts_config_free(struct kts_config *cfg);
 /* Message for the last failed call on cfg ("" if none). Valid until the next call. */
-const char *kts_config_error(const struct kts_config *cfg);
+KTS_API const char *kts_config_error(const struct kts_config *cfg);
 
 /* Certificate chain and private key, as PEM files or PEM in memory. The key must
  * match the certificate (checked when both are set). */
-int kts_config_set_cert_file(struct kts_config *cfg, const char *path);
-int kts_config_set_key_file(struct kts_config *cfg, const char *path);
-int kts_config_set_cert_mem(struct kts_config *cfg, const void *pem, size_t len);
-int kts_config_set_key_mem(struct kts_config *cfg, const void *pem, size_t len);
+KTS_API int kts_config_set_cert_file(struct kts_config *cfg, const char *path);
+KTS_API int kts_config_set_key_file(struct kts_config *cfg, const char *path);
+KTS_API int kts_config_set_cert_mem(struct kts_config *cfg, const void *pem, size_t len);
+KTS_API int kts_config_set_key_mem(struct kts_config *cfg, const void *pem, size_t len);
 
 /* Trust anchors for verifying peers: a PEM file and/or a hashed directory.
  * Without either, the system default store is used. */
-int kts_config_set_ca_file(struct kts_config *cfg, const char *path);
-int kts_config_set_ca_path(struct kts_config *cfg, const char *dir);
+KTS_API int kts_config_set_ca_file(struct kts_config *cfg, const char *path);
+KTS_API int kts_config_set_ca_path(struct kts_config *cfg, const char *dir);
 
 /* Client verification flags (KTS_VERIFY_*); 0 disables verification (insecure). */
-int kts_config_set_verify(struct kts_config *cfg, int flags);
+KTS_API int kts_config_set_verify(struct kts_config *cfg, int flags);
 
 /* Protocol range, each KTS_TLS1_2 or KTS_TLS1_3, min <= max. */
-int kts_config_set_protocols(struct kts_config *cfg, int min_version, int max_version);
+KTS_API int kts_config_set_protocols(struct kts_config *cfg, int min_version, int max_version);
 /* Parse "1.2", "1.3" or "1.2-1.3" (also "all") into a protocol range. */
-int kts_config_parse_protocols(struct kts_config *cfg, const char *spec);
+KTS_API int kts_config_parse_protocols(struct kts_config *cfg, const char *spec);
 
 /* TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites (colon-separated). */
-int kts_config_set_ciphers(struct kts_config *cfg, const char *list);
-int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list);
+KTS_API int kts_config_set_ciphers(struct kts_config *cfg, const char *list);
+KTS_API int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list);
 
 /* ALPN protocols, comma-separated in preference order, e.g. "h2,http/1.1". */
-int kts_config_set_alpn(struct kts_config *cfg, const char *list);
+KTS_API int kts_config_set_alpn(struct kts_config *cfg, const char *list);
 
 /* Default server name for clients: sent as SNI and checked against the certificate. */
-int kts_config_set_server_name(struct kts_config *cfg, const char *name);
+KTS_API int kts_config_set_server_name(struct kts_config *cfg, const char *name);
 
 /* Offload policy (enum kts_offload_policy). */
-int kts_config_set_offload(struct kts_config *cfg, int policy);
+KTS_API int kts_config_set_offload(struct kts_config *cfg, int policy);
 /* Parse "auto", "require" or "off". */
-int kts_config_parse_offload(struct kts_config *cfg, const char *spec);
+KTS_API int kts_config_parse_offload(struct kts_config *cfg, const char *spec);
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -110,35 +112,35 @@ struct kts;
 
 /* Allocate a server or client connection using cfg. NULL means out of memory,
  * or (server) no certificate/key configured: kts_config_error(cfg) says which. */
-struct kts *kts_server_new(struct kts_config *cfg);
-struct kts *kts_client_new(struct kts_config *cfg);
+KTS_API struct kts *kts_server_new(struct kts_config *cfg);
+KTS_API struct kts *kts_client_new(struct kts_config *cfg);
 /* Free a connection (does not close its fd, does not send close_notify). NULL is fine. */
-void kts_free(struct kts *c);
+KTS_API void kts_free(struct kts *c);
 /* Message for the last failure on c ("" if none). */
-const char *kts_error(const struct kts *c);
+KTS_API const char *kts_error(const struct kts *c);
 
 /* Attach a connected TCP socket (server: an accepted socket). kts never closes it.
  * Blocking and non-blocking sockets both work. */
-int kts_attach(struct kts *c, int fd);
+KTS_API int kts_attach(struct kts *c, int fd);
 /* Client: override the configured server name for this connection. */
-int kts_set_server_name(struct kts *c, const char *name);
+KTS_API int kts_set_server_name(struct kts *c, const char *name);
 
 /* Run the handshake and the kernel handoff. Returns KTS_OK, KTS_WANT_READ,
  * KTS_WANT_WRITE, or an error. Calling it again after success is a no-op. */
-int kts_handshake(struct kts *c);
+KTS_API int kts_handshake(struct kts *c);
 
 /* Read up to len bytes of application data. Returns bytes read (> 0), 0 at the
  * peer's close_notify, KTS_WANT_* or an error. Runs the handshake if needed. */
-ssize_t kts_read(struct kts *c, void *buf, size_t len);
+KTS_API ssize_t kts_read(struct kts *c, void *buf, size_t len);
 /* Write up to len bytes. Returns bytes written (> 0; may be short on a
  * non-blocking socket), KTS_WANT_* or an error. Runs the handshake if needed. */
-ssize_t kts_write(struct kts *c, const void *buf, size_t len);
+KTS_API ssize_t kts_write(struct kts *c, const void *buf, size_t len);
 /* Send count bytes of file_fd starting at *offset, advancing *offset. Uses the
  * kernel's sendfile when TX is offloaded, read+write otherwise. Returns bytes
  * sent (may be short), KTS_WANT_* or an error. */
-ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count);
+KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count);
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
-int kts_close(struct kts *c);
+KTS_API int kts_close(struct kts *c);
 
 /* ---- status --------------------------------------------------------------- */
 
@@ -150,18 +152,18 @@ enum kts_path {
 };
 
 /* Which path carries direction dir. */
-int kts_offload(const struct kts *c, enum kts_dir dir);
+KTS_API int kts_offload(const struct kts *c, enum kts_dir dir);
 /* Why dir is in userspace (e.g. "kernel has no tls module (TCP_ULP: No such file
  * or directory)"); NULL when it is in the kernel or the handshake is not done. */
-const char *kts_offload_reason(const struct kts *c, enum kts_dir dir);
+KTS_API const char *kts_offload_reason(const struct kts *c, enum kts_dir dir);
 /* "kernel" or "user" for a kts_path value ("none" for KTS_PATH_NONE). */
-const char *kts_path_name(int path);
+KTS_API const char *kts_path_name(int path);
 
 /* Negotiated protocol ("TLSv1.3"), cipher (OpenSSL name) and ALPN protocol
  * (NULL if none), valid after the handshake. */
-const char *kts_version(const struct kts *c);
-const char *kts_cipher(const struct kts *c);
-const char *kts_alpn(const struct kts *c);
+KTS_API const char *kts_version(const struct kts *c);
+KTS_API const char *kts_cipher(const struct kts *c);
+KTS_API const char *kts_alpn(const struct kts *c);
 
 /* Escape hatch: the underlying OpenSSL SSL * (cast it). Only for inspection
  * (certificates, session details); reading or writing through it after the
