@@ -57,7 +57,7 @@ int kts_tls12_keys(const char *digest, const unsigned char *master, size_t maste
 /* A kernel crypto_info (struct tls12_crypto_info_*) in a buffer large enough for
  * any of them. */
 struct kts_crypto_info {
-	unsigned char bytes[64];
+	_Alignas(8) unsigned char bytes[64];
 	size_t len;
 };
 

@@ -1,0 +1,412 @@
+/*
+ * config.c - struct kts_config: settings shared by connections, kept in one
+ * OpenSSL SSL_CTX so that certificates and trust stores are parsed once.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "internal.h"
+
+/* Largest PEM file kts reads: far above any real chain, small enough to refuse junk. */
+#define KTS_MAX_PEM (1 << 20)
+
+struct kts_config *kts_config_new(void)
+{
+	struct kts_config *cfg = calloc(1, sizeof(*cfg));
+
+	if (!cfg)
+		return NULL;
+	cfg->ctx = SSL_CTX_new(TLS_method());
+	if (!cfg->ctx) {
+		free(cfg);
+		return NULL;
+	}
+	cfg->verify = KTS_VERIFY_PEER | KTS_VERIFY_NAME;
+	cfg->offload = KTS_OFFLOAD_AUTO;
+	SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(cfg->ctx, TLS1_3_VERSION);
+	/* Renegotiation would change keys under the kernel; compression is never offloadable. */
+	SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+					      SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* No resumption yet: no session cache and no TLS 1.3 tickets. */
+	SSL_CTX_set_session_cache_mode(cfg->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(cfg->ctx, 0);
+	SSL_CTX_set_max_early_data(cfg->ctx, 0);
+	/* Partial writes give kts_write the same short-write semantics on both paths. */
+	SSL_CTX_set_mode(cfg->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_default_verify_paths(cfg->ctx);
+	ERR_clear_error();
+	kts_handshake_callbacks(cfg->ctx);
+	return cfg;
+}
+
+void kts_config_free(struct kts_config *cfg)
+{
+	if (!cfg)
+		return;
+	SSL_CTX_free(cfg->ctx);
+	X509_free(cfg->cert);
+	EVP_PKEY_free(cfg->key);
+	free(cfg->server_name);
+	free(cfg->alpn);
+	free(cfg);
+}
+
+const char *kts_config_error(const struct kts_config *cfg)
+{
+	return cfg ? cfg->error : "no configuration";
+}
+
+/* Read a whole file (PEM) into memory, with errors naming the file. */
+static int read_file(struct kts_config *cfg, const char *what, const char *path, char **out,
+		     size_t *out_len)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd;
+
+	if (!path)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: no file given", what);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s %s: %s", what, path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > KTS_MAX_PEM) {
+		close(fd);
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s %s: not a regular file of at most %d bytes",
+				       what, path, KTS_MAX_PEM);
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return kts_config_fail(cfg, KTS_ERR_NOMEM, "%s %s: out of memory", what, path);
+	}
+	n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(buf);
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s %s: short read", what, path);
+	}
+	*out = buf;
+	*out_len = (size_t)n;
+	return KTS_OK;
+}
+
+/* With both a certificate and a key set, they must belong together. */
+static int check_pair(struct kts_config *cfg, const char *what)
+{
+	if (cfg->cert && cfg->key && X509_check_private_key(cfg->cert, cfg->key) != 1) {
+		ERR_clear_error();
+		return kts_config_fail(cfg, KTS_ERR_ARG,
+				       "%s: private key does not match the certificate", what);
+	}
+	return KTS_OK;
+}
+
+static int set_cert(struct kts_config *cfg, const char *what, const void *pem, size_t len)
+{
+	char reason[256];
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	X509 *extra;
+	int rc = KTS_OK;
+
+	if (!leaf) {
+		rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: no PEM certificate found (%s)", what,
+				     kts_ssl_reason(reason, sizeof(reason)));
+		goto out;
+	}
+	if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1 || SSL_CTX_clear_chain_certs(cfg->ctx) != 1) {
+		rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: certificate rejected: %s", what,
+				     kts_ssl_reason(reason, sizeof(reason)));
+		goto out;
+	}
+	while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(cfg->ctx, extra) != 1) {
+			X509_free(extra);
+			rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: chain certificate rejected", what);
+			goto out;
+		}
+	}
+	ERR_clear_error(); /* the loop ends on "no start line" */
+	X509_free(cfg->cert);
+	cfg->cert = leaf;
+	leaf = NULL;
+	rc = check_pair(cfg, what);
+out:
+	X509_free(leaf);
+	BIO_free(bio);
+	return rc;
+}
+
+static int set_key(struct kts_config *cfg, const char *what, const void *pem, size_t len)
+{
+	char reason[256];
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	int rc;
+
+	BIO_free(bio);
+	if (!key)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: no PEM private key found (%s)", what,
+				       kts_ssl_reason(reason, sizeof(reason)));
+	if (SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1) {
+		EVP_PKEY_free(key);
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: key rejected: %s", what,
+				       kts_ssl_reason(reason, sizeof(reason)));
+	}
+	EVP_PKEY_free(cfg->key);
+	cfg->key = key;
+	rc = check_pair(cfg, what);
+	return rc;
+}
+
+static int mem_arg(struct kts_config *cfg, const char *what, const void *pem, size_t len)
+{
+	if (!pem || len == 0 || len > KTS_MAX_PEM)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: empty or larger than %d bytes", what,
+				       KTS_MAX_PEM);
+	return KTS_OK;
+}
+
+int kts_config_set_cert_mem(struct kts_config *cfg, const void *pem, size_t len)
+{
+	int rc = mem_arg(cfg, "certificate", pem, len);
+	return rc ? rc : set_cert(cfg, "certificate", pem, len);
+}
+
+int kts_config_set_key_mem(struct kts_config *cfg, const void *pem, size_t len)
+{
+	int rc = mem_arg(cfg, "private key", pem, len);
+	return rc ? rc : set_key(cfg, "private key", pem, len);
+}
+
+int kts_config_set_cert_file(struct kts_config *cfg, const char *path)
+{
+	char *pem, what[300];
+	size_t len;
+	int rc = read_file(cfg, "certificate file", path, &pem, &len);
+
+	if (rc)
+		return rc;
+	snprintf(what, sizeof(what), "certificate file %s", path);
+	rc = set_cert(cfg, what, pem, len);
+	free(pem);
+	return rc;
+}
+
+int kts_config_set_key_file(struct kts_config *cfg, const char *path)
+{
+	char *pem, what[300];
+	size_t len;
+	int rc = read_file(cfg, "key file", path, &pem, &len);
+
+	if (rc)
+		return rc;
+	snprintf(what, sizeof(what), "key file %s", path);
+	rc = set_key(cfg, what, pem, len);
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+	return rc;
+}
+
+/* The first CA the caller names replaces the system store instead of adding to it. */
+static int load_ca(struct kts_config *cfg, const char *file, const char *dir)
+{
+	char reason[256];
+	const char *name = file ? file : dir;
+	struct stat st;
+
+	if (!name || stat(name, &st) < 0)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: %s", name ? name : "(null)",
+				       name ? strerror(errno) : "no path given");
+	if (file ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
+		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: not a %s", name,
+				       file ? "regular file" : "directory");
+	if (!cfg->ca_set) {
+		X509_STORE *store = X509_STORE_new();
+		if (!store)
+			return kts_config_fail(cfg, KTS_ERR_NOMEM, "CA %s: out of memory", name);
+		SSL_CTX_set_cert_store(cfg->ctx, store);
+		cfg->ca_set = 1;
+	}
+	if (SSL_CTX_load_verify_locations(cfg->ctx, file, dir) != 1)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: %s", name,
+				       kts_ssl_reason(reason, sizeof(reason)));
+	return KTS_OK;
+}
+
+int kts_config_set_ca_file(struct kts_config *cfg, const char *path)
+{
+	return load_ca(cfg, path, NULL);
+}
+
+int kts_config_set_ca_path(struct kts_config *cfg, const char *dir)
+{
+	return load_ca(cfg, NULL, dir);
+}
+
+int kts_config_set_verify(struct kts_config *cfg, int flags)
+{
+	if (flags & ~(KTS_VERIFY_PEER | KTS_VERIFY_NAME))
+		return kts_config_fail(cfg, KTS_ERR_ARG, "verify: unknown flags 0x%x", flags);
+	if ((flags & KTS_VERIFY_NAME) && !(flags & KTS_VERIFY_PEER))
+		return kts_config_fail(cfg, KTS_ERR_ARG,
+				       "verify: checking the name without the chain proves nothing");
+	cfg->verify = flags;
+	return KTS_OK;
+}
+
+int kts_config_set_protocols(struct kts_config *cfg, int min_version, int max_version)
+{
+	if ((min_version != KTS_TLS1_2 && min_version != KTS_TLS1_3) ||
+	    (max_version != KTS_TLS1_2 && max_version != KTS_TLS1_3))
+		return kts_config_fail(cfg, KTS_ERR_ARG,
+				       "protocols: only TLS 1.2 (0x0303) and TLS 1.3 (0x0304) are supported");
+	if (min_version > max_version)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "protocols: minimum is above maximum");
+	SSL_CTX_set_min_proto_version(cfg->ctx, min_version);
+	SSL_CTX_set_max_proto_version(cfg->ctx, max_version);
+	return KTS_OK;
+}
+
+static int parse_version(const char *s, size_t len)
+{
+	if (len == 3 && memcmp(s, "1.2", 3) == 0)
+		return KTS_TLS1_2;
+	if (len == 3 && memcmp(s, "1.3", 3) == 0)
+		return KTS_TLS1_3;
+	return -1;
+}
+
+int kts_config_parse_protocols(struct kts_config *cfg, const char *spec)
+{
+	const char *dash;
+	int lo, hi;
+
+	if (!spec)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "protocols: no value given");
+	if (strcmp(spec, "all") == 0)
+		return kts_config_set_protocols(cfg, KTS_TLS1_2, KTS_TLS1_3);
+	dash = strchr(spec, '-');
+	lo = parse_version(spec, dash ? (size_t)(dash - spec) : strlen(spec));
+	hi = dash ? parse_version(dash + 1, strlen(dash + 1)) : lo;
+	if (lo < 0 || hi < 0)
+		return kts_config_fail(cfg, KTS_ERR_ARG,
+				       "protocols: '%s' is not one of 1.2, 1.3, 1.2-1.3, all", spec);
+	return kts_config_set_protocols(cfg, lo, hi);
+}
+
+int kts_config_set_ciphers(struct kts_config *cfg, const char *list)
+{
+	if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1) {
+		ERR_clear_error();
+		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphers: no usable TLS 1.2 cipher in '%s'",
+				       list ? list : "(null)");
+	}
+	return KTS_OK;
+}
+
+int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list)
+{
+	if (!list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1) {
+		ERR_clear_error();
+		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphersuites: no usable TLS 1.3 suite in '%s'",
+				       list ? list : "(null)");
+	}
+	return KTS_OK;
+}
+
+/* Server side ALPN: the first of our protocols the client also offers. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	struct kts_config *cfg = arg;
+	unsigned char *sel;
+	(void)ssl;
+
+	if (SSL_select_next_proto(&sel, outlen, cfg->alpn, (unsigned int)cfg->alpn_len, in,
+				  inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no_application_protocol */
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+int kts_config_set_alpn(struct kts_config *cfg, const char *list)
+{
+	size_t n = list ? strlen(list) : 0, start = 0;
+	unsigned char *wire;
+
+	if (n == 0 || n > 1024)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "alpn: empty or too long list");
+	wire = malloc(n + 1);
+	if (!wire)
+		return kts_config_fail(cfg, KTS_ERR_NOMEM, "alpn: out of memory");
+	/* "a,bc" -> "\1a\2bc": each comma becomes the next name's length. */
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || list[i] == ',') {
+			size_t len = i - start;
+			if (len == 0 || len > 255) {
+				free(wire);
+				return kts_config_fail(cfg, KTS_ERR_ARG,
+						       "alpn: empty or over-long name in '%s'", list);
+			}
+			wire[start] = (unsigned char)len;
+			start = i + 1;
+		} else {
+			wire[i + 1] = (unsigned char)list[i];
+		}
+	}
+	if (SSL_CTX_set_alpn_protos(cfg->ctx, wire, (unsigned int)(n + 1)) != 0) {
+		free(wire);
+		return kts_config_fail(cfg, KTS_ERR_NOMEM, "alpn: OpenSSL refused the list");
+	}
+	free(cfg->alpn);
+	cfg->alpn = wire;
+	cfg->alpn_len = n + 1;
+	SSL_CTX_set_alpn_select_cb(cfg->ctx, select_alpn, cfg);
+	return KTS_OK;
+}
+
+int kts_config_set_server_name(struct kts_config *cfg, const char *name)
+{
+	char *copy;
+
+	if (!name || !*name || strlen(name) > 253)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "server name: empty or longer than 253");
+	copy = strdup(name);
+	if (!copy)
+		return kts_config_fail(cfg, KTS_ERR_NOMEM, "server name: out of memory");
+	free(cfg->server_name);
+	cfg->server_name = copy;
+	return KTS_OK;
+}
+
+int kts_config_set_offload(struct kts_config *cfg, int policy)
+{
+	if (policy != KTS_OFFLOAD_AUTO && policy != KTS_OFFLOAD_REQUIRE && policy != KTS_OFFLOAD_OFF)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "offload: unknown policy %d", policy);
+	cfg->offload = policy;
+	return KTS_OK;
+}
+
+int kts_config_parse_offload(struct kts_config *cfg, const char *spec)
+{
+	static const char *const names[] = {"auto", "require", "off"};
+
+	for (int i = 0; spec && i < 3; i++)
+		if (strcmp(spec, names[i]) == 0)
+			return kts_config_set_offload(cfg, i);
+	return kts_config_fail(cfg, KTS_ERR_ARG, "offload: '%s' is not one of auto, require, off",
+			       spec ? spec : "(null)");
+}

@@ -1,0 +1,386 @@
+/*
+ * conn.c - struct kts: lifecycle, reads, writes, sendfile and close, each
+ * taking the kernel path or OpenSSL's for its direction.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "internal.h"
+#include "kernel.h"
+
+/* TLS alerts (RFC 8446 6). */
+#define ALERT_WARNING 1
+#define ALERT_FATAL 2
+#define ALERT_CLOSE_NOTIFY 0
+#define ALERT_BAD_RECORD_MAC 20
+#define ALERT_RECORD_OVERFLOW 22
+#define ALERT_DECODE_ERROR 50
+#define ALERT_UNEXPECTED_MESSAGE 10
+#define ALERT_USER_CANCELED 90
+
+static struct kts *conn_new(struct kts_config *cfg, int is_server)
+{
+	struct kts *c;
+
+	if (!cfg)
+		return NULL;
+	if (is_server && (!cfg->cert || !cfg->key)) {
+		kts_config_fail(cfg, KTS_ERR_ARG, "server: no certificate and key configured");
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->ssl = SSL_new(cfg->ctx);
+	if (!c->ssl || (cfg->server_name && !(c->server_name = strdup(cfg->server_name)))) {
+		SSL_free(c->ssl);
+		free(c);
+		ERR_clear_error();
+		return NULL;
+	}
+	c->fd = -1;
+	c->is_server = is_server;
+	c->offload = cfg->offload;
+	c->verify = cfg->verify;
+	kts_conn_callbacks(c);
+	return c;
+}
+
+struct kts *kts_server_new(struct kts_config *cfg)
+{
+	return conn_new(cfg, 1);
+}
+
+struct kts *kts_client_new(struct kts_config *cfg)
+{
+	return conn_new(cfg, 0);
+}
+
+void kts_free(struct kts *c)
+{
+	if (!c)
+		return;
+	SSL_free(c->ssl);
+	free(c->server_name);
+	OPENSSL_cleanse(c, sizeof(*c));
+	free(c);
+}
+
+const char *kts_error(const struct kts *c)
+{
+	return c ? c->error : "no connection";
+}
+
+int kts_attach(struct kts *c, int fd)
+{
+	if (c->state != KTS_STATE_NEW)
+		return kts_fail(c, KTS_ERR_STATE, "attach: a socket is already attached");
+	if (fd < 0)
+		return kts_fail(c, KTS_ERR_ARG, "attach: bad file descriptor %d", fd);
+	if (SSL_set_fd(c->ssl, fd) != 1) {
+		ERR_clear_error();
+		return kts_fail(c, KTS_ERR_NOMEM, "attach: OpenSSL could not wrap fd %d", fd);
+	}
+	c->fd = fd;
+	c->state = KTS_STATE_HANDSHAKE;
+	return KTS_OK;
+}
+
+int kts_set_server_name(struct kts *c, const char *name)
+{
+	char *copy;
+
+	if (c->is_server || c->prepared)
+		return kts_fail(c, KTS_ERR_STATE, "server name: only for clients before the handshake");
+	if (!name || !*name || strlen(name) > 253)
+		return kts_fail(c, KTS_ERR_ARG, "server name: empty or longer than 253");
+	copy = strdup(name);
+	if (!copy)
+		return kts_fail(c, KTS_ERR_NOMEM, "server name: out of memory");
+	free(c->server_name);
+	c->server_name = copy;
+	return KTS_OK;
+}
+
+/* Best effort: tell the peer why we stop, through whichever path owns TX. */
+static void send_fatal_alert(struct kts *c, unsigned char desc)
+{
+	unsigned char alert[2] = {ALERT_FATAL, desc};
+
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL && !c->tx_closed)
+		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert));
+	c->tx_closed = 1;
+}
+
+static int kernel_rx_error(struct kts *c, int err)
+{
+	switch (err) {
+	case -EAGAIN:
+		return KTS_WANT_READ;
+	case -EBADMSG:
+		send_fatal_alert(c, ALERT_BAD_RECORD_MAC);
+		return kts_fail_fatal(c, KTS_ERR_TLS,
+				      "read: record failed authentication (bad_record_mac)");
+	case -EMSGSIZE:
+		send_fatal_alert(c, ALERT_RECORD_OVERFLOW);
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record too large (record_overflow)");
+	case -EINVAL:
+		send_fatal_alert(c, ALERT_DECODE_ERROR);
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: malformed record header (bad version or length)");
+	case -EKEYEXPIRED:
+		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+				      "read: peer updated its traffic keys (KeyUpdate); "
+				      "key updates after handoff are not supported yet");
+	case -EPROTO:
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record type lost (control message truncated)");
+	default:
+		return kts_fail_fatal(c, KTS_ERR_SYS, "read: %s", strerror(-err));
+	}
+}
+
+/* A non-data record reached us through the kernel; head holds its first bytes
+ * (have of them). Returns 1 to read on (a harmless warning), else 0 with the
+ * read's result in *result: 0 for close_notify, or an error. */
+static int kernel_control(struct kts *c, unsigned char type, unsigned char head[2], size_t have,
+			  ssize_t *result)
+{
+	/* A tiny caller buffer got part of the record; the rest follows with the same type. */
+	while (have < 2) {
+		unsigned char t;
+		ssize_t n = kts_kernel_recv(c->fd, head + have, 2 - have, 0, &t);
+		if (n <= 0 || t != type)
+			break;
+		have += (size_t)n;
+	}
+	if (type == KTS_RECORD_ALERT && have == 2) {
+		if (head[1] == ALERT_CLOSE_NOTIFY) {
+			c->rx_eof = 1;
+			*result = 0;
+			return 0;
+		}
+		if (head[0] == ALERT_WARNING && head[1] == ALERT_USER_CANCELED)
+			return 1;
+		*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: peer sent %s alert: %s",
+					 head[0] == ALERT_FATAL ? "fatal" : "warning",
+					 SSL_alert_desc_string_long(head[1]));
+		return 0;
+	}
+	send_fatal_alert(c, ALERT_UNEXPECTED_MESSAGE);
+	if (type != KTS_RECORD_HANDSHAKE || have == 0)
+		*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected record type %u", type);
+	else if (head[0] == SSL3_MT_NEWSESSION_TICKET)
+		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+					 "read: peer sent a NewSessionTicket after the kernel took over "
+					 "receiving; tickets after handoff are not supported yet");
+	else if (head[0] == SSL3_MT_KEY_UPDATE)
+		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+					 "read: peer sent a KeyUpdate after the kernel took over "
+					 "receiving; key updates after handoff are not supported yet");
+	else
+		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+					 "read: peer sent handshake message type %u after handoff",
+					 head[0]);
+	return 0;
+}
+
+static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
+{
+	for (;;) {
+		unsigned char type, head[2] = {0, 0};
+		ssize_t n = kts_kernel_recv(c->fd, buf, len, 0, &type);
+		size_t have;
+
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			return kernel_rx_error(c, (int)n);
+		if (n == 0)
+			return kts_fail_fatal(c, KTS_ERR_TLS,
+					      "read: peer closed the connection without close_notify");
+		if (type == KTS_RECORD_DATA)
+			return n;
+		have = n < 2 ? (size_t)n : 2;
+		memcpy(head, buf, have);
+		if (!kernel_control(c, type, head, have, &n))
+			return n;
+	}
+}
+
+ssize_t kts_read(struct kts *c, void *buf, size_t len)
+{
+	size_t got = 0;
+	int rc = kts_handshake(c);
+
+	if (rc != KTS_OK)
+		return rc;
+	if (c->rx_eof || len == 0)
+		return 0;
+	if (c->path[KTS_RX] == KTS_PATH_KERNEL)
+		return kernel_read(c, buf, len);
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_read_ex(c->ssl, buf, len, &got) == 1)
+		return (ssize_t)got;
+	rc = kts_ssl_result(c, 0, "read");
+	if (rc == 0)
+		c->rx_eof = 1;
+	return rc;
+}
+
+static int check_writable(struct kts *c)
+{
+	int rc = kts_handshake(c);
+
+	if (rc != KTS_OK)
+		return rc;
+	if (c->tx_closed)
+		return kts_fail(c, KTS_ERR_STATE, "write: connection already closed for writing");
+	return KTS_OK;
+}
+
+static ssize_t kernel_tx_result(struct kts *c, ssize_t n, const char *what)
+{
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN)
+		return KTS_WANT_WRITE;
+	return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
+}
+
+ssize_t kts_write(struct kts *c, const void *buf, size_t len)
+{
+	size_t done = 0;
+	ssize_t n;
+	int rc = check_writable(c);
+
+	if (rc != KTS_OK)
+		return rc;
+	if (len == 0)
+		return 0;
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
+		do
+			n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+		return kernel_tx_result(c, n, "write");
+	}
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_write_ex(c->ssl, buf, len, &done) == 1)
+		return (ssize_t)done;
+	return kts_ssl_result(c, 0, "write");
+}
+
+ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
+{
+	unsigned char buf[16384];
+	size_t total = 0;
+	int rc = check_writable(c);
+
+	if (rc != KTS_OK)
+		return rc;
+	if (!offset)
+		return kts_fail(c, KTS_ERR_ARG, "sendfile: offset must not be NULL");
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
+		ssize_t n;
+		do
+			n = sendfile(c->fd, file_fd, offset, count);
+		while (n < 0 && errno == EINTR);
+		return kernel_tx_result(c, n, "sendfile");
+	}
+	/* Userspace: one record-sized chunk at a time through OpenSSL. */
+	while (total < count) {
+		size_t want = count - total < sizeof(buf) ? count - total : sizeof(buf);
+		ssize_t r = pread(file_fd, buf, want, *offset), w;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return total ? (ssize_t)total
+				     : kts_fail(c, KTS_ERR_SYS, "sendfile: reading the file: %s",
+						strerror(errno));
+		if (r == 0)
+			break; /* end of file */
+		w = kts_write(c, buf, (size_t)r);
+		if (w < 0)
+			return total ? (ssize_t)total : w;
+		*offset += w;
+		total += (size_t)w;
+		if (w < r)
+			break;
+	}
+	return (ssize_t)total;
+}
+
+int kts_close(struct kts *c)
+{
+	static const unsigned char close_notify[2] = {ALERT_WARNING, ALERT_CLOSE_NOTIFY};
+	int ret;
+
+	if (c->state == KTS_STATE_FAILED)
+		return c->fail_code;
+	if (c->state != KTS_STATE_OPEN)
+		return kts_fail(c, KTS_ERR_STATE, "close: handshake not complete");
+	if (c->tx_closed)
+		return KTS_OK;
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
+		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
+						   sizeof(close_notify));
+		if (n == -EAGAIN)
+			return KTS_WANT_WRITE;
+		if (n < 0)
+			return kts_fail_fatal(c, KTS_ERR_SYS, "close: %s", strerror((int)-n));
+	} else {
+		ERR_clear_error();
+		errno = 0;
+		ret = SSL_shutdown(c->ssl);
+		if (ret < 0)
+			return kts_ssl_result(c, ret, "close");
+	}
+	c->tx_closed = 1;
+	return KTS_OK;
+}
+
+int kts_offload(const struct kts *c, enum kts_dir dir)
+{
+	if (!c || (dir != KTS_TX && dir != KTS_RX))
+		return KTS_PATH_NONE;
+	return c->path[dir];
+}
+
+const char *kts_offload_reason(const struct kts *c, enum kts_dir dir)
+{
+	if (kts_offload(c, dir) != KTS_PATH_USER)
+		return NULL;
+	return c->reason[dir];
+}
+
+const char *kts_path_name(int path)
+{
+	return path == KTS_PATH_KERNEL ? "kernel" : path == KTS_PATH_USER ? "user" : "none";
+}
+
+const char *kts_version(const struct kts *c)
+{
+	return c && c->state == KTS_STATE_OPEN ? SSL_get_version(c->ssl) : NULL;
+}
+
+const char *kts_cipher(const struct kts *c)
+{
+	return c && c->state == KTS_STATE_OPEN ? SSL_get_cipher_name(c->ssl) : NULL;
+}
+
+const char *kts_alpn(const struct kts *c)
+{
+	return c && c->alpn[0] ? c->alpn : NULL;
+}
+
+void *kts_ssl(struct kts *c)
+{
+	return c ? c->ssl : NULL;
+}

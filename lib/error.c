@@ -1,0 +1,101 @@
+/*
+ * error.c - error messages on the objects, and OpenSSL results mapped to kts codes.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "internal.h"
+
+static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	vsnprintf(buf, len, fmt, ap);
+}
+
+int kts_fail(struct kts *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	c->state = KTS_STATE_FAILED;
+	c->fail_code = code;
+	return code;
+}
+
+int kts_config_fail(struct kts_config *cfg, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(cfg->error, sizeof(cfg->error), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *kts_ssl_reason(char *buf, size_t len)
+{
+	unsigned long e, last = 0;
+
+	/* The last queued error is the closest to the cause. */
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	buf[0] = '\0';
+	if (last) {
+		const char *reason = ERR_reason_error_string(last);
+		if (reason)
+			snprintf(buf, len, "%s", reason);
+		else
+			ERR_error_string_n(last, buf, len);
+	}
+	return buf;
+}
+
+int kts_ssl_result(struct kts *c, int ret, const char *what)
+{
+	char reason[256];
+	int err = SSL_get_error(c->ssl, ret);
+	long verify;
+
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+		return KTS_WANT_READ;
+	case SSL_ERROR_WANT_WRITE:
+		return KTS_WANT_WRITE;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		if (errno == 0 || errno == EAGAIN)
+			return kts_fail_fatal(c, KTS_ERR_TLS,
+					      "%s: peer closed the connection without close_notify",
+					      what);
+		return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
+	case SSL_ERROR_SSL:
+		kts_ssl_reason(reason, sizeof(reason));
+		verify = SSL_get_verify_result(c->ssl);
+		if (verify != X509_V_OK)
+			return kts_fail_fatal(c, KTS_ERR_TLS, "%s: certificate verification failed: %s",
+					      what, X509_verify_cert_error_string(verify));
+		return kts_fail_fatal(c, KTS_ERR_TLS, "%s: %s", what,
+				      reason[0] ? reason : "TLS protocol error");
+	default:
+		ERR_clear_error();
+		return kts_fail_fatal(c, KTS_ERR_TLS, "%s: OpenSSL error %d", what, err);
+	}
+}

@@ -1,0 +1,178 @@
+/*
+ * handoff.c - move a finished OpenSSL session into kernel TLS.
+ *
+ * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
+ * OpenSSL holding anything, derive keys, work out sequence numbers, install
+ * into the kernel per direction, wipe the keys, apply the policy. Each
+ * direction that the kernel refuses stays with OpenSSL, with the reason kept.
+ */
+#include <errno.h>
+#include <linux/tls.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "internal.h"
+#include "kernel.h"
+
+static const char *const dir_name[2] = {"TX", "RX"};
+
+static void stay_in_user(struct kts *c, int dir, const char *fmt, const char *arg)
+{
+	c->path[dir] = KTS_PATH_USER;
+	snprintf(c->reason[dir], sizeof(c->reason[dir]), fmt, arg);
+}
+
+static void both_in_user(struct kts *c, const char *fmt, const char *arg)
+{
+	stay_in_user(c, KTS_TX, fmt, arg);
+	stay_in_user(c, KTS_RX, fmt, arg);
+}
+
+/* Keys per direction of this endpoint: [KTS_TX] what we send, [KTS_RX] what we read. */
+static int derive_keys(struct kts *c, int version, enum kts_aead aead, struct kts_dir_keys k[2])
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+	const char *digest = EVP_MD_get0_name(SSL_CIPHER_get_handshake_digest(cipher));
+	/* Our TX is the server's write key when we are the server. */
+	int tx = c->is_server ? 1 : 0, rx = 1 - tx;
+
+	if (!digest)
+		return -1;
+	if (version == TLS1_3_VERSION) {
+		if (c->secret_len[0] == 0 || c->secret_len[1] == 0)
+			return -1;
+		if (kts_tls13_traffic_keys(digest, c->secret[tx], c->secret_len[tx], aead, &k[KTS_TX]) ||
+		    kts_tls13_traffic_keys(digest, c->secret[rx], c->secret_len[rx], aead, &k[KTS_RX]))
+			return -1;
+		return 0;
+	} else {
+		unsigned char master[48], crand[32], srand[32];
+		size_t mlen = SSL_SESSION_get_master_key(SSL_get_session(c->ssl), master, sizeof(master));
+		struct kts_dir_keys *cw = &k[c->is_server ? KTS_RX : KTS_TX];
+		struct kts_dir_keys *sw = &k[c->is_server ? KTS_TX : KTS_RX];
+		int rc;
+
+		SSL_get_client_random(c->ssl, crand, sizeof(crand));
+		SSL_get_server_random(c->ssl, srand, sizeof(srand));
+		rc = mlen == 0 ? -1 : kts_tls12_keys(digest, master, mlen, crand, srand, aead, cw, sw);
+		OPENSSL_cleanse(master, sizeof(master));
+		return rc;
+	}
+}
+
+/* Sequence numbers of the next record each way, right after the handshake.
+ * TLS 1.2: each side's Finished was record 0 under the new keys.
+ * TLS 1.3: application keys start at 0, but a server has already written its
+ * NewSessionTickets under them (one record each). */
+static void next_seq(const struct kts *c, int version, uint64_t seq[2])
+{
+	if (version == TLS1_2_VERSION) {
+		seq[KTS_TX] = 1;
+		seq[KTS_RX] = 1;
+	} else {
+		seq[KTS_TX] = c->is_server ? c->tickets_sent : 0;
+		seq[KTS_RX] = 0;
+	}
+}
+
+/* Once the kernel owns a direction, OpenSSL must never touch the socket that
+ * way again: give it a BIO that is empty for reads and refuses writes, so a
+ * stray OpenSSL record is an error instead of corrupting the stream. */
+static void fence_openssl(struct kts *c, int dir)
+{
+	BIO *dead = BIO_new_mem_buf("", 0);
+
+	if (!dead)
+		return; /* the socket BIO stays; kts itself never calls OpenSSL I/O that way */
+	if (dir == KTS_TX)
+		SSL_set0_wbio(c->ssl, dead);
+	else
+		SSL_set0_rbio(c->ssl, dead);
+}
+
+static const char *ulp_reason(int err)
+{
+	return err == -ENOENT ? "kernel has no tls module (TCP_ULP: %s)" : "TCP_ULP refused: %s";
+}
+
+int kts_handoff(struct kts *c)
+{
+	int version = SSL_version(c->ssl);
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+	enum kts_aead aead = kts_aead_from_suite(SSL_CIPHER_get_protocol_id(cipher));
+	struct kts_dir_keys keys[2];
+	struct kts_crypto_info info;
+	uint64_t seq[2];
+	int err;
+
+	memset(keys, 0, sizeof(keys));
+
+	/* 1. Policy and what was negotiated. */
+	if (c->offload == KTS_OFFLOAD_OFF) {
+		both_in_user(c, "offload policy is off%s", "");
+		goto done;
+	}
+	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION) {
+		both_in_user(c, "%s cannot be offloaded", SSL_get_version(c->ssl));
+		goto done;
+	}
+	if (aead == KTS_AEAD_NONE) {
+		both_in_user(c, "cipher %s has no kernel TLS mode", SSL_CIPHER_get_name(cipher));
+		goto done;
+	}
+
+	/* 2. Records OpenSSL already read are lost to the kernel: refuse instead. */
+	if (SSL_has_pending(c->ssl)) {
+		both_in_user(c, "OpenSSL holds unread records%s", "");
+		goto done;
+	}
+
+	/* 3. Keys and sequence numbers for each direction. */
+	if (derive_keys(c, version, aead, keys) < 0) {
+		both_in_user(c, "could not derive the record keys%s", "");
+		goto done;
+	}
+	next_seq(c, version, seq);
+
+	/* 4. Into the kernel: the ULP first, then each direction on its own. */
+	err = kts_kernel_attach_ulp(c->fd);
+	if (err < 0) {
+		both_in_user(c, ulp_reason(err), strerror(-err));
+		goto done;
+	}
+	for (int dir = KTS_TX; dir <= KTS_RX; dir++) {
+		if (kts_crypto_info_build(version, aead, &keys[dir], seq[dir], &info) < 0) {
+			stay_in_user(c, dir, "no kernel layout for %s", kts_aead_name(aead));
+			continue;
+		}
+		err = kts_kernel_install(c->fd, dir == KTS_TX ? TLS_TX : TLS_RX, &info);
+		OPENSSL_cleanse(&info, sizeof(info));
+		if (err < 0) {
+			char why[96];
+			snprintf(why, sizeof(why), "kernel rejected %s %s %s: %s", SSL_get_version(c->ssl),
+				 kts_aead_name(aead), dir_name[dir], strerror(-err));
+			stay_in_user(c, dir, "%s", why);
+			continue;
+		}
+		c->path[dir] = KTS_PATH_KERNEL;
+		c->reason[dir][0] = '\0';
+		fence_openssl(c, dir);
+	}
+
+done:
+	/* 5. Nothing secret outlives the handoff. */
+	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(c->secret, sizeof(c->secret));
+
+	/* 6. "require" means both directions in the kernel, or no connection. */
+	if (c->offload == KTS_OFFLOAD_REQUIRE) {
+		for (int dir = KTS_TX; dir <= KTS_RX; dir++)
+			if (c->path[dir] != KTS_PATH_KERNEL)
+				return kts_fail_fatal(c, KTS_ERR_OFFLOAD,
+						      "offload required but %s stays in userspace: %s",
+						      dir_name[dir], c->reason[dir]);
+	}
+	return KTS_OK;
+}

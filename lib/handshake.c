@@ -1,0 +1,146 @@
+/*
+ * handshake.c - drive OpenSSL's handshake and collect what the handoff needs:
+ * the TLS 1.3 traffic secrets (from the key log callback) and the number of
+ * NewSessionTicket records OpenSSL wrote under the server's traffic key.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "internal.h"
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Key log lines are "LABEL <client_random hex> <secret hex>". Only the first
+ * application traffic secrets matter; everything else is ignored. */
+static void keylog(const SSL *ssl, const char *line)
+{
+	struct kts *c = SSL_get_app_data(ssl);
+	const char *hex;
+	size_t n = 0;
+	int dir;
+
+	if (!c)
+		return;
+	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
+		dir = 0;
+	else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0)
+		dir = 1;
+	else
+		return;
+	hex = strchr(line + 24, ' ');
+	if (!hex)
+		return;
+	for (hex++; hex[0] && hex[1] && n < sizeof(c->secret[dir]); hex += 2, n++) {
+		int hi = hexval(hex[0]), lo = hexval(hex[1]);
+		if (hi < 0 || lo < 0)
+			break;
+		c->secret[dir][n] = (unsigned char)(hi << 4 | lo);
+	}
+	c->secret_len[dir] = n;
+}
+
+/* Count TLS 1.3 NewSessionTicket messages OpenSSL writes: each goes in its own
+ * record under the server traffic key, so each advances the TX sequence. */
+static void msg_seen(int write_p, int version, int content_type, const void *buf, size_t len,
+		     SSL *ssl, void *arg)
+{
+	struct kts *c = arg;
+	(void)ssl;
+
+	if (write_p && version == TLS1_3_VERSION && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+	    ((const unsigned char *)buf)[0] == SSL3_MT_NEWSESSION_TICKET)
+		c->tickets_sent++;
+}
+
+void kts_handshake_callbacks(SSL_CTX *ctx)
+{
+	SSL_CTX_set_keylog_callback(ctx, keylog);
+}
+
+void kts_conn_callbacks(struct kts *c)
+{
+	SSL_set_app_data(c->ssl, c);
+	SSL_set_msg_callback(c->ssl, msg_seen);
+	SSL_set_msg_callback_arg(c->ssl, c);
+}
+
+/* Client: SNI and the name to verify, from the connection or the config. */
+static int client_setup(struct kts *c, const char *name)
+{
+	unsigned char ip[16];
+	int is_ip = inet_pton(AF_INET, name ? name : "", ip) == 1 ||
+		    inet_pton(AF_INET6, name ? name : "", ip) == 1;
+
+	if (!(c->verify & KTS_VERIFY_PEER)) {
+		SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+	} else {
+		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+		if (c->verify & KTS_VERIFY_NAME) {
+			X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+			if (!name)
+				return kts_fail_fatal(c, KTS_ERR_ARG,
+						      "handshake: verifying the server name needs one "
+						      "(kts_set_server_name or kts_config_set_server_name)");
+			if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1
+				  : X509_VERIFY_PARAM_set1_host(vp, name, 0) != 1)
+				return kts_fail_fatal(c, KTS_ERR_ARG, "handshake: bad server name '%s'",
+						      name);
+		}
+	}
+	/* RFC 6066: SNI carries host names only, never addresses. */
+	if (name && !is_ip && SSL_set_tlsext_host_name(c->ssl, name) != 1)
+		return kts_fail_fatal(c, KTS_ERR_ARG, "handshake: bad server name '%s'", name);
+	return KTS_OK;
+}
+
+int kts_handshake(struct kts *c)
+{
+	const unsigned char *alpn;
+	unsigned int alpn_len;
+	int ret;
+
+	switch (c->state) {
+	case KTS_STATE_OPEN:
+		return KTS_OK;
+	case KTS_STATE_FAILED:
+		return c->fail_code;
+	case KTS_STATE_NEW:
+		return kts_fail(c, KTS_ERR_STATE, "handshake: no socket attached (kts_attach)");
+	default:
+		break;
+	}
+	if (!c->is_server && !c->prepared) {
+		ret = client_setup(c, c->server_name);
+		if (ret)
+			return ret;
+		c->prepared = 1;
+	}
+	ERR_clear_error();
+	errno = 0;
+	ret = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+	if (ret != 1) {
+		ret = kts_ssl_result(c, ret, "handshake");
+		if (ret == 0) /* close_notify during the handshake */
+			return kts_fail_fatal(c, KTS_ERR_TLS, "handshake: peer closed the connection");
+		return ret;
+	}
+	c->state = KTS_STATE_OPEN;
+	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+	memcpy(c->alpn, alpn, alpn_len); /* at most 255 bytes by the protocol */
+	c->alpn[alpn_len] = '\0';
+	return kts_handoff(c);
+}

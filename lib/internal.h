@@ -1,0 +1,82 @@
+/*
+ * internal.h - the structures behind the opaque handles, shared by lib/ only.
+ */
+#ifndef KTS_INTERNAL_H
+#define KTS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "keysched.h"
+#include "kts.h"
+
+#define KTS_ERRLEN 512
+#define KTS_REASONLEN 192
+
+struct kts_config {
+	SSL_CTX *ctx;       /* shared by every connection made from this config */
+	char *server_name;  /* client default SNI / verified name */
+	int verify;         /* KTS_VERIFY_* (clients) */
+	int offload;        /* enum kts_offload_policy */
+	int ca_set;         /* the default trust store was replaced by the caller's */
+	X509 *cert;         /* leaf certificate, to check the key against */
+	EVP_PKEY *key;
+	unsigned char *alpn; /* ALPN list in wire format (length-prefixed names) */
+	size_t alpn_len;
+	char error[KTS_ERRLEN];
+};
+
+enum kts_state {
+	KTS_STATE_NEW = 0,  /* no fd yet */
+	KTS_STATE_HANDSHAKE, /* fd attached, handshake not finished */
+	KTS_STATE_OPEN,     /* handshake and handoff done */
+	KTS_STATE_FAILED,   /* fatal error: every call returns fail_code */
+};
+
+struct kts {
+	SSL *ssl;
+	int fd;
+	int is_server;
+	int state;
+	int fail_code;
+	int offload;             /* policy, copied from the config */
+	int verify;
+	char *server_name;       /* client: SNI and verified name */
+	int prepared;            /* client: verification and SNI set up */
+	int path[2];             /* enum kts_path per enum kts_dir */
+	char reason[2][KTS_REASONLEN];
+	char alpn[256];          /* negotiated ALPN protocol, NUL-terminated */
+	int rx_eof;              /* close_notify received */
+	int tx_closed;           /* close_notify sent */
+
+	/* Secrets captured during the handshake, zeroed at handoff. */
+	unsigned char secret[2][64]; /* TLS 1.3 traffic secrets: [0] client, [1] server */
+	size_t secret_len[2];
+	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
+
+	char error[KTS_ERRLEN];
+};
+
+/* error.c: set the message and return code (a negative KTS_ERR_*). */
+int kts_fail(struct kts *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Like kts_fail, and the connection is dead: later calls return the same code. */
+int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int kts_config_fail(struct kts_config *cfg, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The most useful line of OpenSSL's error queue (and clear the queue); "" if empty. */
+const char *kts_ssl_reason(char *buf, size_t len);
+/* Map the result of an SSL_* call to a kts code, setting c's message. what names
+ * the operation ("handshake", "read"). Returns 0 for a clean close_notify. */
+int kts_ssl_result(struct kts *c, int ret, const char *what);
+
+/* handshake.c */
+void kts_handshake_callbacks(SSL_CTX *ctx);
+void kts_conn_callbacks(struct kts *c);
+
+/* handoff.c: after the handshake, move what the kernel can take. */
+int kts_handoff(struct kts *c);
+
+#endif
