@@ -1,0 +1,347 @@
+/*
+ * ktls_cases.c - the handoff matrix: TLS 1.2/1.3 x three AEADs x kts on the
+ * server, the client or both, against plain OpenSSL as the peer. Each case
+ * moves data both ways, checks it by SHA-256, and ends with close_notify.
+ *
+ * Output (parsed by run-tests.sh): one line per case
+ *   CASE <tls12|tls13> <cipher> <server|client|both> tx=<path> rx=<path> <ok|FAIL>
+ * then "N passed, N failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (sockets on which
+ * kts installed kernel TX/RX, for the /proc/net/tls_stat check).
+ *
+ * --expect kernel|user says which path the kts side must report for a case to
+ * pass: "kernel" in the VM, "user" on a host without kTLS.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "kts.h"
+
+#define TRANSFER (1u << 20) /* bytes each way per case */
+
+struct suite {
+	const char *name;
+	const char *tls12;
+	const char *tls13;
+};
+
+static const struct suite suites[] = {
+	{"aes128gcm", "ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"},
+	{"aes256gcm", "ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"},
+	{"chacha20poly1305", "ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_CHACHA20_POLY1305_SHA256"},
+};
+
+enum role { KTS_SERVER = 1, KTS_CLIENT = 2, KTS_BOTH = 3 };
+
+static char *cert_pem, *key_pem;
+static X509 *cert;
+static EVP_PKEY *pkey;
+
+/* A throwaway self-signed P-256 certificate, kept as objects and as PEM. */
+static char *to_pem(int is_key)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *out;
+	long len;
+
+	if (is_key)
+		PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL);
+	else
+		PEM_write_bio_X509(b, cert);
+	len = BIO_get_mem_data(b, &data);
+	out = malloc((size_t)len + 1);
+	memcpy(out, data, (size_t)len);
+	out[len] = '\0';
+	BIO_free(b);
+	return out;
+}
+
+static void make_cert(void)
+{
+	X509_NAME *name;
+
+	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	cert = X509_new();
+	X509_set_version(cert, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+	X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+	X509_set_pubkey(cert, pkey);
+	name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+				   -1, 0);
+	X509_set_issuer_name(cert, name);
+	X509_sign(cert, pkey, EVP_sha256());
+	cert_pem = to_pem(0);
+	key_pem = to_pem(1);
+}
+
+/* A connected loopback TCP pair. */
+static int tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &alen) < 0)
+		return -1;
+	fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(fds[1], (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -1;
+	fds[0] = accept(l, NULL, NULL);
+	close(l);
+	return fds[0] < 0 ? -1 : 0;
+}
+
+/* One endpoint: kts or plain OpenSSL, server or client. */
+struct end {
+	int is_server, use_kts, fd, version;
+	int tickets; /* TLS 1.3 tickets a kts server writes during its handshake */
+	const struct suite *suite;
+	struct kts_config *cfg;
+	struct kts *kts;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int ok;
+	int path[2];
+	char err[600];
+};
+
+static void fill(unsigned char *buf, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(seed >> 16);
+	}
+}
+
+static void digest(const unsigned char *buf, size_t len, unsigned char out[32])
+{
+	EVP_Digest(buf, len, out, NULL, EVP_sha256(), NULL);
+}
+
+static int end_setup(struct end *e)
+{
+	int v = e->version == 13 ? KTS_TLS1_3 : KTS_TLS1_2;
+
+	if (e->use_kts) {
+		e->cfg = kts_config_new();
+		if (kts_config_set_protocols(e->cfg, v, v) || kts_config_set_verify(e->cfg, 0) ||
+		    kts_config_set_ciphers(e->cfg, e->suite->tls12) ||
+		    kts_config_set_ciphersuites(e->cfg, e->suite->tls13) ||
+		    (e->is_server && (kts_config_set_cert_mem(e->cfg, cert_pem, strlen(cert_pem)) ||
+				      kts_config_set_key_mem(e->cfg, key_pem, strlen(key_pem))))) {
+			snprintf(e->err, sizeof(e->err), "config: %s", kts_config_error(e->cfg));
+			return -1;
+		}
+		e->kts = e->is_server ? kts_server_new(e->cfg) : kts_client_new(e->cfg);
+		if (!e->kts || kts_attach(e->kts, e->fd)) {
+			snprintf(e->err, sizeof(e->err), "new/attach failed");
+			return -1;
+		}
+		/* Tickets written inside SSL_accept start the TLS 1.3 TX sequence
+		 * above zero: the handoff must count them. */
+		SSL_set_num_tickets(kts_ssl(e->kts), (size_t)e->tickets);
+		return 0;
+	}
+	e->ctx = SSL_CTX_new(TLS_method());
+	SSL_CTX_set_min_proto_version(e->ctx, v);
+	SSL_CTX_set_max_proto_version(e->ctx, v);
+	SSL_CTX_set_cipher_list(e->ctx, e->suite->tls12);
+	SSL_CTX_set_ciphersuites(e->ctx, e->suite->tls13);
+	/* A kts client cannot take tickets after handoff yet (session issue). */
+	SSL_CTX_set_num_tickets(e->ctx, 0);
+	if (e->is_server) {
+		SSL_CTX_use_certificate(e->ctx, cert);
+		SSL_CTX_use_PrivateKey(e->ctx, pkey);
+	}
+	e->ssl = SSL_new(e->ctx);
+	SSL_set_fd(e->ssl, e->fd);
+	return 0;
+}
+
+static int do_handshake(struct end *e)
+{
+	if (e->use_kts) {
+		int rc = kts_handshake(e->kts);
+		if (rc)
+			snprintf(e->err, sizeof(e->err), "handshake: %s", kts_error(e->kts));
+		e->path[KTS_TX] = kts_offload(e->kts, KTS_TX);
+		e->path[KTS_RX] = kts_offload(e->kts, KTS_RX);
+		return rc;
+	}
+	if ((e->is_server ? SSL_accept(e->ssl) : SSL_connect(e->ssl)) != 1) {
+		snprintf(e->err, sizeof(e->err), "openssl handshake failed");
+		return -1;
+	}
+	return 0;
+}
+
+static long end_read(struct end *e, unsigned char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (e->use_kts)
+		return kts_read(e->kts, buf, len);
+	if (SSL_read_ex(e->ssl, buf, len, &n) == 1)
+		return (long)n;
+	return SSL_get_error(e->ssl, 0) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+}
+
+static long end_write(struct end *e, const unsigned char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (e->use_kts)
+		return kts_write(e->kts, buf, len);
+	return SSL_write_ex(e->ssl, buf, len, &n) == 1 ? (long)n : -1;
+}
+
+/* Client sends TRANSFER bytes, server reads them and sends its own TRANSFER
+ * bytes back; the client closes, the server must see close_notify, then closes. */
+static void *run_end(void *arg)
+{
+	struct end *e = arg;
+	unsigned char *mine = malloc(TRANSFER), *theirs = malloc(TRANSFER);
+	unsigned char want[32], got[32];
+	size_t done;
+	long n;
+
+	if (do_handshake(e))
+		goto out;
+	fill(mine, TRANSFER, e->is_server ? 2u : 1u);
+	fill(theirs, TRANSFER, e->is_server ? 1u : 2u);
+	digest(theirs, TRANSFER, want);
+	for (int step = 0; step < 2; step++) {
+		int sending = (step == 0) != e->is_server;
+		for (done = 0; done < TRANSFER; done += (size_t)n) {
+			n = sending ? end_write(e, mine + done, TRANSFER - done)
+				    : end_read(e, theirs + done, TRANSFER - done);
+			if (n <= 0) {
+				snprintf(e->err, sizeof(e->err), "%s failed at %zu: %s",
+					 sending ? "write" : "read", done,
+					 e->use_kts ? kts_error(e->kts) : "openssl");
+				goto out;
+			}
+		}
+	}
+	digest(theirs, TRANSFER, got);
+	if (memcmp(want, got, 32) != 0) {
+		snprintf(e->err, sizeof(e->err), "received data does not match (sha256)");
+		goto out;
+	}
+	/* Clean shutdown: close_notify out, then expect the peer's. */
+	if (e->use_kts ? kts_close(e->kts) != 0 : SSL_shutdown(e->ssl) < 0) {
+		snprintf(e->err, sizeof(e->err), "close failed: %s",
+			 e->use_kts ? kts_error(e->kts) : "openssl");
+		goto out;
+	}
+	n = end_read(e, theirs, 1);
+	if (n != 0) {
+		snprintf(e->err, sizeof(e->err), "expected close_notify, got %ld: %s", n,
+			 e->use_kts ? kts_error(e->kts) : "openssl");
+		goto out;
+	}
+	e->ok = 1;
+out:
+	free(mine);
+	free(theirs);
+	return NULL;
+}
+
+static void end_free(struct end *e)
+{
+	kts_free(e->kts);
+	kts_config_free(e->cfg);
+	SSL_free(e->ssl);
+	SSL_CTX_free(e->ctx);
+	close(e->fd);
+}
+
+static int run_case(int version, const struct suite *s, enum role role, int expect,
+		    int counts[2])
+{
+	static const char *const role_name[] = {"", "server", "client", "both"};
+	struct end ends[2] = {{.is_server = 1}, {.is_server = 0}};
+	struct end *shown = role == KTS_CLIENT ? &ends[1] : &ends[0];
+	pthread_t th[2];
+	int fds[2], ok = 1;
+
+	if (tcp_pair(fds) < 0) {
+		perror("tcp_pair");
+		return 0;
+	}
+	for (int i = 0; i < 2; i++) {
+		ends[i].fd = fds[i];
+		ends[i].version = version;
+		ends[i].suite = s;
+		ends[i].use_kts = (role & (i == 0 ? KTS_SERVER : KTS_CLIENT)) != 0;
+		/* Only an OpenSSL client can take tickets after the handshake for now. */
+		ends[i].tickets = role == KTS_SERVER ? 2 : 0;
+		if (end_setup(&ends[i]) < 0)
+			ok = 0;
+	}
+	for (int i = 0; ok && i < 2; i++)
+		pthread_create(&th[i], NULL, run_end, &ends[i]);
+	for (int i = 0; ok && i < 2; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		if (!ends[i].ok)
+			ok = 0;
+		if (ends[i].use_kts) {
+			ok &= ends[i].path[KTS_TX] == expect && ends[i].path[KTS_RX] == expect;
+			counts[0] += ends[i].path[KTS_TX] == KTS_PATH_KERNEL;
+			counts[1] += ends[i].path[KTS_RX] == KTS_PATH_KERNEL;
+		}
+	}
+	printf("CASE tls1%d %s %s tx=%s rx=%s %s\n", version - 10, s->name, role_name[role],
+	       kts_path_name(shown->path[KTS_TX]), kts_path_name(shown->path[KTS_RX]),
+	       ok ? "ok" : "FAIL");
+	for (int i = 0; i < 2; i++) {
+		if (ends[i].err[0])
+			printf("# %s: %s\n", ends[i].is_server ? "server" : "client", ends[i].err);
+		end_free(&ends[i]);
+	}
+	fflush(stdout);
+	return ok;
+}
+
+int main(int argc, char **argv)
+{
+	int expect = KTS_PATH_KERNEL, passed = 0, failed = 0, counts[2] = {0, 0};
+
+	if (argc == 3 && strcmp(argv[1], "--expect") == 0)
+		expect = strcmp(argv[2], "user") == 0 ? KTS_PATH_USER : KTS_PATH_KERNEL;
+	else if (argc != 1) {
+		fprintf(stderr, "usage: %s [--expect kernel|user]\n", argv[0]);
+		return 2;
+	}
+	make_cert();
+	for (int version = 12; version <= 13; version++)
+		for (size_t s = 0; s < sizeof(suites) / sizeof(suites[0]); s++)
+			for (int role = KTS_SERVER; role <= KTS_BOTH; role++) {
+				if (run_case(version, &suites[s], role, expect, counts))
+					passed++;
+				else
+					failed++;
+			}
+	printf("%d passed, %d failed\n", passed, failed);
+	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
+	X509_free(cert);
+	EVP_PKEY_free(pkey);
+	free(cert_pem);
+	free(key_pem);
+	return failed ? 1 : 0;
+}
