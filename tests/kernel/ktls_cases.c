@@ -109,6 +109,7 @@ static int tcp_pair(int fds[2])
 struct end {
 	int is_server, use_kts, fd, version;
 	int tickets; /* TLS 1.3 tickets a kts server writes during its handshake */
+	int tickets_seen; /* tickets an OpenSSL client received */
 	const struct suite *suite;
 	struct kts_config *cfg;
 	struct kts *kts;
@@ -130,6 +131,16 @@ static void fill(unsigned char *buf, size_t len, unsigned seed)
 static void digest(const unsigned char *buf, size_t len, unsigned char out[32])
 {
 	EVP_Digest(buf, len, out, NULL, EVP_sha256(), NULL);
+}
+
+/* The OpenSSL client counts the tickets it receives (proves the kts server's
+ * TLS 1.3 TX sequence started after them). */
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	struct end *e = SSL_get_app_data(ssl);
+	(void)sess;
+	e->tickets_seen++;
+	return 0; /* not kept */
 }
 
 static int end_setup(struct end *e)
@@ -167,7 +178,10 @@ static int end_setup(struct end *e)
 		SSL_CTX_use_certificate(e->ctx, cert);
 		SSL_CTX_use_PrivateKey(e->ctx, pkey);
 	}
+	SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(e->ctx, count_ticket);
 	e->ssl = SSL_new(e->ctx);
+	SSL_set_app_data(e->ssl, e);
 	SSL_set_fd(e->ssl, e->fd);
 	return 0;
 }
@@ -297,6 +311,12 @@ static int run_case(int version, const struct suite *s, enum role role, int expe
 		pthread_create(&th[i], NULL, run_end, &ends[i]);
 	for (int i = 0; ok && i < 2; i++)
 		pthread_join(th[i], NULL);
+	/* TLS 1.3: the OpenSSL client must have read both tickets of a kts server. */
+	if (role == KTS_SERVER && version == 13 && ends[1].tickets_seen != 2) {
+		snprintf(ends[1].err, sizeof(ends[1].err), "client saw %d tickets, expected 2",
+			 ends[1].tickets_seen);
+		ok = 0;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (!ends[i].ok)
 			ok = 0;
