@@ -62,21 +62,6 @@ static int derive_keys(struct kts *c, int version, enum kts_aead aead, struct kt
 	}
 }
 
-/* Sequence numbers of the next record each way, right after the handshake.
- * TLS 1.2: each side's Finished was record 0 under the new keys.
- * TLS 1.3: application keys start at 0, but a server has already written its
- * NewSessionTickets under them (one record each). */
-static void next_seq(const struct kts *c, int version, uint64_t seq[2])
-{
-	if (version == TLS1_2_VERSION) {
-		seq[KTS_TX] = 1;
-		seq[KTS_RX] = 1;
-	} else {
-		seq[KTS_TX] = c->is_server ? c->tickets_sent : 0;
-		seq[KTS_RX] = 0;
-	}
-}
-
 /* Once the kernel owns a direction, OpenSSL must never touch the socket that
  * way again: give it a BIO that is empty for reads and refuses writes, so a
  * stray OpenSSL record is an error instead of corrupting the stream. */
@@ -134,7 +119,7 @@ int kts_handoff(struct kts *c)
 		both_in_user(c, "could not derive the record keys%s", "");
 		goto done;
 	}
-	next_seq(c, version, seq);
+	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
 
 	/* 4. Into the kernel: the ULP first, then each direction on its own. */
 	err = kts_kernel_attach_ulp(c->fd);

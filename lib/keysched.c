@@ -172,6 +172,17 @@ int kts_tls12_keys(const char *digest, const unsigned char *master, size_t maste
 	return rc;
 }
 
+void kts_next_seq(int version, int is_server, unsigned int tickets_sent, uint64_t seq[2])
+{
+	if (version == KTS_TLS1_2) {
+		seq[0] = 1;
+		seq[1] = 1;
+	} else {
+		seq[0] = is_server ? tickets_sent : 0;
+		seq[1] = 0;
+	}
+}
+
 static void put_be64(unsigned char out[8], uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8)

@@ -54,6 +54,13 @@ int kts_tls12_keys(const char *digest, const unsigned char *master, size_t maste
 		   enum kts_aead aead, struct kts_dir_keys *client_write,
 		   struct kts_dir_keys *server_write);
 
+/* Sequence numbers of the next record each way right after the handshake,
+ * seq[0] for what this endpoint sends, seq[1] for what it receives.
+ * TLS 1.2: each side's Finished was record 0 under the new keys, so 1 and 1.
+ * TLS 1.3: application keys start at 0, but a server has already written its
+ * NewSessionTickets under them, one record each (tickets_sent). */
+void kts_next_seq(int version, int is_server, unsigned int tickets_sent, uint64_t seq[2]);
+
 /* A kernel crypto_info (struct tls12_crypto_info_*) in a buffer large enough for
  * any of them. */
 struct kts_crypto_info {
