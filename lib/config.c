@@ -102,10 +102,11 @@ static int read_file(struct kts_config *cfg, const char *what, const char *path,
 	return KTS_OK;
 }
 
-/* With both a certificate and a key set, they must belong together. */
-static int check_pair(struct kts_config *cfg, const char *what)
+/* A certificate and key must belong together; checked before OpenSSL sees
+ * the new one, which would otherwise drop the old half silently. */
+static int check_pair(struct kts_config *cfg, X509 *cert, EVP_PKEY *key, const char *what)
 {
-	if (cfg->cert && cfg->key && X509_check_private_key(cfg->cert, cfg->key) != 1) {
+	if (cert && key && X509_check_private_key(cert, key) != 1) {
 		ERR_clear_error();
 		return kts_config_fail(cfg, KTS_ERR_ARG,
 				       "%s: private key does not match the certificate", what);
@@ -126,6 +127,9 @@ static int set_cert(struct kts_config *cfg, const char *what, const void *pem, s
 				     kts_ssl_reason(reason, sizeof(reason)));
 		goto out;
 	}
+	rc = check_pair(cfg, leaf, cfg->key, what);
+	if (rc)
+		goto out;
 	if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1 || SSL_CTX_clear_chain_certs(cfg->ctx) != 1) {
 		rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: certificate rejected: %s", what,
 				     kts_ssl_reason(reason, sizeof(reason)));
@@ -142,7 +146,6 @@ static int set_cert(struct kts_config *cfg, const char *what, const void *pem, s
 	X509_free(cfg->cert);
 	cfg->cert = leaf;
 	leaf = NULL;
-	rc = check_pair(cfg, what);
 out:
 	X509_free(leaf);
 	BIO_free(bio);
@@ -160,15 +163,15 @@ static int set_key(struct kts_config *cfg, const char *what, const void *pem, si
 	if (!key)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: no PEM private key found (%s)", what,
 				       kts_ssl_reason(reason, sizeof(reason)));
-	if (SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1) {
+	rc = check_pair(cfg, cfg->cert, key, what);
+	if (rc || SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1) {
 		EVP_PKEY_free(key);
-		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: key rejected: %s", what,
-				       kts_ssl_reason(reason, sizeof(reason)));
+		return rc ? rc : kts_config_fail(cfg, KTS_ERR_ARG, "%s: key rejected: %s", what,
+						 kts_ssl_reason(reason, sizeof(reason)));
 	}
 	EVP_PKEY_free(cfg->key);
 	cfg->key = key;
-	rc = check_pair(cfg, what);
-	return rc;
+	return KTS_OK;
 }
 
 static int mem_arg(struct kts_config *cfg, const char *what, const void *pem, size_t len)

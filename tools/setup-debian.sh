@@ -1,0 +1,31 @@
+#!/bin/bash
+# Install what kts needs on Debian 12 (as root), only the packages that are missing.
+#   setup-debian.sh build   compiler, meson, OpenSSL, liburing
+#   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
+#                           qemu and friends for the real-kernel test tier
+set -euo pipefail
+
+build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev openssl curl)
+test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind
+      qemu-system-x86 busybox-static cpio kmod xz-utils)
+
+case ${1:-build} in
+build) want=("${build[@]}") ;;
+test) want=("${build[@]}" "${test[@]}") ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "setup: missing packages: ${missing[*]}; run as root or install them" >&2
+	exit 1
+fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
