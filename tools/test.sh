@@ -1,0 +1,37 @@
+#!/bin/bash
+# Install what is missing, build, and run every test suite: unit, host and
+# kernel (real kTLS under qemu), then unit+host again under ASan+UBSan and the
+# unit suite under valgrind. Ends with one line "tests: N passed, N failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup-debian.sh test
+
+declare -A opts=(
+	[build-test]=""
+	[build-asan]="-Db_sanitize=address,undefined -Db_lundef=false -Dkernel_tests=false"
+)
+for dir in "${!opts[@]}"; do
+	# shellcheck disable=SC2086 # options are words
+	[[ -f $dir/build.ninja ]] || meson setup "$dir" ${opts[$dir]} >/dev/null
+	ninja -C "$dir" >/dev/null
+done
+
+status=0
+run() { meson test -C "$@" --print-errorlogs --num-processes 2 || status=1; cp "$1/meson-logs/testlog.json" "$1/testlog-$2.json"; }
+run build-test all
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	run build-asan asan --suite unit --suite host
+run build-test valgrind --suite unit --wrap 'valgrind -q --error-exitcode=1 --leak-check=full'
+
+python3 - build-test/testlog-all.json build-asan/testlog-asan.json build-test/testlog-valgrind.json <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        r = json.loads(line)["result"]
+        if r == "OK": passed += 1
+        elif r == "SKIP": skipped += 1
+        else: failed += 1
+print(f"tests: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+PY
+exit $status
