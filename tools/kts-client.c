@@ -1,0 +1,401 @@
+/* kts-client - TLS client over kts: a pipe between stdin/stdout and a server,
+ * or a one-shot HTTP/1.1 GET that writes the response body to stdout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <kts.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "http.h"
+#include "opts.h"
+#include "tio.h"
+
+#define PROG "kts-client"
+#define BUF_SIZE (64 * 1024)
+#define HEAD_LIMIT (64 * 1024)
+
+enum { OPT_INSECURE = OPT_TOOL_FIRST, OPT_SERVERNAME, OPT_GET, OPT_INCLUDE, OPT_TIMEOUT, OPT_HELP };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: " PROG " [options] HOST:PORT\n"
+		"Connect with TLS (kernel TLS where possible). Without --get, send stdin to the\n"
+		"server and write what it sends to stdout until both sides have finished.\n"
+		"HOST is a name, an IPv4 address or [IPv6].\n"
+		"\n"
+		"  --get PATH              send an HTTP/1.1 GET for PATH, write the body to stdout;\n"
+		"                          a status other than 2xx fails\n"
+		"  --include               with --get, also write the response head to stdout\n"
+		"  --ca FILE               trust anchors (PEM); default: the system store\n"
+		"  --insecure              do not verify the server certificate\n"
+		"  --servername NAME       name for SNI and verification (default: HOST; a\n"
+		"                          numeric address is matched against the certificate's\n"
+		"                          IP addresses and not sent as SNI)\n"
+		"  --timeout SECONDS       give up when the connection stalls this long\n"
+		"                          (default: wait forever)\n"
+		"%s"
+		"  --help                  show this help\n",
+		opts_help_common);
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+/* Fail on a kts/tio result: the library's message names the operation. */
+static void kfail(const struct kts *c, long rc, const char *what) __attribute__((noreturn));
+static void kfail(const struct kts *c, long rc, const char *what)
+{
+	char buf[256];
+
+	fail("%s", tio_message(c, (int)rc, what, buf, sizeof(buf)));
+}
+
+static void write_out(const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(STDOUT_FILENO, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			fail("write to stdout: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* ---- pipe mode ---------------------------------------------------------- */
+
+static int want_events(long rc)
+{
+	if (rc == KTS_WANT_WRITE)
+		return POLLOUT;
+	return POLLIN;
+}
+
+static void pump(struct kts *c, int fd, int timeout_ms)
+{
+	static char in[BUF_SIZE], out[BUF_SIZE];
+	size_t in_off = 0, in_len = 0;
+	int stdin_eof = 0, peer_eof = 0, close_sent = 0;
+
+	for (;;) {
+		int read_wait = 0, write_wait = 0, nfds;
+		struct pollfd p[2];
+
+		/* Receive: drain everything kts can give us right now. */
+		while (!peer_eof) {
+			ssize_t n = kts_read(c, out, sizeof(out));
+
+			if (n > 0) {
+				write_out(out, (size_t)n);
+			} else if (n == 0) {
+				peer_eof = 1;
+			} else if (n == KTS_WANT_READ || n == KTS_WANT_WRITE) {
+				read_wait = want_events(n);
+				break;
+			} else {
+				kfail(c, n, "read");
+			}
+		}
+		/* Send what stdin gave us. */
+		while (in_off < in_len) {
+			ssize_t n = kts_write(c, in + in_off, in_len - in_off);
+
+			if (n > 0) {
+				in_off += (size_t)n;
+			} else if (n == KTS_WANT_READ || n == KTS_WANT_WRITE) {
+				write_wait = want_events(n);
+				break;
+			} else {
+				kfail(c, n == 0 ? KTS_ERR_STATE : n, "write");
+			}
+		}
+		if (in_off == in_len && stdin_eof && !close_sent) {
+			int rc = kts_close(c);
+
+			if (rc == KTS_OK)
+				close_sent = 1;
+			else if (rc == KTS_WANT_READ || rc == KTS_WANT_WRITE)
+				write_wait = want_events(rc);
+			else
+				kfail(c, rc, "close");
+		}
+		if (peer_eof && close_sent)
+			return;
+
+		p[0].events = (short)(read_wait | write_wait);
+		p[0].fd = p[0].events ? fd : -1; /* -1: no POLLHUP wake-ups for nothing */
+		p[0].revents = 0;
+		nfds = 1;
+		if (!stdin_eof && in_off == in_len) {
+			p[1].fd = STDIN_FILENO;
+			p[1].events = POLLIN;
+			p[1].revents = 0;
+			nfds = 2;
+		}
+		if (p[0].events == 0 && nfds == 1)
+			continue; /* progress is possible without waiting */
+		{
+			int rc = poll(p, (nfds_t)nfds, timeout_ms);
+
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc < 0)
+				fail("poll: %s", strerror(errno));
+			if (rc == 0)
+				fail("connection timed out");
+		}
+		if (nfds == 2 && p[1].revents) {
+			ssize_t n = read(STDIN_FILENO, in, sizeof(in));
+
+			if (n < 0 && errno != EINTR && errno != EAGAIN)
+				fail("read stdin: %s", strerror(errno));
+			if (n == 0)
+				stdin_eof = 1;
+			if (n > 0) {
+				in_off = 0;
+				in_len = (size_t)n;
+			}
+		}
+	}
+}
+
+/* ---- --get mode ----------------------------------------------------------- */
+
+static void http_get(struct kts *c, int fd, const char *path, const char *hosthdr,
+		     int include, int timeout_ms)
+{
+	static char buf[BUF_SIZE + 1];
+	char req[HTTP_PATH_MAX + 1024];
+	struct http_response resp;
+	size_t have = 0;
+	int n, rc;
+	unsigned long long got = 0;
+
+	n = snprintf(req, sizeof(req),
+		     "GET %s HTTP/1.1\r\n"
+		     "Host: %s\r\n"
+		     "User-Agent: kts-client\r\n"
+		     "Accept: */*\r\n"
+		     "Connection: close\r\n"
+		     "\r\n",
+		     path, hosthdr);
+	if (n < 0 || (size_t)n >= sizeof(req))
+		fail("--get: path too long");
+	rc = tio_write_all(c, fd, req, (size_t)n, timeout_ms);
+	if (rc < 0)
+		kfail(c, rc, "send request");
+
+	/* Response head; skip interim (1xx) responses. */
+	for (;;) {
+		int used = http_parse_response(buf, have, HEAD_LIMIT, &resp);
+
+		if (used < 0)
+			fail("malformed response from server");
+		if (used == 0) {
+			ssize_t r = tio_read(c, fd, buf + have, BUF_SIZE - have, timeout_ms);
+
+			if (r == 0)
+				fail("server closed the connection before a response");
+			if (r < 0)
+				kfail(c, r, "read response");
+			have += (size_t)r;
+			continue;
+		}
+		if (include)
+			write_out(buf, (size_t)used);
+		memmove(buf, buf + used, have - (size_t)used);
+		have -= (size_t)used;
+		if (resp.status >= 200)
+			break;
+	}
+	if (resp.status < 200 || resp.status > 299)
+		fail("server answered %d%s%s", resp.status, resp.reason[0] ? " " : "", resp.reason);
+
+	if (resp.status == 204 || resp.status == 304) {
+		resp.content_length = 0;
+		resp.chunked = 0;
+	}
+	if (resp.chunked) {
+		struct http_chunked st;
+
+		memset(&st, 0, sizeof(st));
+		for (;;) {
+			size_t used;
+			ssize_t out = http_chunked_decode(&st, buf, have, &used);
+
+			if (out < 0)
+				fail("malformed chunked body from server");
+			write_out(buf, (size_t)out);
+			if (st.done)
+				break;
+			have = 0;
+			{
+				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, timeout_ms);
+
+				if (r == 0)
+					fail("response body truncated (connection closed)");
+				if (r < 0)
+					kfail(c, r, "read body");
+				have = (size_t)r;
+			}
+		}
+	} else {
+		unsigned long long want = resp.content_length >= 0
+						  ? (unsigned long long)resp.content_length
+						  : ~0ULL;
+
+		for (;;) {
+			size_t take = have;
+
+			if (take > want - got)
+				take = (size_t)(want - got);
+			write_out(buf, take);
+			got += take;
+			if (got == want)
+				break;
+			{
+				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, timeout_ms);
+
+				if (r == 0 && resp.content_length < 0)
+					break; /* body delimited by close */
+				if (r == 0)
+					fail("response body truncated at %llu of %lld bytes", got,
+					     resp.content_length);
+				if (r < 0)
+					kfail(c, r, "read body");
+				have = (size_t)r;
+			}
+		}
+	}
+	/* Best effort: the body is complete whatever the close does. */
+	(void)tio_close(c, fd, timeout_ms < 0 ? 5000 : timeout_ms);
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPTS_LONG_COMMON,
+		{ "ca", required_argument, NULL, OPT_CA },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
+		{ "servername", required_argument, NULL, OPT_SERVERNAME },
+		{ "get", required_argument, NULL, OPT_GET },
+		{ "include", no_argument, NULL, OPT_INCLUDE },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct tool_opts o;
+	struct addr_spec target;
+	struct kts_config *cfg;
+	struct kts *c;
+	const char *servername = NULL, *get = NULL;
+	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc;
+	char err[512], hosthdr[ADDR_STR_MAX];
+
+	memset(&o, 0, sizeof(o));
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (opts_handle(&o, opt, optarg))
+			continue;
+		switch (opt) {
+		case OPT_INSECURE: insecure = 1; break;
+		case OPT_SERVERNAME: servername = optarg; break;
+		case OPT_GET: get = optarg; break;
+		case OPT_INCLUDE: include = 1; break;
+		case OPT_TIMEOUT: {
+			char *end;
+			long s = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || s <= 0 || s > 86400)
+				fail("--timeout: want a number of seconds (1-86400)");
+			timeout_ms = (int)s * 1000;
+			break;
+		}
+		case OPT_HELP: usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (get && get[0] != '/')
+		fail("--get: PATH must start with '/'");
+	for (const char *p = get; p && *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			fail("--get: PATH must not contain spaces or control characters "
+			     "(percent-encode them)");
+	if (include && !get)
+		fail("--include needs --get");
+	if (addr_parse(argv[optind], &target, err, sizeof(err)) < 0)
+		fail("%s", err);
+	if (!target.host[0])
+		fail("%s: missing host", argv[optind]);
+	if (!servername)
+		servername = target.host; /* kts checks numeric ones as IP addresses, no SNI */
+
+	signal(SIGPIPE, SIG_IGN);
+
+	cfg = kts_config_new();
+	if (!cfg)
+		fail("cannot create TLS configuration");
+	if (opts_apply(cfg, &o, err, sizeof(err)) < 0)
+		fail("%s", err);
+	if (insecure && kts_config_set_verify(cfg, 0) < 0)
+		fail("--insecure: %s", kts_config_error(cfg));
+	if (get && kts_config_set_alpn(cfg, "http/1.1") < 0)
+		fail("alpn: %s", kts_config_error(cfg));
+
+	fd = addr_connect(&target, err, sizeof(err));
+	if (fd < 0)
+		fail("%s", err);
+	c = kts_client_new(cfg);
+	if (!c)
+		fail("new connection: %s", kts_config_error(cfg));
+	if (servername && kts_set_server_name(c, servername) < 0)
+		fail("--servername: %s", kts_error(c));
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+		fail("fcntl: %s", strerror(errno));
+	if (kts_attach(c, fd) < 0)
+		kfail(c, KTS_ERR_SYS, "attach");
+	rc = tio_handshake(c, fd, timeout_ms);
+	if (rc < 0)
+		kfail(c, rc, "handshake");
+	if (o.status)
+		opts_print_status(stderr, "", c, 1);
+
+	if (get) {
+		addr_host_header(servername ? servername : target.host, target.port, hosthdr,
+				 sizeof(hosthdr));
+		http_get(c, fd, get, hosthdr, include, timeout_ms);
+	} else {
+		pump(c, fd, timeout_ms);
+	}
+	kts_free(c);
+	close(fd);
+	kts_config_free(cfg);
+	return 0;
+}

@@ -1,0 +1,135 @@
+/* tio.c - blocking-style I/O helpers over a kts connection. */
+#include "tio.h"
+
+#include <errno.h>
+#include <kts.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+int tio_wait(int fd, int want, int timeout_ms)
+{
+	struct pollfd p;
+	int rc;
+
+	if (timeout_ms == 0)
+		return TIO_TIMEOUT;
+	p.fd = fd;
+	p.events = want == KTS_WANT_WRITE ? POLLOUT : POLLIN;
+	p.revents = 0;
+	do
+		rc = poll(&p, 1, timeout_ms);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return TIO_POLL_ERR;
+	return rc == 0 ? TIO_TIMEOUT : 0;
+}
+
+static int is_want(long rc)
+{
+	return rc == KTS_WANT_READ || rc == KTS_WANT_WRITE;
+}
+
+int tio_handshake(struct kts *c, int fd, int timeout_ms)
+{
+	for (;;) {
+		int rc = kts_handshake(c);
+
+		if (!is_want(rc))
+			return rc;
+		rc = tio_wait(fd, rc, timeout_ms);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+int tio_write_all(struct kts *c, int fd, const void *buf, size_t len, int timeout_ms)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = kts_write(c, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (!is_want(n))
+			return n == 0 ? KTS_ERR_STATE : (int)n;
+		n = tio_wait(fd, (int)n, timeout_ms);
+		if (n < 0)
+			return (int)n;
+	}
+	return KTS_OK;
+}
+
+int tio_sendfile_all(struct kts *c, int fd, int file_fd, off_t *offset, size_t count,
+		     int timeout_ms)
+{
+	while (count > 0) {
+		ssize_t n = kts_sendfile(c, file_fd, offset, count);
+
+		if (n > 0) {
+			count -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return TIO_SHORT_FILE;
+		if (!is_want(n))
+			return (int)n;
+		n = tio_wait(fd, (int)n, timeout_ms);
+		if (n < 0)
+			return (int)n;
+	}
+	return KTS_OK;
+}
+
+ssize_t tio_read(struct kts *c, int fd, void *buf, size_t len, int timeout_ms)
+{
+	for (;;) {
+		ssize_t n = kts_read(c, buf, len);
+
+		if (!is_want(n))
+			return n;
+		n = tio_wait(fd, (int)n, timeout_ms);
+		if (n < 0)
+			return n;
+	}
+}
+
+int tio_close(struct kts *c, int fd, int timeout_ms)
+{
+	for (;;) {
+		int rc = kts_close(c);
+
+		if (!is_want(rc))
+			return rc;
+		rc = tio_wait(fd, rc, timeout_ms);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+const char *tio_message(const struct kts *c, int rc, const char *what, char *buf, size_t len)
+{
+	const char *m = c ? kts_error(c) : NULL;
+
+	switch (rc) {
+	case TIO_TIMEOUT:
+		snprintf(buf, len, "%s: timed out", what);
+		break;
+	case TIO_SHORT_FILE:
+		snprintf(buf, len, "%s: file shrank while sending", what);
+		break;
+	case TIO_POLL_ERR:
+		snprintf(buf, len, "%s: poll: %s", what, strerror(errno));
+		break;
+	default:
+		if (m && *m)
+			return m;
+		snprintf(buf, len, "%s: error %d", what, rc);
+		break;
+	}
+	return buf;
+}
