@@ -128,7 +128,7 @@ static void pump(struct kts *c, int fd, int timeout_ms)
 				write_wait = want_events(n);
 				break;
 			} else {
-				kfail(c, n == 0 ? KTS_ERR_STATE : n, "write");
+				kfail(c, n == 0 ? TIO_PEER_CLOSED : n, "write");
 			}
 		}
 		if (in_off == in_len && stdin_eof && !close_sent) {

@@ -56,7 +56,7 @@ int tio_write_all(struct kts *c, int fd, const void *buf, size_t len, int timeou
 			continue;
 		}
 		if (!is_want(n))
-			return n == 0 ? KTS_ERR_STATE : (int)n;
+			return n == 0 ? TIO_PEER_CLOSED : (int)n;
 		n = tio_wait(fd, (int)n, timeout_ms);
 		if (n < 0)
 			return (int)n;
@@ -121,6 +121,9 @@ const char *tio_message(const struct kts *c, int rc, const char *what, char *buf
 		break;
 	case TIO_SHORT_FILE:
 		snprintf(buf, len, "%s: file shrank while sending", what);
+		break;
+	case TIO_PEER_CLOSED:
+		snprintf(buf, len, "%s: the peer has closed the connection", what);
 		break;
 	case TIO_POLL_ERR:
 		snprintf(buf, len, "%s: poll: %s", what, strerror(errno));

@@ -15,6 +15,9 @@ struct kts;
 /* Returned (besides KTS_* codes) when the wait timed out. */
 #define TIO_TIMEOUT (-100)
 
+/* kts_write made no progress (returned 0): the peer has closed. */
+#define TIO_PEER_CLOSED (-103)
+
 /* poll() itself failed (errno set). */
 #define TIO_POLL_ERR (-102)
 

@@ -1,0 +1,434 @@
+"""Shared helpers for the host test suite (python3 standard library only).
+
+Every test script imports this module. It provides:
+  - a TAP reporter (Suite) whose failures do not stop the other cases,
+  - a per-script temporary directory, removed on exit,
+  - a throwaway EC P-256 certificate made with the openssl command,
+  - starting and stopping servers (kts-server, openssl s_server, a Python TLS
+    echo server) on 127.0.0.1 with a free port, always cleaned up,
+  - kts-client runs, --status parsing, HTTP helpers over Python's ssl module,
+  - file hashing.
+Scripts get the tool paths from the environment (KTS_CLIENT, KTS_SERVER), set by
+tests/host/meson.build; they default to the build tree layout when run by hand.
+"""
+
+import atexit
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+TLS12_CIPHERS = [
+    ("ECDHE-ECDSA-AES128-GCM-SHA256", "AES-128-GCM"),
+    ("ECDHE-ECDSA-AES256-GCM-SHA384", "AES-256-GCM"),
+    ("ECDHE-ECDSA-CHACHA20-POLY1305", "CHACHA20-POLY1305"),
+]
+TLS13_CIPHERS = [
+    ("TLS_AES_128_GCM_SHA256", "AES-128-GCM"),
+    ("TLS_AES_256_GCM_SHA384", "AES-256-GCM"),
+    ("TLS_CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305"),
+]
+# (tls option, version name, cipher, gnutls cipher name) for the 6 combinations.
+MATRIX = [("1.2", "TLSv1.2", c, g) for c, g in TLS12_CIPHERS] + \
+         [("1.3", "TLSv1.3", c, g) for c, g in TLS13_CIPHERS]
+
+STATUS_RE = re.compile(
+    r"^(?P<prefix>.*?)offload tx=(?P<tx>\w+) rx=(?P<rx>\w+) version=(?P<version>\S+) "
+    r"cipher=(?P<cipher>\S+)$", re.M)
+REASON_RE = re.compile(r"offload-reason (?P<dir>tx|rx): (?P<reason>.+)$", re.M)
+
+
+def tool(name):
+    env = {"kts-client": "KTS_CLIENT", "kts-server": "KTS_SERVER"}[name]
+    path = os.environ.get(env)
+    if not path:
+        path = os.path.join(os.environ.get("KTS_BUILD_DIR", "build"), "tools", name)
+    return path
+
+
+def host_has_ktls():
+    """True if this kernel has the tls module loaded (or built in)."""
+    return os.path.exists("/proc/net/tls_stat")
+
+
+# ---- reporting ----------------------------------------------------------------
+
+class Suite:
+    """TAP output. check() records a case; a failing case prints diagnostics."""
+
+    def __init__(self, name, deadline=None):
+        self.name = name
+        self.n = 0
+        self.failed = 0
+        self.start = time.monotonic()
+        if deadline:
+            # Our own bound, below meson's timeout: end with a report and clean up.
+            signal.signal(signal.SIGALRM, self._timeout)
+            signal.alarm(deadline)
+
+    def _timeout(self, signum, frame):
+        self.fail("suite deadline", "the script ran out of time")
+        self.done()
+
+    def ok(self, name):
+        self.n += 1
+        print("ok %d - %s" % (self.n, name), flush=True)
+
+    def fail(self, name, why):
+        self.n += 1
+        self.failed += 1
+        print("not ok %d - %s" % (self.n, name), flush=True)
+        for line in str(why).rstrip().splitlines() or [""]:
+            print("#   " + line, flush=True)
+
+    def check(self, name, cond, why=""):
+        if cond:
+            self.ok(name)
+        else:
+            self.fail(name, why)
+        return cond
+
+    def skip(self, name, why):
+        self.n += 1
+        print("ok %d - %s # SKIP %s" % (self.n, name, why), flush=True)
+
+    def run(self, name, fn, *args, **kw):
+        """Run fn; an exception fails the case instead of the whole script."""
+        try:
+            fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - report every kind of failure
+            self.fail(name, "%s: %s" % (type(e).__name__, e))
+
+    def done(self):
+        signal.alarm(0)
+        print("1..%d" % self.n, flush=True)
+        print("# %s: %d cases, %d failed, %.1f s" %
+              (self.name, self.n, self.failed, time.monotonic() - self.start), flush=True)
+        cleanup()
+        os._exit(1 if self.failed else 0)
+
+
+# ---- temporary files and cleanup ------------------------------------------------
+
+_procs = []
+_tmpdirs = []
+
+
+def cleanup():
+    for p in list(_procs):
+        p.stop()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _tmpdirs.clear()
+
+
+def _on_signal(signum, frame):
+    cleanup()
+    os._exit(128 + signum)
+
+
+atexit.register(cleanup)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def tmpdir(prefix="kts-host-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
+
+
+def make_cert(d, cn="localhost"):
+    """Throwaway self-signed EC P-256 certificate for localhost and 127.0.0.1."""
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    return cert, key
+
+
+def write_random(path, size):
+    """A file of size random bytes; returns its sha256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 1 << 20))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- background processes -----------------------------------------------------
+
+class Proc:
+    """A background process with its output in files; stop() ends it by pid."""
+
+    def __init__(self, argv, d, name, cwd=None, env=None, stdin=subprocess.DEVNULL):
+        self.name = name
+        self.out_path = os.path.join(d, name + ".out")
+        self.err_path = os.path.join(d, name + ".err")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.p = subprocess.Popen(argv, stdin=stdin, stdout=self._out, stderr=self._err,
+                                  cwd=cwd, env=full_env)
+        _procs.append(self)
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_for(self, pattern, where="stderr", timeout=10):
+        """Wait until the output matches a regex; returns the match."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            text = self.stderr() if where == "stderr" else self.stdout()
+            m = re.search(pattern, text, re.M)
+            if m:
+                return m
+            if self.p.poll() is not None:
+                raise RuntimeError("%s exited (%s) before %r:\n%s%s" % (
+                    self.name, self.p.returncode, pattern, self.stdout()[-2000:],
+                    self.stderr()[-2000:]))
+            time.sleep(0.02)
+        raise RuntimeError("%s: no %r within %ss:\n%s" % (
+            self.name, pattern, timeout, self.stderr()[-2000:]))
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=10):
+        return self.p.wait(timeout)
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(3)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        for f in (self._out, self._err):
+            if not f.closed:
+                f.close()
+        if self in _procs:
+            _procs.remove(self)
+
+
+class KtsServer(Proc):
+    def __init__(self, d, root, cert, key, *args, listen="127.0.0.1:0", name="kts-server",
+                 env=None):
+        argv = [tool("kts-server"), "--listen", listen, "--cert", cert, "--key", key,
+                "--root", root] + list(args)
+        super().__init__(argv, d, name, env=env)
+        m = self.wait_for(r"^listening on (\S+):(\d+)$")
+        self.host = m.group(1).strip("[]")
+        self.port = int(m.group(2))
+
+    def conn_lines(self):
+        return [m.groupdict() for m in STATUS_RE.finditer(self.stderr())]
+
+
+class SServer(Proc):
+    """openssl s_server; ready when it prints ACCEPT."""
+
+    def __init__(self, d, cert, key, *args, cwd=None, name="s_server", stdin=None):
+        for attempt in range(5):
+            self.port = free_port()
+            argv = ["openssl", "s_server", "-accept", "127.0.0.1:%d" % self.port, "-cert", cert,
+                    "-key", key] + list(args)
+            super().__init__(argv, d, name, cwd=cwd,
+                             stdin=stdin if stdin is not None else subprocess.DEVNULL)
+            try:
+                self.wait_for(r"^ACCEPT$", where="stdout")
+                return
+            except RuntimeError:
+                if attempt == 4 or "ddress already in use" not in self.stderr():
+                    raise
+                self.stop()
+
+
+class EchoServer:
+    """Python TLS echo server (one connection at a time): echoes until the client's
+    close_notify, then answers with its own close_notify."""
+
+    def __init__(self, cert, key, version=None, cipher=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        if version == "1.2":
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            if cipher:
+                ctx.set_ciphers(cipher)
+        elif version == "1.3":
+            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        self.ctx = ctx
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.errors = []
+        self.received = 0
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        try:
+            raw, _ = self.sock.accept()
+            raw.settimeout(60)
+            with self.ctx.wrap_socket(raw, server_side=True) as s:
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    self.received += len(data)
+                    s.sendall(data)
+                s.unwrap()
+        except Exception as e:  # noqa: BLE001
+            self.errors.append("%s: %s" % (type(e).__name__, e))
+
+    def join(self, timeout=60):
+        self.t.join(timeout)
+        self.sock.close()
+
+
+# ---- clients -------------------------------------------------------------------
+
+def kts_client(args, stdin=None, input=None, timeout=60, stdout=None):
+    """Run kts-client; returns CompletedProcess (stdout bytes unless redirected)."""
+    return subprocess.run([tool("kts-client")] + list(args), stdin=stdin, input=input,
+                          stdout=stdout if stdout is not None else subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout)
+
+
+def parse_status(text):
+    """The --status line of a client (dict) or None."""
+    m = STATUS_RE.search(text)
+    return m.groupdict() if m else None
+
+
+def parse_reasons(text):
+    return {m.group("dir"): m.group("reason") for m in REASON_RE.finditer(text)}
+
+
+def expected_paths():
+    """What --status should say for tx/rx with --offload auto on this host."""
+    return "kernel" if host_has_ktls() else "user"
+
+
+def tls_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx
+
+
+def https_connect(port, cafile, host="127.0.0.1", timeout=15):
+    ctx = tls_context(cafile)
+    raw = socket.create_connection((host, port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def recv_all(s):
+    """Read until the peer closes (close_notify or TCP close)."""
+    chunks = []
+    while True:
+        try:
+            data = s.recv(65536)
+        except (ssl.SSLEOFError, ConnectionResetError):
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case name -> value
+        self.body = body
+        self.raw_head = raw_head
+
+
+def read_response(s, buf, head_only=False):
+    """Read one HTTP response from s, buf is leftover bytes (bytearray, updated)."""
+    while b"\r\n\r\n" not in buf:
+        data = s.recv(65536)
+        if not data:
+            raise RuntimeError("connection closed before a complete response head: %r" % bytes(buf))
+        buf += data
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = 0 if head_only else int(headers.get("content-length", "0"))
+    del buf[:]
+    buf += rest
+    while len(buf) < n:
+        data = s.recv(65536)
+        if not data:
+            raise RuntimeError("connection closed inside the body")
+        buf += data
+    body = bytes(buf[:n])
+    del buf[:n]
+    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body, head)
+
+
+def http_exchange(port, cafile, raw_request):
+    """Send raw bytes on a new TLS connection, return everything until close."""
+    with https_connect(port, cafile) as s:
+        s.sendall(raw_request)
+        return recv_all(s)
+
+
+def parse_all_responses(data):
+    """Split a byte stream of HTTP responses (no HEAD) into Response objects."""
+    out = []
+    buf = bytearray(data)
+
+    class _Src:
+        def recv(self, n):
+            return b""
+    while buf:
+        out.append(read_response(_Src(), buf))
+    return out
