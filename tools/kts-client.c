@@ -205,7 +205,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		fail("--get: path too long");
 	rc = tio_write_all(c, fd, req, (size_t)n, timeout_ms);
 	if (rc < 0)
-		kfail(c, rc, "send request");
+		kfail(c, rc, "write");
 
 	/* Response head; skip interim (1xx) responses. */
 	for (;;) {
@@ -219,7 +219,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 			if (r == 0)
 				fail("server closed the connection before a response");
 			if (r < 0)
-				kfail(c, r, "read response");
+				kfail(c, r, "read");
 			have += (size_t)r;
 			continue;
 		}
@@ -257,7 +257,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 				if (r == 0)
 					fail("response body truncated (connection closed)");
 				if (r < 0)
-					kfail(c, r, "read body");
+					kfail(c, r, "read");
 				have = (size_t)r;
 			}
 		}
@@ -284,7 +284,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 					fail("response body truncated at %llu of %lld bytes", got,
 					     resp.content_length);
 				if (r < 0)
-					kfail(c, r, "read body");
+					kfail(c, r, "read");
 				have = (size_t)r;
 			}
 		}

@@ -129,9 +129,12 @@ const char *tio_message(const struct kts *c, int rc, const char *what, char *buf
 		snprintf(buf, len, "%s: poll: %s", what, strerror(errno));
 		break;
 	default:
+		if (m && *m && strncmp(m, what, strlen(what)) == 0 && m[strlen(what)] == ':')
+			return m; /* the library named the operation already */
 		if (m && *m)
-			return m;
-		snprintf(buf, len, "%s: error %d", what, rc);
+			snprintf(buf, len, "%s: %s", what, m);
+		else
+			snprintf(buf, len, "%s: error %d", what, rc);
 		break;
 	}
 	return buf;

@@ -43,8 +43,9 @@ ssize_t tio_read(struct kts *c, int fd, void *buf, size_t len, int timeout_ms);
 /* Close: send close_notify. Returns KTS_OK, TIO_TIMEOUT or KTS_ERR_*. */
 int tio_close(struct kts *c, int fd, int timeout_ms);
 
-/* Message for a failed return code of these helpers: kts_error(c) for KTS_ERR_*
- * (it names the operation itself), else "<what>: <problem>" formatted in buf. */
+/* Message for a failed return code of these helpers: "<what>: <problem>", where
+ * the problem is kts_error(c) for KTS_ERR_* (not repeating <what> if the library's
+ * message starts with it). Formatted in buf when needed. */
 const char *tio_message(const struct kts *c, int rc, const char *what, char *buf, size_t len);
 
 #endif
