@@ -176,7 +176,8 @@ static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int
 	return 0;
 }
 
-/* Answer a parsed request. Returns 0 to go on, -1 if the connection is broken. */
+/* Answer a parsed request. Returns 0 to go on, 1 to close after the answer,
+ * -1 if the connection is broken. */
 static int respond(struct conn *cn, struct kts *c, const struct http_request *req, int keep)
 {
 	struct server *srv = cn->srv;
@@ -190,10 +191,12 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 
 	if (req->method == HTTP_OTHER)
 		return send_simple(cn, c, 405, keep, 0, "Allow: GET, HEAD\r\n");
-	if (req->version_minor >= 1 && !req->has_host)
-		return send_simple(cn, c, 400, keep, head_only, NULL);
-	if (req->path_status)
-		return send_simple(cn, c, req->path_status, keep, head_only, NULL);
+	if (req->version_minor >= 1 && !req->has_host) /* RFC 9112 3.2: 400, and we close */
+		return send_simple(cn, c, 400, 0, head_only, NULL) < 0 ? -1 : 1;
+	if (req->path_status == 403) /* a well-formed request for a forbidden path */
+		return send_simple(cn, c, 403, keep, head_only, NULL);
+	if (req->path_status) /* a malformed target: answer and close */
+		return send_simple(cn, c, req->path_status, 0, head_only, NULL) < 0 ? -1 : 1;
 	ffd = fsroot_open(&srv->root, req->path, &st, &name);
 	if (ffd < 0)
 		return send_simple(cn, c, -ffd, keep, head_only, NULL);
@@ -295,7 +298,7 @@ static void serve(struct conn *cn, struct kts *c)
 				goto out;
 			have = (size_t)n;
 		}
-		if (respond(cn, c, &req, keep) < 0 || !keep)
+		if (respond(cn, c, &req, keep) != 0 || !keep)
 			break;
 	}
 out:
