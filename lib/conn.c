@@ -108,7 +108,9 @@ int kts_set_server_name(struct kts *c, const char *name)
 	return KTS_OK;
 }
 
-/* Best effort: tell the peer why we stop, through whichever path owns TX. */
+/* Best effort: tell the peer why we stop when the kernel owns TX. (After an
+ * RX authentication failure the kernel has marked the socket failed and
+ * refuses this send; the peer then only sees the connection close.) */
 static void send_fatal_alert(struct kts *c, unsigned char desc)
 {
 	unsigned char alert[2] = {ALERT_FATAL, desc};

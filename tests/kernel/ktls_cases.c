@@ -11,99 +11,22 @@
  * --expect kernel|user says which path the kts side must report for a case to
  * pass: "kernel" in the VM, "user" on a host without kTLS.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include "kts.h"
+#include "testutil.h"
 
 #define TRANSFER (1u << 20) /* bytes each way per case */
 
-struct suite {
-	const char *name;
-	const char *tls12;
-	const char *tls13;
-};
-
-static const struct suite suites[] = {
-	{"aes128gcm", "ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"},
-	{"aes256gcm", "ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"},
-	{"chacha20poly1305", "ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_CHACHA20_POLY1305_SHA256"},
-};
-
 enum role { KTS_SERVER = 1, KTS_CLIENT = 2, KTS_BOTH = 3 };
-
-static char *cert_pem, *key_pem;
-static X509 *cert;
-static EVP_PKEY *pkey;
-
-/* A throwaway self-signed P-256 certificate, kept as objects and as PEM. */
-static char *to_pem(int is_key)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	char *data, *out;
-	long len;
-
-	if (is_key)
-		PEM_write_bio_PrivateKey(b, pkey, NULL, NULL, 0, NULL, NULL);
-	else
-		PEM_write_bio_X509(b, cert);
-	len = BIO_get_mem_data(b, &data);
-	out = malloc((size_t)len + 1);
-	memcpy(out, data, (size_t)len);
-	out[len] = '\0';
-	BIO_free(b);
-	return out;
-}
-
-static void make_cert(void)
-{
-	X509_NAME *name;
-
-	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	cert = X509_new();
-	X509_set_version(cert, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-	X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-	X509_set_pubkey(cert, pkey);
-	name = X509_get_subject_name(cert);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-				   -1, 0);
-	X509_set_issuer_name(cert, name);
-	X509_sign(cert, pkey, EVP_sha256());
-	cert_pem = to_pem(0);
-	key_pem = to_pem(1);
-}
-
-/* A connected loopback TCP pair. */
-static int tcp_pair(int fds[2])
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t alen = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
-	    getsockname(l, (struct sockaddr *)&a, &alen) < 0)
-		return -1;
-	fds[1] = socket(AF_INET, SOCK_STREAM, 0);
-	if (connect(fds[1], (struct sockaddr *)&a, sizeof(a)) < 0)
-		return -1;
-	fds[0] = accept(l, NULL, NULL);
-	close(l);
-	return fds[0] < 0 ? -1 : 0;
-}
 
 /* One endpoint: kts or plain OpenSSL, server or client. */
 struct end {
@@ -145,21 +68,11 @@ static int count_ticket(SSL *ssl, SSL_SESSION *sess)
 
 static int end_setup(struct end *e)
 {
-	int v = e->version == 13 ? KTS_TLS1_3 : KTS_TLS1_2;
-
 	if (e->use_kts) {
-		e->cfg = kts_config_new();
-		if (kts_config_set_protocols(e->cfg, v, v) || kts_config_set_verify(e->cfg, 0) ||
-		    kts_config_set_ciphers(e->cfg, e->suite->tls12) ||
-		    kts_config_set_ciphersuites(e->cfg, e->suite->tls13) ||
-		    (e->is_server && (kts_config_set_cert_mem(e->cfg, cert_pem, strlen(cert_pem)) ||
-				      kts_config_set_key_mem(e->cfg, key_pem, strlen(key_pem))))) {
-			snprintf(e->err, sizeof(e->err), "config: %s", kts_config_error(e->cfg));
-			return -1;
-		}
-		e->kts = e->is_server ? kts_server_new(e->cfg) : kts_client_new(e->cfg);
+		e->cfg = test_kts_config(e->version, e->suite, e->is_server);
+		e->kts = e->cfg ? (e->is_server ? kts_server_new(e->cfg) : kts_client_new(e->cfg)) : NULL;
 		if (!e->kts || kts_attach(e->kts, e->fd)) {
-			snprintf(e->err, sizeof(e->err), "new/attach failed");
+			snprintf(e->err, sizeof(e->err), "config/new/attach failed");
 			return -1;
 		}
 		/* Tickets written inside SSL_accept start the TLS 1.3 TX sequence
@@ -167,17 +80,9 @@ static int end_setup(struct end *e)
 		SSL_set_num_tickets(kts_ssl(e->kts), (size_t)e->tickets);
 		return 0;
 	}
-	e->ctx = SSL_CTX_new(TLS_method());
-	SSL_CTX_set_min_proto_version(e->ctx, v);
-	SSL_CTX_set_max_proto_version(e->ctx, v);
-	SSL_CTX_set_cipher_list(e->ctx, e->suite->tls12);
-	SSL_CTX_set_ciphersuites(e->ctx, e->suite->tls13);
+	e->ctx = test_ssl_ctx(e->version, e->suite, e->is_server);
 	/* A kts client cannot take tickets after handoff yet (session issue). */
 	SSL_CTX_set_num_tickets(e->ctx, 0);
-	if (e->is_server) {
-		SSL_CTX_use_certificate(e->ctx, cert);
-		SSL_CTX_use_PrivateKey(e->ctx, pkey);
-	}
 	SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_new_cb(e->ctx, count_ticket);
 	e->ssl = SSL_new(e->ctx);
@@ -293,7 +198,7 @@ static int run_case(int version, const struct suite *s, enum role role, int expe
 	pthread_t th[2];
 	int fds[2], ok = 1;
 
-	if (tcp_pair(fds) < 0) {
+	if (test_tcp_pair(fds) < 0) {
 		perror("tcp_pair");
 		return 0;
 	}
@@ -348,20 +253,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [--expect kernel|user]\n", argv[0]);
 		return 2;
 	}
-	make_cert();
+	test_cert_init();
 	for (int version = 12; version <= 13; version++)
-		for (size_t s = 0; s < sizeof(suites) / sizeof(suites[0]); s++)
+		for (size_t s = 0; s < sizeof(test_suites) / sizeof(test_suites[0]); s++)
 			for (int role = KTS_SERVER; role <= KTS_BOTH; role++) {
-				if (run_case(version, &suites[s], role, expect, counts))
+				if (run_case(version, &test_suites[s], role, expect, counts))
 					passed++;
 				else
 					failed++;
 			}
 	printf("%d passed, %d failed\n", passed, failed);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
-	X509_free(cert);
-	EVP_PKEY_free(pkey);
-	free(cert_pem);
-	free(key_pem);
+	test_cert_free();
 	return failed ? 1 : 0;
 }

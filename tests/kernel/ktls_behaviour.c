@@ -1,0 +1,347 @@
+/*
+ * ktls_behaviour.c - what a kernel-offloaded connection does when the peer
+ * sends more than data: alerts, tickets and key updates after the handoff,
+ * forged records, TCP close without close_notify; plus tiny reads, sendfile,
+ * non-blocking sockets and the "require" policy.
+ *
+ * Output: "CASE <name> tx=<path> rx=<path> <ok|FAIL>" per case, then
+ * "N passed, N failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (see run-tests.sh).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "kernel.h"
+#include "kts.h"
+#include "testutil.h"
+
+/* kts on one end, OpenSSL (or a second kts) on the other, handshaken. */
+struct pair {
+	int fds[2];
+	struct kts_config *cfg[2];
+	struct kts *k;     /* the kts end under test */
+	struct kts *k2;    /* the other end when it is kts too */
+	SSL_CTX *ctx;
+	SSL *ssl;          /* the other end when it is OpenSSL */
+	int kts_is_server;
+};
+
+static int counts[2];
+static char why[512];
+
+static void *openssl_handshake(void *arg)
+{
+	struct pair *p = arg;
+	int rc = p->kts_is_server ? SSL_connect(p->ssl) : SSL_accept(p->ssl);
+	return rc == 1 ? p : NULL;
+}
+
+static void *kts_handshake_thread(void *arg)
+{
+	return kts_handshake(arg) == KTS_OK ? arg : NULL;
+}
+
+/* version 12/13, AES-128-GCM; tickets: what an OpenSSL server sends; peer_kts:
+ * the other end is kts too. Returns 0 with both ends handshaken. */
+static int pair_open(struct pair *p, int version, int kts_is_server, int tickets, int peer_kts,
+		     int policy)
+{
+	const struct suite *s = &test_suites[0];
+	int me = kts_is_server ? 0 : 1, other = 1 - me;
+	void *peer_ok;
+	pthread_t th;
+
+	memset(p, 0, sizeof(*p));
+	p->fds[0] = p->fds[1] = -1;
+	p->kts_is_server = kts_is_server;
+	if (test_tcp_pair(p->fds) < 0)
+		return -1;
+	p->cfg[0] = test_kts_config(version, s, kts_is_server);
+	kts_config_set_offload(p->cfg[0], policy);
+	p->k = kts_is_server ? kts_server_new(p->cfg[0]) : kts_client_new(p->cfg[0]);
+	kts_attach(p->k, p->fds[me]);
+	if (peer_kts) {
+		p->cfg[1] = test_kts_config(version, s, !kts_is_server);
+		p->k2 = kts_is_server ? kts_client_new(p->cfg[1]) : kts_server_new(p->cfg[1]);
+		kts_attach(p->k2, p->fds[other]);
+		pthread_create(&th, NULL, kts_handshake_thread, p->k2);
+	} else {
+		p->ctx = test_ssl_ctx(version, s, !kts_is_server);
+		SSL_CTX_set_num_tickets(p->ctx, (size_t)tickets);
+		p->ssl = SSL_new(p->ctx);
+		SSL_set_fd(p->ssl, p->fds[other]);
+		pthread_create(&th, NULL, openssl_handshake, p);
+	}
+	if (kts_handshake(p->k) != KTS_OK)
+		snprintf(why, sizeof(why), "kts handshake: %s", kts_error(p->k));
+	pthread_join(th, &peer_ok);
+	if (!peer_ok && !why[0])
+		snprintf(why, sizeof(why), "peer handshake failed");
+	for (int i = 0; i < 2; i++) {
+		struct kts *k = i ? p->k2 : p->k;
+		counts[0] += kts_offload(k, KTS_TX) == KTS_PATH_KERNEL;
+		counts[1] += kts_offload(k, KTS_RX) == KTS_PATH_KERNEL;
+	}
+	return why[0] ? -1 : 0;
+}
+
+static void pair_close(struct pair *p)
+{
+	kts_free(p->k);
+	kts_free(p->k2);
+	kts_config_free(p->cfg[0]);
+	kts_config_free(p->cfg[1]);
+	SSL_free(p->ssl);
+	SSL_CTX_free(p->ctx);
+	close(p->fds[0]);
+	close(p->fds[1]);
+}
+
+/* rc must be code and kts_error must mention needle. */
+static int expect_error(struct kts *k, long rc, int code, const char *needle)
+{
+	if (rc != code || !strstr(kts_error(k), needle)) {
+		snprintf(why, sizeof(why), "got %ld '%s', want %d '%s'", rc, kts_error(k), code,
+			 needle);
+		return 0;
+	}
+	return 1;
+}
+
+/* The peer's fatal alert, sent through its kernel TX as a real alert record. */
+static int case_alert(struct pair *p)
+{
+	static const unsigned char alert[2] = {2, 40}; /* fatal handshake_failure */
+	char buf[64];
+
+	if (kts_kernel_send_record(p->fds[0], KTS_RECORD_ALERT, alert, 2) != 2)
+		return snprintf(why, sizeof(why), "peer could not send the alert"), 0;
+	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS,
+			    "fatal alert: handshake failure") &&
+	       /* the connection stays failed */
+	       expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS, "handshake failure");
+}
+
+/* An OpenSSL server's TLS 1.3 tickets reach a client whose RX the kernel owns. */
+static int case_ticket(struct pair *p)
+{
+	char buf[64];
+
+	SSL_write(p->ssl, "x", 1); /* OpenSSL writes its tickets first */
+	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_UNSUPPORTED,
+			    "NewSessionTicket");
+}
+
+/* Data before a KeyUpdate arrives intact; the KeyUpdate is an error, never garbage. */
+static int case_keyupdate(struct pair *p)
+{
+	char buf[64];
+	ssize_t n;
+
+	SSL_write(p->ssl, "before", 6);
+	SSL_key_update(p->ssl, SSL_KEY_UPDATE_NOT_REQUESTED);
+	SSL_write(p->ssl, "after", 5);
+	n = kts_read(p->k, buf, sizeof(buf));
+	if (n != 6 || memcmp(buf, "before", 6) != 0)
+		return snprintf(why, sizeof(why), "data before KeyUpdate: %zd", n), 0;
+	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_UNSUPPORTED,
+			    "KeyUpdate");
+}
+
+/* A forged record fails authentication and the connection is dead. The kernel
+ * marks the socket failed at that point and refuses every later send, so no
+ * bad_record_mac alert can reach the peer: it sees the connection end. */
+static int case_bad_record(struct pair *p)
+{
+	unsigned char rec[5 + 32] = {23, 3, 3, 0, 32};
+	struct timeval limit = {.tv_sec = 5};
+	char buf[64];
+
+	memset(rec + 5, 0xab, 32);
+	if (write(p->fds[1], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		return snprintf(why, sizeof(why), "raw write failed"), 0;
+	if (!expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS, "bad_record_mac") ||
+	    !expect_error(p->k, kts_write(p->k, "x", 1), KTS_ERR_TLS, "bad_record_mac"))
+		return 0;
+	shutdown(p->fds[0], SHUT_RDWR);
+	setsockopt(p->fds[1], SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+	if (SSL_read(p->ssl, buf, sizeof(buf)) > 0)
+		return snprintf(why, sizeof(why), "peer read data after the forged record"), 0;
+	ERR_clear_error();
+	return 1;
+}
+
+/* TCP FIN without close_notify could be a truncation attack: an error, not EOF. */
+static int case_truncation(struct pair *p)
+{
+	char buf[64];
+
+	shutdown(p->fds[0], SHUT_WR);
+	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS,
+			    "without close_notify");
+}
+
+/* One-byte reads: data, then a close_notify split across two reads, then EOF. */
+static int case_tiny_reads(struct pair *p)
+{
+	char got[8] = {0};
+	ssize_t n;
+
+	SSL_write(p->ssl, "hello", 5);
+	SSL_shutdown(p->ssl);
+	for (int i = 0; i < 5; i++)
+		if ((n = kts_read(p->k, got + i, 1)) != 1)
+			return snprintf(why, sizeof(why), "byte %d: %zd %s", i, n, kts_error(p->k)), 0;
+	if (strcmp(got, "hello") != 0)
+		return snprintf(why, sizeof(why), "read '%s'", got), 0;
+	n = kts_read(p->k, got, 1);
+	if (n != 0)
+		return snprintf(why, sizeof(why), "close_notify gave %zd: %s", n, kts_error(p->k)), 0;
+	return 1;
+}
+
+struct reader {
+	SSL *ssl;
+	size_t len;
+	unsigned char md[32];
+	int ok;
+};
+
+static void *read_all(void *arg)
+{
+	struct reader *r = arg;
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	unsigned char buf[16384];
+	size_t got = 0, n;
+
+	EVP_DigestInit_ex(h, EVP_sha256(), NULL);
+	while (got < r->len && SSL_read_ex(r->ssl, buf, sizeof(buf), &n) == 1) {
+		EVP_DigestUpdate(h, buf, n);
+		got += n;
+	}
+	EVP_DigestFinal_ex(h, r->md, NULL);
+	EVP_MD_CTX_free(h);
+	r->ok = got == r->len;
+	return NULL;
+}
+
+/* kts_sendfile over kernel TX: the kernel's sendfile, checked by SHA-256. */
+static int case_sendfile(struct pair *p)
+{
+	static unsigned char data[4 << 20];
+	struct reader r = {.ssl = p->ssl, .len = sizeof(data)};
+	unsigned char want[32];
+	char path[] = "/tmp/kts-sendfile-XXXXXX";
+	int fd = mkstemp(path);
+	off_t off = 0;
+	pthread_t th;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (unsigned char)(i * 7 + (i >> 12));
+	EVP_Digest(data, sizeof(data), want, NULL, EVP_sha256(), NULL);
+	if (fd < 0 || write(fd, data, sizeof(data)) != (ssize_t)sizeof(data))
+		return snprintf(why, sizeof(why), "temp file: %s", strerror(errno)), 0;
+	unlink(path);
+	pthread_create(&th, NULL, read_all, &r);
+	while (off < (off_t)sizeof(data)) {
+		ssize_t n = kts_sendfile(p->k, fd, &off, sizeof(data) - (size_t)off);
+		if (n <= 0) {
+			snprintf(why, sizeof(why), "sendfile: %zd %s", n, kts_error(p->k));
+			break;
+		}
+	}
+	pthread_join(th, NULL);
+	close(fd);
+	if (!why[0] && (!r.ok || memcmp(r.md, want, 32) != 0))
+		snprintf(why, sizeof(why), "peer received wrong bytes");
+	return !why[0];
+}
+
+/* Non-blocking kernel RX: nothing to read is KTS_WANT_READ, then data arrives. */
+static int case_nonblocking(struct pair *p)
+{
+	struct pollfd pfd = {.fd = p->fds[1], .events = POLLIN};
+	char buf[16];
+	ssize_t n;
+
+	fcntl(p->fds[1], F_SETFL, fcntl(p->fds[1], F_GETFL) | O_NONBLOCK);
+	n = kts_read(p->k, buf, sizeof(buf));
+	if (n != KTS_WANT_READ)
+		return snprintf(why, sizeof(why), "idle read gave %zd, want KTS_WANT_READ", n), 0;
+	SSL_write(p->ssl, "ping", 4);
+	if (poll(&pfd, 1, 5000) != 1)
+		return snprintf(why, sizeof(why), "poll timed out"), 0;
+	n = kts_read(p->k, buf, sizeof(buf));
+	if (n != 4 || memcmp(buf, "ping", 4) != 0)
+		return snprintf(why, sizeof(why), "read after poll gave %zd", n), 0;
+	return 1;
+}
+
+/* "require" succeeds when the kernel can take both directions. */
+static int case_require(struct pair *p)
+{
+	(void)p;
+	return 1; /* pair_open already failed the case if the handshake did */
+}
+
+struct behaviour {
+	const char *name;
+	int (*run)(struct pair *p);
+	int version, kts_is_server, tickets, peer_kts, policy;
+};
+
+static const struct behaviour cases[] = {
+	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO},
+	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO},
+	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO},
+	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO},
+	{"bad-record-tls12", case_bad_record, 12, 1, 0, 0, KTS_OFFLOAD_AUTO},
+	{"truncation", case_truncation, 13, 0, 0, 0, KTS_OFFLOAD_AUTO},
+	{"tiny-reads", case_tiny_reads, 12, 0, 0, 0, KTS_OFFLOAD_AUTO},
+	{"sendfile", case_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO},
+	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO},
+	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE},
+};
+
+int main(int argc, char **argv)
+{
+	int expect = KTS_PATH_KERNEL, passed = 0, failed = 0;
+
+	if (argc == 3 && strcmp(argv[1], "--expect") == 0)
+		expect = strcmp(argv[2], "user") == 0 ? KTS_PATH_USER : KTS_PATH_KERNEL;
+	test_cert_init();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct behaviour *b = &cases[i];
+		struct pair p;
+		int ok;
+
+		why[0] = '\0';
+		ok = pair_open(&p, b->version, b->kts_is_server, b->tickets, b->peer_kts, b->policy) == 0;
+		ok = ok && kts_offload(p.k, KTS_TX) == expect && kts_offload(p.k, KTS_RX) == expect;
+		if (ok)
+			ok = b->run(&p);
+		else if (!why[0])
+			snprintf(why, sizeof(why), "not on the %s path: %s", kts_path_name(expect),
+				 kts_offload_reason(p.k, KTS_TX) ? kts_offload_reason(p.k, KTS_TX) : "");
+		printf("CASE %s tx=%s rx=%s %s\n", b->name, kts_path_name(kts_offload(p.k, KTS_TX)),
+		       kts_path_name(kts_offload(p.k, KTS_RX)), ok ? "ok" : "FAIL");
+		if (!ok)
+			printf("# %s: %s\n", b->name, why);
+		fflush(stdout);
+		ok ? passed++ : failed++;
+		pair_close(&p);
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
+	test_cert_free();
+	return failed ? 1 : 0;
+}

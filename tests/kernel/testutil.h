@@ -1,0 +1,31 @@
+/*
+ * testutil.h - shared by the guest test binaries: a throwaway certificate, a
+ * loopback TCP pair, and kts / OpenSSL endpoints for one version and cipher.
+ */
+#ifndef KTS_TESTUTIL_H
+#define KTS_TESTUTIL_H
+
+#include <openssl/ssl.h>
+
+#include "kts.h"
+
+struct suite {
+	const char *name;  /* "aes128gcm" ... */
+	const char *tls12; /* OpenSSL TLS 1.2 cipher name (ECDSA certificate) */
+	const char *tls13; /* TLS 1.3 suite */
+};
+extern const struct suite test_suites[3];
+
+/* Create the process-wide throwaway P-256 certificate (once). */
+void test_cert_init(void);
+void test_cert_free(void);
+
+/* A connected loopback TCP pair: fds[0] accepted (server), fds[1] client. */
+int test_tcp_pair(int fds[2]);
+
+/* version: 12 or 13. Server configs carry the test certificate; clients do
+ * not verify (verification is the host suite's business). */
+struct kts_config *test_kts_config(int version, const struct suite *s, int is_server);
+SSL_CTX *test_ssl_ctx(int version, const struct suite *s, int is_server);
+
+#endif
