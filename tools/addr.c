@@ -83,7 +83,9 @@ static int resolve(const struct addr_spec *a, int passive, struct addrinfo **res
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : AI_ADDRCONFIG);
+	/* No AI_ADDRCONFIG: it hides "localhost" on hosts with only a loopback
+	 * interface; connect() simply tries the next address instead. */
+	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
 	if (addr_is_numeric(a->host))
 		hints.ai_flags |= AI_NUMERICHOST;
 	rc = getaddrinfo(a->host[0] ? a->host : NULL, a->port, &hints, res);

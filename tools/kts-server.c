@@ -337,14 +337,21 @@ static void *conn_main(void *arg)
 	/* Lingering close: let the client read our last response before the kernel
 	 * would answer its unread data with a reset. */
 	shutdown(cn->fd, SHUT_WR);
-	tv.tv_sec = 1;
-	setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	{
+		struct timespec end, now;
 		char sink[4096];
-		int rounds = 64;
 
-		while (rounds-- > 0 && recv(cn->fd, sink, sizeof(sink), 0) > 0)
-			;
+		tv.tv_sec = 0;
+		tv.tv_usec = 250 * 1000;
+		setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		end.tv_sec += 2; /* at most about 2 s in all */
+		do {
+			if (recv(cn->fd, sink, sizeof(sink), 0) <= 0)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+		} while (now.tv_sec < end.tv_sec ||
+			 (now.tv_sec == end.tv_sec && now.tv_nsec < end.tv_nsec));
 	}
 done:
 	kts_free(c);
