@@ -329,6 +329,50 @@ class EchoServer:
         self.sock.close()
 
 
+class CannedServer:
+    """Python TLS server answering every connection with fixed bytes, then a
+    close_notify (clean=True) or a bare TCP close. Records the requests it got."""
+
+    def __init__(self, cert, key, response, clean=True, conns=1):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.ctx, self.response, self.clean = ctx, response, clean
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.t = threading.Thread(target=self._serve, args=(conns,), daemon=True)
+        self.t.start()
+
+    def _serve(self, conns):
+        for _ in range(conns):
+            try:
+                raw, _ = self.sock.accept()
+                raw.settimeout(20)
+                s = self.ctx.wrap_socket(raw, server_side=True)
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    req += data
+                self.requests.append(req)
+                s.sendall(self.response)
+                if self.clean:
+                    try:
+                        s.unwrap()
+                    except (OSError, ssl.SSLError):
+                        pass
+                raw.close()
+            except (OSError, ssl.SSLError):
+                pass
+
+    def join(self, timeout=20):
+        self.t.join(timeout)
+        self.sock.close()
+
+
 # ---- clients -------------------------------------------------------------------
 
 def kts_client(args, stdin=None, input=None, timeout=60, stdout=None):
