@@ -231,6 +231,14 @@ class Proc:
         raise RuntimeError("%s: no %r within %ss:\n%s" % (
             self.name, pattern, timeout, self.stderr()[-2000:]))
 
+    def logged(self, pattern, timeout=5):
+        """True once stderr matches pattern (a server may log after the client left)."""
+        try:
+            self.wait_for(pattern, timeout=timeout)
+            return True
+        except RuntimeError:
+            return False
+
     def signal(self, sig):
         if self.p.poll() is None:
             self.p.send_signal(sig)
