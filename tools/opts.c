@@ -13,7 +13,8 @@ const char opts_help_common[] =
 	"                          default list\n"
 	"  --offload auto|require|off\n"
 	"                          kernel TLS policy (default auto)\n"
-	"  --status                print the offload status after each handshake\n";
+	"  --status                report the offload status after each handshake, with\n"
+	"                          the reason for each direction left in userspace\n";
 
 int opts_handle(struct tool_opts *o, int opt, const char *arg)
 {
