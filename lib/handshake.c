@@ -140,7 +140,8 @@ int kts_handshake(struct kts *c)
 	}
 	c->state = KTS_STATE_OPEN;
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	memcpy(c->alpn, alpn, alpn_len); /* at most 255 bytes by the protocol */
+	if (alpn_len) /* at most 255 bytes by the protocol */
+		memcpy(c->alpn, alpn, alpn_len);
 	c->alpn[alpn_len] = '\0';
 	return kts_handoff(c);
 }

@@ -17,7 +17,13 @@ for dir in "${!opts[@]}"; do
 done
 
 status=0
-run() { meson test -C "$@" --print-errorlogs --num-processes 2 || status=1; cp "$1/meson-logs/testlog.json" "$1/testlog-$2.json"; }
+# run <build dir> <label> [meson test args]: keep each run's log for the count below.
+run() {
+	local dir=$1 label=$2
+	shift 2
+	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" || status=1
+	cp "$dir/meson-logs/testlog.json" "$dir/testlog-$label.json"
+}
 run build-test all
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run build-asan asan --suite unit --suite host
