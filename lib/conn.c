@@ -203,7 +203,7 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 		if (n < 0)
 			return kernel_rx_error(c, (int)n);
 		if (n == 0)
-			return kts_fail_fatal(c, KTS_ERR_TLS,
+			return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 					      "read: peer closed the connection without close_notify");
 		if (type == KTS_RECORD_DATA)
 			return n;
@@ -275,7 +275,9 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 	errno = 0;
 	if (SSL_write_ex(c->ssl, buf, len, &done) == 1)
 		return (ssize_t)done;
-	return kts_ssl_result(c, 0, "write");
+	rc = kts_ssl_result(c, 0, "write");
+	/* OpenSSL refuses to write after the peer's close_notify. */
+	return rc == 0 ? kts_fail(c, KTS_ERR_STATE, "write: peer has closed the connection") : rc;
 }
 
 ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)

@@ -11,17 +11,12 @@
 
 #include "internal.h"
 
-static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
-{
-	vsnprintf(buf, len, fmt, ap);
-}
-
 int kts_fail(struct kts *c, int code, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vformat(c->error, sizeof(c->error), fmt, ap);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -31,7 +26,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vformat(c->error, sizeof(c->error), fmt, ap);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
 	va_end(ap);
 	c->state = KTS_STATE_FAILED;
 	c->fail_code = code;
@@ -43,18 +38,27 @@ int kts_config_fail(struct kts_config *cfg, int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vformat(cfg->error, sizeof(cfg->error), fmt, ap);
+	vsnprintf(cfg->error, sizeof(cfg->error), fmt, ap);
 	va_end(ap);
 	return code;
 }
 
-const char *kts_ssl_reason(char *buf, size_t len)
+/* Empty OpenSSL's error queue; return its last entry, the closest to the cause. */
+static unsigned long last_ssl_error(void)
 {
 	unsigned long e, last = 0;
 
-	/* The last queued error is the closest to the cause. */
 	while ((e = ERR_get_error()) != 0)
 		last = e;
+	return last;
+}
+
+static const char truncated[] = "peer closed the connection without close_notify";
+
+const char *kts_ssl_reason(char *buf, size_t len)
+{
+	unsigned long last = last_ssl_error();
+
 	buf[0] = '\0';
 	if (last) {
 		const char *reason = ERR_reason_error_string(last);
@@ -81,12 +85,14 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 		return 0;
 	case SSL_ERROR_SYSCALL:
 		ERR_clear_error();
-		if (errno == 0 || errno == EAGAIN)
-			return kts_fail_fatal(c, KTS_ERR_TLS,
-					      "%s: peer closed the connection without close_notify",
-					      what);
+		if (errno == 0)
+			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
 		return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
 	case SSL_ERROR_SSL:
+		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+			ERR_clear_error();
+			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
+		}
 		kts_ssl_reason(reason, sizeof(reason));
 		verify = SSL_get_verify_result(c->ssl);
 		if (verify != X509_V_OK)

@@ -156,7 +156,7 @@ done:
 		for (int dir = KTS_TX; dir <= KTS_RX; dir++)
 			if (c->path[dir] != KTS_PATH_KERNEL)
 				return kts_fail_fatal(c, KTS_ERR_OFFLOAD,
-						      "offload required but %s stays in userspace: %s",
+						      "handshake: offload required but %s stays in userspace: %s",
 						      dir_name[dir], c->reason[dir]);
 	}
 	return KTS_OK;

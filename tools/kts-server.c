@@ -221,12 +221,8 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
  * requests that is how many HTTP clients leave: not worth a log line. */
 static int unclean_eof(const struct kts *c, ssize_t rc)
 {
-	const char *m = kts_error(c);
-
-	if (rc != KTS_ERR_TLS && rc != KTS_ERR_SYS)
-		return 0;
-	return strstr(m, "eof") || strstr(m, "without close_notify") ||
-	       strstr(m, "Connection reset") || strstr(m, "closed the connection");
+	return rc == KTS_ERR_TRUNCATED ||
+	       (rc == KTS_ERR_SYS && strstr(kts_error(c), strerror(ECONNRESET)));
 }
 
 /* Read request heads and answer them until the connection should end. */

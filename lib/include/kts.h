@@ -13,7 +13,8 @@
  * Errors: functions returning int or ssize_t return a negative KTS_ERR_* code on
  * failure and leave a human-readable message on the object (kts_config_error(),
  * kts_error()). KTS_WANT_READ / KTS_WANT_WRITE are not errors: on a non-blocking
- * socket, wait for the fd to become readable / writable and call again.
+ * socket, wait for the fd to become readable / writable and call again. On a
+ * blocking socket with SO_RCVTIMEO / SO_SNDTIMEO, a timeout also returns them.
  *
  * Threads: a kts_config may be shared by connections in many threads once it is
  * fully set up; its setters must not run concurrently with each other or with
@@ -43,6 +44,7 @@ extern "C" {
 #define KTS_ERR_OFFLOAD (-14)   /* offload policy "require" and the kernel could not take it */
 #define KTS_ERR_UNSUPPORTED (-15) /* peer sent something kts cannot handle after handoff */
 #define KTS_ERR_STATE (-16)     /* call out of order (e.g. write after close) */
+#define KTS_ERR_TRUNCATED (-17) /* peer closed TCP without close_notify (data may be cut short) */
 
 /* Protocol versions, as on the wire. */
 #define KTS_TLS1_2 0x0303
@@ -130,10 +132,12 @@ KTS_API int kts_set_server_name(struct kts *c, const char *name);
 KTS_API int kts_handshake(struct kts *c);
 
 /* Read up to len bytes of application data. Returns bytes read (> 0), 0 at the
- * peer's close_notify, KTS_WANT_* or an error. Runs the handshake if needed. */
+ * peer's close_notify, KTS_WANT_* or an error (KTS_ERR_TRUNCATED when the peer
+ * closed TCP without close_notify). Runs the handshake if needed. */
 KTS_API ssize_t kts_read(struct kts *c, void *buf, size_t len);
 /* Write up to len bytes. Returns bytes written (> 0; may be short on a
- * non-blocking socket), KTS_WANT_* or an error. Runs the handshake if needed. */
+ * non-blocking socket), KTS_WANT_* or an error. Runs the handshake if needed.
+ * Writing with len 0 returns 0. */
 KTS_API ssize_t kts_write(struct kts *c, const void *buf, size_t len);
 /* Send count bytes of file_fd starting at *offset, advancing *offset. Uses the
  * kernel's sendfile when TX is offloaded, read+write otherwise. Returns bytes

@@ -186,7 +186,7 @@ static int case_truncation(struct pair *p)
 	char buf[64];
 
 	shutdown(p->fds[0], SHUT_WR);
-	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS,
+	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TRUNCATED,
 			    "without close_notify");
 }
 
