@@ -194,33 +194,32 @@ int kts_config_set_key_mem(struct kts_config *cfg, const void *pem, size_t len)
 	return rc ? rc : set_key(cfg, "private key", pem, len);
 }
 
-int kts_config_set_cert_file(struct kts_config *cfg, const char *path)
+/* Read a PEM file and hand it to set_cert or set_key, wiping the copy (it may
+ * hold a private key). */
+static int load_pem_file(struct kts_config *cfg, const char *kind, const char *path,
+			 int (*set)(struct kts_config *, const char *, const void *, size_t))
 {
-	char *pem, what[300];
-	size_t len;
-	int rc = read_file(cfg, "certificate file", path, &pem, &len);
+	char *pem = NULL, what[300];
+	size_t len = 0;
+	int rc = read_file(cfg, kind, path, &pem, &len);
 
 	if (rc)
 		return rc;
-	snprintf(what, sizeof(what), "certificate file %s", path);
-	rc = set_cert(cfg, what, pem, len);
+	snprintf(what, sizeof(what), "%s %s", kind, path);
+	rc = set(cfg, what, pem, len);
+	OPENSSL_cleanse(pem, len);
 	free(pem);
 	return rc;
 }
 
+int kts_config_set_cert_file(struct kts_config *cfg, const char *path)
+{
+	return load_pem_file(cfg, "certificate file", path, set_cert);
+}
+
 int kts_config_set_key_file(struct kts_config *cfg, const char *path)
 {
-	char *pem, what[300];
-	size_t len;
-	int rc = read_file(cfg, "key file", path, &pem, &len);
-
-	if (rc)
-		return rc;
-	snprintf(what, sizeof(what), "key file %s", path);
-	rc = set_key(cfg, what, pem, len);
-	OPENSSL_cleanse(pem, len);
-	free(pem);
-	return rc;
+	return load_pem_file(cfg, "key file", path, set_key);
 }
 
 /* The first CA the caller names replaces the system store instead of adding to it. */

@@ -69,30 +69,35 @@ const char *kts_aead_name(enum kts_aead aead)
 	}
 }
 
+/* Run one of OpenSSL's KDFs by name. Returns 0 or -1. */
+static int kdf_derive(const char *name, const OSSL_PARAM params[], unsigned char *out,
+		      size_t out_len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	int ok = kctx && EVP_KDF_derive(kctx, out, out_len, params) == 1;
+
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : -1;
+}
+
 /* HKDF-Expand-Label(secret, label, "", out_len) through OpenSSL's TLS13-KDF. */
 static int expand_label(const char *digest, const unsigned char *secret, size_t secret_len,
 			const char *label, unsigned char *out, size_t out_len)
 {
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
 	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-	int ok = 0;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_int(OSSL_KDF_PARAM_MODE, &mode),
+		OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_PREFIX, "tls13 ", 6),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label, strlen(label)),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_DATA, "", 0),
+		OSSL_PARAM_END,
+	};
 
-	if (kctx) {
-		OSSL_PARAM params[] = {
-			OSSL_PARAM_int(OSSL_KDF_PARAM_MODE, &mode),
-			OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_PREFIX, "tls13 ", 6),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label, strlen(label)),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_DATA, "", 0),
-			OSSL_PARAM_END,
-		};
-		ok = EVP_KDF_derive(kctx, out, out_len, params) == 1;
-	}
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	return ok ? 0 : -1;
+	return kdf_derive("TLS13-KDF", params, out, out_len);
 }
 
 int kts_tls13_traffic_keys(const char *digest, const unsigned char *secret, size_t secret_len,
@@ -121,23 +126,15 @@ static int tls12_prf(const char *digest, const unsigned char *master, size_t mas
 		     const unsigned char *seed, size_t seed_len, unsigned char *out, size_t out_len)
 {
 	static const char label[] = "key expansion";
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
-	EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	int ok = 0;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SECRET, (void *)master, master_len),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SEED, (void *)label, sizeof(label) - 1),
+		OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed, seed_len),
+		OSSL_PARAM_END,
+	};
 
-	if (kctx) {
-		OSSL_PARAM params[] = {
-			OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest, 0),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SECRET, (void *)master, master_len),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SEED, (void *)label, sizeof(label) - 1),
-			OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SEED, (void *)seed, seed_len),
-			OSSL_PARAM_END,
-		};
-		ok = EVP_KDF_derive(kctx, out, out_len, params) == 1;
-	}
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	return ok ? 0 : -1;
+	return kdf_derive("TLS1-PRF", params, out, out_len);
 }
 
 int kts_tls12_keys(const char *digest, const unsigned char *master, size_t master_len,

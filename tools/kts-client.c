@@ -46,18 +46,6 @@ static void usage(FILE *f)
 		opts_help_common);
 }
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
 
 /* Fail on a kts/tio result: the library's message names the operation. */
 static void kfail(const struct kts *c, long rc, const char *what) __attribute__((noreturn));
@@ -65,7 +53,7 @@ static void kfail(const struct kts *c, long rc, const char *what)
 {
 	char buf[256];
 
-	fail("%s", tio_message(c, (int)rc, what, buf, sizeof(buf)));
+	opts_die(PROG, "%s", tio_message(c, (int)rc, what, buf, sizeof(buf)));
 }
 
 static void write_out(const void *buf, size_t len)
@@ -78,7 +66,7 @@ static void write_out(const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			fail("write to stdout: %s", strerror(errno));
+			opts_die(PROG, "write to stdout: %s", strerror(errno));
 		p += n;
 		len -= (size_t)n;
 	}
@@ -162,15 +150,15 @@ static void pump(struct kts *c, int fd, int timeout_ms)
 			if (rc < 0 && errno == EINTR)
 				continue;
 			if (rc < 0)
-				fail("poll: %s", strerror(errno));
+				opts_die(PROG, "poll: %s", strerror(errno));
 			if (rc == 0)
-				fail("connection timed out");
+				opts_die(PROG, "connection timed out");
 		}
 		if (nfds == 2 && p[1].revents) {
 			ssize_t n = read(STDIN_FILENO, in, sizeof(in));
 
 			if (n < 0 && errno != EINTR && errno != EAGAIN)
-				fail("read stdin: %s", strerror(errno));
+				opts_die(PROG, "read stdin: %s", strerror(errno));
 			if (n == 0)
 				stdin_eof = 1;
 			if (n > 0) {
@@ -202,7 +190,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		     "\r\n",
 		     path, hosthdr);
 	if (n < 0 || (size_t)n >= sizeof(req))
-		fail("--get: path too long");
+		opts_die(PROG, "--get: path too long");
 	rc = tio_write_all(c, fd, req, (size_t)n, timeout_ms);
 	if (rc < 0)
 		kfail(c, rc, "write");
@@ -212,12 +200,12 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		int used = http_parse_response(buf, have, HEAD_LIMIT, &resp);
 
 		if (used < 0)
-			fail("malformed response from server");
+			opts_die(PROG, "malformed response from server");
 		if (used == 0) {
 			ssize_t r = tio_read(c, fd, buf + have, BUF_SIZE - have, timeout_ms);
 
 			if (r == 0)
-				fail("server closed the connection before a response");
+				opts_die(PROG, "server closed the connection before a response");
 			if (r < 0)
 				kfail(c, r, "read");
 			have += (size_t)r;
@@ -231,7 +219,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 			break;
 	}
 	if (resp.status < 200 || resp.status > 299)
-		fail("server answered %d%s%s", resp.status, resp.reason[0] ? " " : "", resp.reason);
+		opts_die(PROG, "server answered %d%s%s", resp.status, resp.reason[0] ? " " : "", resp.reason);
 
 	if (resp.status == 204 || resp.status == 304) {
 		resp.content_length = 0;
@@ -246,7 +234,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 			ssize_t out = http_chunked_decode(&st, buf, have, &used);
 
 			if (out < 0)
-				fail("malformed chunked body from server");
+				opts_die(PROG, "malformed chunked body from server");
 			write_out(buf, (size_t)out);
 			if (st.done)
 				break;
@@ -255,7 +243,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, timeout_ms);
 
 				if (r == 0)
-					fail("response body truncated (connection closed)");
+					opts_die(PROG, "response body truncated (connection closed)");
 				if (r < 0)
 					kfail(c, r, "read");
 				have = (size_t)r;
@@ -281,7 +269,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 				if (r == 0 && resp.content_length < 0)
 					break; /* body delimited by close */
 				if (r == 0)
-					fail("response body truncated at %llu of %lld bytes", got,
+					opts_die(PROG, "response body truncated at %llu of %lld bytes", got,
 					     resp.content_length);
 				if (r < 0)
 					kfail(c, r, "read");
@@ -330,7 +318,7 @@ int main(int argc, char **argv)
 			long s = strtol(optarg, &end, 10);
 
 			if (*end || end == optarg || s <= 0 || s > 86400)
-				fail("--timeout: want a number of seconds (1-86400)");
+				opts_die(PROG, "--timeout: want a number of seconds (1-86400)");
 			timeout_ms = (int)s * 1000;
 			break;
 		}
@@ -343,17 +331,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (get && get[0] != '/')
-		fail("--get: PATH must start with '/'");
+		opts_die(PROG, "--get: PATH must start with '/'");
 	for (const char *p = get; p && *p; p++)
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-			fail("--get: PATH must not contain spaces or control characters "
+			opts_die(PROG, "--get: PATH must not contain spaces or control characters "
 			     "(percent-encode them)");
 	if (include && !get)
-		fail("--include needs --get");
+		opts_die(PROG, "--include needs --get");
 	if (addr_parse(argv[optind], &target, err, sizeof(err)) < 0)
-		fail("%s", err);
+		opts_die(PROG, "%s", err);
 	if (!target.host[0])
-		fail("%s: missing host", argv[optind]);
+		opts_die(PROG, "%s: missing host", argv[optind]);
 	if (!servername)
 		servername = target.host; /* kts checks numeric ones as IP addresses, no SNI */
 
@@ -361,24 +349,24 @@ int main(int argc, char **argv)
 
 	cfg = kts_config_new();
 	if (!cfg)
-		fail("cannot create TLS configuration");
+		opts_die(PROG, "cannot create TLS configuration");
 	if (opts_apply(cfg, &o, err, sizeof(err)) < 0)
-		fail("%s", err);
+		opts_die(PROG, "%s", err);
 	if (insecure && kts_config_set_verify(cfg, 0) < 0)
-		fail("--insecure: %s", kts_config_error(cfg));
+		opts_die(PROG, "--insecure: %s", kts_config_error(cfg));
 	if (get && kts_config_set_alpn(cfg, "http/1.1") < 0)
-		fail("alpn: %s", kts_config_error(cfg));
+		opts_die(PROG, "alpn: %s", kts_config_error(cfg));
 
 	fd = addr_connect(&target, err, sizeof(err));
 	if (fd < 0)
-		fail("%s", err);
+		opts_die(PROG, "%s", err);
 	c = kts_client_new(cfg);
 	if (!c)
-		fail("new connection: %s", kts_config_error(cfg));
+		opts_die(PROG, "new connection: %s", kts_config_error(cfg));
 	if (servername && kts_set_server_name(c, servername) < 0)
-		fail("--servername: %s", kts_error(c));
+		opts_die(PROG, "--servername: %s", kts_error(c));
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-		fail("fcntl: %s", strerror(errno));
+		opts_die(PROG, "fcntl: %s", strerror(errno));
 	if (kts_attach(c, fd) < 0)
 		kfail(c, KTS_ERR_SYS, "attach");
 	rc = tio_handshake(c, fd, timeout_ms);

@@ -73,18 +73,6 @@ static void usage(FILE *f)
 		opts_help_common);
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -449,7 +437,7 @@ static void run(struct server *srv, int lfd, int sfd)
 		if (poll(p, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			die("poll: %s", strerror(errno));
+			opts_die(PROG, "poll: %s", strerror(errno));
 		}
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
@@ -462,7 +450,7 @@ static void run(struct server *srv, int lfd, int sfd)
 			uint64_t v;
 
 			if (read(srv->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				die("eventfd: %s", strerror(errno));
+				opts_die(PROG, "eventfd: %s", strerror(errno));
 		}
 		if (p[2].revents) {
 			struct sockaddr_storage ss;
@@ -490,7 +478,7 @@ static int parse_int(const char *s, int lo, int hi, const char *what)
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || end == s || *end || v < lo || v > hi)
-		die("%s: want a number from %d to %d", what, lo, hi);
+		opts_die(PROG, "%s: want a number from %d to %d", what, lo, hi);
 	return (int)v;
 }
 
@@ -540,29 +528,29 @@ int main(int argc, char **argv)
 	}
 	srv.reasons = o.status;
 	if (addr_parse(listen_spec, &la, err, sizeof(err)) < 0)
-		die("--listen: %s", err);
+		opts_die(PROG, "--listen: %s", err);
 	if (fsroot_init(&srv.root, root, err, sizeof(err)) < 0)
-		die("%s", err);
+		opts_die(PROG, "%s", err);
 
 	srv.cfg = kts_config_new();
 	if (!srv.cfg)
-		die("cannot create TLS configuration");
+		opts_die(PROG, "cannot create TLS configuration");
 	if (kts_config_set_cert_file(srv.cfg, cert) < 0)
-		die("--cert %s: %s", cert, kts_config_error(srv.cfg));
+		opts_die(PROG, "--cert %s: %s", cert, kts_config_error(srv.cfg));
 	if (kts_config_set_key_file(srv.cfg, key) < 0)
-		die("--key %s: %s", key, kts_config_error(srv.cfg));
+		opts_die(PROG, "--key %s: %s", key, kts_config_error(srv.cfg));
 	if (opts_apply(srv.cfg, &o, err, sizeof(err)) < 0)
-		die("%s", err);
+		opts_die(PROG, "%s", err);
 	if (kts_config_set_alpn(srv.cfg, "http/1.1") < 0)
-		die("alpn: %s", kts_config_error(srv.cfg));
+		opts_die(PROG, "alpn: %s", kts_config_error(srv.cfg));
 
 	srv.slots = calloc((size_t)srv.max_conn, sizeof(*srv.slots));
 	if (!srv.slots)
-		die("out of memory");
+		opts_die(PROG, "out of memory");
 	pthread_mutex_init(&srv.lock, NULL);
 	srv.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv.wake_fd < 0)
-		die("eventfd: %s", strerror(errno));
+		opts_die(PROG, "eventfd: %s", strerror(errno));
 
 	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM blocked in every thread and read
 	 * from a signalfd by the accept loop. */
@@ -571,16 +559,16 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
-		die("pthread_sigmask failed");
+		opts_die(PROG, "pthread_sigmask failed");
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0)
-		die("signalfd: %s", strerror(errno));
+		opts_die(PROG, "signalfd: %s", strerror(errno));
 
 	lfd = addr_listen(&la, 128, err, sizeof(err));
 	if (lfd < 0)
-		die("%s", err);
+		opts_die(PROG, "%s", err);
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
-		die("getsockname: %s", strerror(errno));
+		opts_die(PROG, "getsockname: %s", strerror(errno));
 	addr_format((struct sockaddr *)&ss, sl, where, sizeof(where));
 	logmsg("listening on %s", where);
 

@@ -2,7 +2,9 @@
 #include "opts.h"
 
 #include <kts.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char opts_help_common[] =
@@ -131,4 +133,16 @@ void opts_print_status(FILE *f, const char *prefix, const struct kts *c, int rea
 	}
 	fwrite(buf, 1, len, f);
 	fflush(f);
+}
+
+void opts_die(const char *prog, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
 }

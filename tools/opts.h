@@ -32,6 +32,9 @@ enum {
 	{ "offload", required_argument, NULL, OPT_OFFLOAD }, \
 	{ "status", no_argument, NULL, OPT_STATUS }
 
+/* Print "<prog>: <message>" to stderr and exit 1. */
+void opts_die(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
 /* Help text for the shared options (ends in a newline). */
 extern const char opts_help_common[];
 
