@@ -73,7 +73,7 @@ static double thread_cpu_s(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-/* ---- setup: sockets and endpoints (certificate and pair: tests/kernel/testutil) */
+/* ---- setup: sockets and endpoints (certificate and pair: tests/common/testutil) */
 
 /* A connected loopback TCP pair: fds[0] server, fds[1] client. */
 static void tcp_pair(int fds[2])

@@ -314,10 +314,12 @@ static const struct behaviour cases[] = {
 
 int main(int argc, char **argv)
 {
-	int expect = KTS_PATH_KERNEL, passed = 0, failed = 0;
+	int expect = test_expected_path(argc, argv), passed = 0, failed = 0;
 
-	if (argc == 3 && strcmp(argv[1], "--expect") == 0)
-		expect = strcmp(argv[2], "user") == 0 ? KTS_PATH_USER : KTS_PATH_KERNEL;
+	if (expect != KTS_PATH_KERNEL) {
+		fprintf(stderr, "usage: %s [--expect kernel] (these cases need kernel TLS)\n", argv[0]);
+		return 2;
+	}
 	test_cert_init();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct behaviour *b = &cases[i];

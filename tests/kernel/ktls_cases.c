@@ -8,8 +8,9 @@
  * then "N passed, N failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (sockets on which
  * kts installed kernel TX/RX, for the /proc/net/tls_stat check).
  *
- * --expect kernel|user says which path the kts side must report for a case to
- * pass: "kernel" in the VM, "user" on a host without kTLS.
+ * --expect kernel|user|auto says which path the kts side must report for a
+ * case to pass: "kernel" (the default) in the VM; the host suite passes "auto",
+ * which means "user" on a kernel without kTLS.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -245,12 +246,10 @@ static int run_case(int version, const struct suite *s, enum role role, int expe
 
 int main(int argc, char **argv)
 {
-	int expect = KTS_PATH_KERNEL, passed = 0, failed = 0, counts[2] = {0, 0};
+	int expect = test_expected_path(argc, argv), passed = 0, failed = 0, counts[2] = {0, 0};
 
-	if (argc == 3 && strcmp(argv[1], "--expect") == 0)
-		expect = strcmp(argv[2], "user") == 0 ? KTS_PATH_USER : KTS_PATH_KERNEL;
-	else if (argc != 1) {
-		fprintf(stderr, "usage: %s [--expect kernel|user]\n", argv[0]);
+	if (expect < 0) {
+		fprintf(stderr, "usage: %s [--expect kernel|user|auto]\n", argv[0]);
 		return 2;
 	}
 	test_cert_init();

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,11 @@ void test_cert_free(void)
 	pkey = NULL;
 }
 
+X509 *test_cert(void)
+{
+	return cert;
+}
+
 int test_tcp_pair(int fds[2])
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -97,6 +103,33 @@ int test_tcp_pair(int fds[2])
 		setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
 	}
 	return 0;
+}
+
+int test_host_has_ktls(void)
+{
+	int fds[2], ok;
+
+	if (test_tcp_pair(fds) < 0)
+		return 0;
+	ok = setsockopt(fds[1], SOL_TCP, TCP_ULP, "tls", sizeof("tls")) == 0;
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+int test_expected_path(int argc, char **argv)
+{
+	if (argc == 1)
+		return KTS_PATH_KERNEL;
+	if (argc != 3 || strcmp(argv[1], "--expect") != 0)
+		return -1;
+	if (strcmp(argv[2], "kernel") == 0)
+		return KTS_PATH_KERNEL;
+	if (strcmp(argv[2], "user") == 0)
+		return KTS_PATH_USER;
+	if (strcmp(argv[2], "auto") == 0)
+		return test_host_has_ktls() ? KTS_PATH_KERNEL : KTS_PATH_USER;
+	return -1;
 }
 
 struct kts_config *test_kts_config(int version, const struct suite *s, int is_server)
