@@ -32,6 +32,8 @@ struct kts_config *kts_config_new(void)
 	}
 	cfg->verify = KTS_VERIFY_PEER | KTS_VERIFY_NAME;
 	cfg->offload = KTS_OFFLOAD_AUTO;
+	cfg->session_fd = -1;
+	cfg->num_tickets = -1;
 	SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_max_proto_version(cfg->ctx, TLS1_3_VERSION);
 	/* Renegotiation would change keys under the kernel; compression is never offloadable. */
@@ -47,6 +49,11 @@ struct kts_config *kts_config_new(void)
 	SSL_CTX_set_default_verify_paths(cfg->ctx);
 	ERR_clear_error();
 	kts_handshake_callbacks(cfg->ctx);
+	SSL_CTX_set_app_data(cfg->ctx, cfg);
+	if (kts_server_resumption_init(cfg) != KTS_OK) {
+		kts_config_free(cfg);
+		return NULL;
+	}
 	return cfg;
 }
 
@@ -54,6 +61,8 @@ void kts_config_free(struct kts_config *cfg)
 {
 	if (!cfg)
 		return;
+	kts_server_resumption_free(cfg);
+	kts_sess_cache_free(cfg->cache);
 	SSL_CTX_free(cfg->ctx);
 	X509_free(cfg->cert);
 	EVP_PKEY_free(cfg->key);

@@ -125,6 +125,8 @@ int kts_handshake(struct kts *c)
 	}
 	if (!c->is_server && !c->prepared) {
 		ret = client_setup(c, c->server_name);
+		if (ret == KTS_OK)
+			ret = kts_client_session_offer(c);
 		if (ret)
 			return ret;
 		c->prepared = 1;

@@ -25,6 +25,13 @@ struct kts_config {
 	EVP_PKEY *key;
 	unsigned char *alpn; /* ALPN list in wire format (length-prefixed names) */
 	size_t alpn_len;
+
+	/* Resumption (client: session file; server: tickets and session cache). */
+	int session_fd;               /* client session file, -1 if none */
+	unsigned int lifetime;        /* server: seconds, 0 = resumption off */
+	int num_tickets;              /* server TLS 1.3 tickets, -1 = default */
+	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
+	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
 	char error[KTS_ERRLEN];
 };
 
@@ -49,6 +56,8 @@ struct kts {
 	char reason[2][KTS_REASONLEN];
 	char alpn[256];          /* negotiated ALPN protocol, NUL-terminated */
 	int rx_eof;              /* close_notify received */
+	unsigned char *appdata;  /* server: bound into tickets issued on this connection */
+	size_t appdata_len;
 	int tx_closed;           /* close_notify sent */
 
 	/* Secrets captured during the handshake, zeroed at handoff. */
@@ -78,5 +87,18 @@ void kts_conn_callbacks(struct kts *c);
 
 /* handoff.c: after the handshake, move what the kernel can take. */
 int kts_handoff(struct kts *c);
+
+/* server_session.c: tickets, ticket keys, session ID context, lifetime.
+ * init runs in kts_config_new (callbacks on cfg->ctx, random session ID
+ * context); free in kts_config_free (zeroes every key). */
+int kts_server_resumption_init(struct kts_config *cfg);
+void kts_server_resumption_free(struct kts_config *cfg);
+
+/* session_file.c: client session files. offer runs before a client's first
+ * handshake step: it loads the file (if any) into c->ssl. */
+int kts_client_session_offer(struct kts *c);
+
+/* sesscache.c: the shared TLS 1.2 session-ID cache. */
+void kts_sess_cache_free(struct kts_sess_cache *cache);
 
 #endif

@@ -146,6 +146,69 @@ KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t c
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);
 
+/* ---- session resumption -------------------------------------------------- */
+
+/* Client: resume sessions through a file. fd must be a regular file owned by
+ * the caller's uid with mode exactly 0600, else KTS_ERR_ARG naming the failed
+ * check. A non-empty file is offered for resumption (garbage or a truncated
+ * file only means a full handshake). After each handshake, and whenever a
+ * resumable session arrives later (TLS 1.3 tickets, also after the kernel owns
+ * RX), the file gets the newest resumable session, never a non-resumable one.
+ * Writes are serialised with flock(2) across processes sharing the file and
+ * leave either the old or the new session. kts does not close fd. */
+KTS_API int kts_config_set_session_fd(struct kts_config *cfg, int fd);
+
+/* Server: session ID context, 1..32 bytes (random by default). Servers that
+ * share ticket keys or a session cache must share it. */
+KTS_API int kts_config_set_session_id(struct kts_config *cfg, const unsigned char *id,
+				      size_t len);
+
+/* Server: lifetime of tickets and cached sessions, 0 (default: resumption
+ * off) or 60..KTS_SESSION_LIFETIME_MAX seconds. */
+#define KTS_SESSION_LIFETIME_MAX (7 * 24 * 3600)
+KTS_API int kts_config_set_session_lifetime(struct kts_config *cfg, unsigned int seconds);
+
+/* Server: TLS 1.3 tickets sent after each full handshake (default 2 once a
+ * lifetime is set; at most 16). */
+KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
+
+/* Server: session ticket keys. A key is KTS_TICKET_KEY_LEN bytes: an AES-256-CBC
+ * key (32) then an HMAC-SHA256 key (32). The newest key (last added) encrypts;
+ * older ones only decrypt, and a ticket under one is renewed. Re-adding a known
+ * keyrev is KTS_ERR_ARG unless it is the newest with identical bytes (a no-op).
+ * Up to KTS_TICKET_KEYS_MAX keys are kept (the oldest is dropped and zeroed);
+ * a key expires at its add time + 2 x lifetime. Keys added after connections
+ * exist apply to new handshakes at once (this call is thread-safe). Without
+ * any key added, kts generates keys itself and rotates them every lifetime.
+ * The 16-byte key name in tickets is keyrev (4 bytes, big-endian) and 12 bytes
+ * of HMAC-SHA256(hmac key, "kts ticket key name"): it does not reveal the key. */
+#define KTS_TICKET_KEY_LEN 64
+#define KTS_TICKET_KEYS_MAX 4
+KTS_API int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyrev,
+				      const unsigned char *key, size_t keylen);
+
+/* Server: a session cache for TLS 1.2 session-ID resumption, in shared memory,
+ * so worker processes forked after this call share it. entries bounds its size;
+ * entries expire after the session lifetime. */
+KTS_API int kts_config_set_session_cache(struct kts_config *cfg, size_t entries);
+
+/* Did this connection resume a session? 1 yes, 0 no (or handshake not done). */
+KTS_API int kts_session_resumed(const struct kts *c);
+
+/* Server: bytes (at most KTS_TICKET_APPDATA_MAX) to bind into the tickets issued
+ * on this connection from now on; read back with kts_ticket_appdata() when a
+ * later connection resumes from one of them. */
+#define KTS_TICKET_APPDATA_MAX 1024
+KTS_API int kts_set_ticket_appdata(struct kts *c, const void *data, size_t len);
+/* Server: the application data of the ticket this connection resumed from.
+ * Copies up to len bytes into buf and returns the full length, or 0 if there is
+ * none (not resumed, or no data). */
+KTS_API ssize_t kts_ticket_appdata(struct kts *c, void *buf, size_t len);
+
+/* Server, TLS 1.3: send one more NewSessionTicket now, also when the kernel owns
+ * TX (the ticket goes out through the kernel as a handshake record). */
+KTS_API int kts_issue_ticket(struct kts *c);
+
 /* ---- status --------------------------------------------------------------- */
 
 enum kts_dir { KTS_TX = 0, KTS_RX = 1 };
