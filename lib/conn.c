@@ -68,7 +68,11 @@ void kts_free(struct kts *c)
 		return;
 	SSL_free(c->ssl);
 	free(c->server_name);
-	OPENSSL_cleanse(c, sizeof(*c));
+	free(c->appdata);
+	if (c->hs)
+		OPENSSL_cleanse(c->hs, c->hs_len);
+	free(c->hs);
+	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */
 	free(c);
 }
 
@@ -146,9 +150,9 @@ static int kernel_rx_error(struct kts *c, int err)
 	}
 }
 
-/* A non-data record reached us through the kernel; head holds its first bytes
- * (have of them). Returns 1 to read on (a harmless warning), else 0 with the
- * read's result in *result: 0 for close_notify, or an error. */
+/* An alert or unknown record reached us through the kernel; head holds its
+ * first bytes (have of them). Returns 1 to read on (a harmless warning), else 0
+ * with the read's result in *result: 0 for close_notify, or an error. */
 static int kernel_control(struct kts *c, unsigned char type, unsigned char head[2], size_t have,
 			  ssize_t *result)
 {
@@ -174,20 +178,7 @@ static int kernel_control(struct kts *c, unsigned char type, unsigned char head[
 		return 0;
 	}
 	send_fatal_alert(c, ALERT_UNEXPECTED_MESSAGE);
-	if (type != KTS_RECORD_HANDSHAKE || have == 0)
-		*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected record type %u", type);
-	else if (head[0] == SSL3_MT_NEWSESSION_TICKET)
-		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-					 "read: peer sent a NewSessionTicket after the kernel took over "
-					 "receiving; tickets after handoff are not supported yet");
-	else if (head[0] == SSL3_MT_KEY_UPDATE)
-		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-					 "read: peer sent a KeyUpdate after the kernel took over "
-					 "receiving; key updates after handoff are not supported yet");
-	else
-		*result = kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-					 "read: peer sent handshake message type %u after handoff",
-					 head[0]);
+	*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected record type %u", type);
 	return 0;
 }
 
@@ -207,6 +198,12 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 					      "read: peer closed the connection without close_notify");
 		if (type == KTS_RECORD_DATA)
 			return n;
+		if (type == KTS_RECORD_HANDSHAKE) {
+			int rc = kts_post_handshake(c, buf, (size_t)n);
+			if (rc != KTS_OK)
+				return rc;
+			continue;
+		}
 		have = n < 2 ? (size_t)n : 2;
 		memcpy(head, buf, have);
 		if (!kernel_control(c, type, head, have, &n))

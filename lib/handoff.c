@@ -145,9 +145,16 @@ int kts_handoff(struct kts *c)
 		c->reason[dir][0] = '\0';
 		fence_openssl(c, dir);
 	}
+	/* TLS 1.3 sends handshake messages after the handshake: keep what
+	 * moving them between OpenSSL and the kernel takes. */
+	c->version = version;
+	if (version == TLS1_3_VERSION &&
+	    (c->path[KTS_TX] == KTS_PATH_KERNEL || c->path[KTS_RX] == KTS_PATH_KERNEL))
+		kts_post_handshake_setup(c, EVP_MD_get0_name(SSL_CIPHER_get_handshake_digest(cipher)),
+					 aead);
 
 done:
-	/* 5. Nothing secret outlives the handoff. */
+	/* 5. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	OPENSSL_cleanse(c->secret, sizeof(c->secret));
 

@@ -65,8 +65,28 @@ struct kts {
 	size_t secret_len[2];
 	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
 
+	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
+	 * the kernel (posthandshake.c). Secrets are kept for that, wiped at free. */
+	int version;
+	enum kts_aead aead;
+	char digest[16];
+	size_t secret_size;
+	unsigned char rx_secret[64];      /* the peer's: kernel RX and OpenSSL's read side */
+	unsigned char tx_secret[64];      /* ours, as the kernel's TX uses it */
+	unsigned char ossl_tx_secret[64]; /* ours, as OpenSSL's write side uses it */
+	uint64_t ossl_seq[2];             /* OpenSSL's own record numbers per direction */
+	unsigned char *hs;                /* handshake bytes read from kernel RX, not yet whole */
+	size_t hs_len;
+
 	char error[KTS_ERRLEN];
 };
+
+/* posthandshake.c: a handshake record the kernel handed up (TLS 1.3
+ * NewSessionTicket, KeyUpdate). data holds the first n bytes of it. Returns
+ * KTS_OK when handled (read on), or an error. */
+int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n);
+/* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
+void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 
 /* error.c: set the message and return code (a negative KTS_ERR_*). */
 int kts_fail(struct kts *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

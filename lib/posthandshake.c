@@ -1,2 +1,275 @@
-/* posthandshake.c - placeholder, being written: tickets and key updates after handoff. */
+/*
+ * posthandshake.c - TLS 1.3 handshake messages after the handoff.
+ *
+ * Once the kernel owns a direction, OpenSSL never sees that socket direction
+ * again, but some handshake messages still concern it:
+ *   - a NewSessionTicket read by the kernel must reach OpenSSL, which turns it
+ *     into a session (and the session file);
+ *   - a KeyUpdate read by the kernel means new keys for kernel RX (and, if the
+ *     peer asks, for kernel TX), and OpenSSL's read side must follow;
+ *   - a ticket the server issues late is written by OpenSSL but must go out
+ *     through kernel TX.
+ * kts moves these messages between OpenSSL and the kernel as plaintext. OpenSSL
+ * only speaks records, so kts seals (or opens) the one record with the key and
+ * sequence number OpenSSL's side expects. OpenSSL's record counters
+ * (c->ossl_seq) and the kernel's advance independently: the kernel's count
+ * records on the wire, OpenSSL's count records OpenSSL produced or consumed.
+ */
+#include <errno.h>
+#include <linux/tls.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
 #include "internal.h"
+#include "kernel.h"
+#include "record.h"
+
+#define HS_HEADER 4
+#define HS_MAX (KTS_RECORD_MAX_PLAIN + HS_HEADER)
+
+void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead)
+{
+	int ours = c->is_server ? 1 : 0;
+
+	c->aead = aead;
+	snprintf(c->digest, sizeof(c->digest), "%s", digest);
+	c->secret_size = c->secret_len[ours];
+	memcpy(c->rx_secret, c->secret[1 - ours], c->secret_size);
+	memcpy(c->tx_secret, c->secret[ours], c->secret_size);
+	memcpy(c->ossl_tx_secret, c->secret[ours], c->secret_size);
+	/* OpenSSL read nothing under the application keys yet; it wrote its tickets. */
+	c->ossl_seq[KTS_RX] = 0;
+	c->ossl_seq[KTS_TX] = c->is_server ? c->tickets_sent : 0;
+}
+
+static int keys_for(struct kts *c, const unsigned char *secret, struct kts_dir_keys *k)
+{
+	return kts_tls13_traffic_keys(c->digest, secret, c->secret_size, c->aead, k);
+}
+
+/* Hand one plaintext handshake message to OpenSSL's read side, as the record
+ * it would have read from the socket. */
+static int feed_openssl(struct kts *c, const unsigned char *secret, const unsigned char *msg,
+			size_t len)
+{
+	unsigned char rec[KTS_RECORD_MAX], dummy;
+	struct kts_dir_keys k;
+	BIO *in = BIO_new(BIO_s_mem());
+	int n, ret, rc = KTS_OK;
+
+	if (!in)
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "read: out of memory");
+	if (keys_for(c, secret, &k) < 0 ||
+	    (n = kts_tls13_seal(c->aead, &k, c->ossl_seq[KTS_RX], KTS_RECORD_HANDSHAKE, msg, len,
+				rec, sizeof(rec))) < 0) {
+		OPENSSL_cleanse(&k, sizeof(k));
+		BIO_free(in);
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: cannot re-protect a handshake message");
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	BIO_write(in, rec, n);
+	BIO_set_mem_eof_return(in, -1); /* empty means "no more yet", not EOF */
+	SSL_set0_rbio(c->ssl, in);
+	ERR_clear_error();
+	/* Processes the message; with no application data behind it, wants more. */
+	ret = SSL_read(c->ssl, &dummy, 1);
+	if (ret > 0 || SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ) {
+		char reason[256];
+		rc = kts_fail_fatal(c, KTS_ERR_TLS, "read: OpenSSL rejected a post-handshake message: %s",
+				    kts_ssl_reason(reason, sizeof(reason)));
+	}
+	c->ossl_seq[KTS_RX]++;
+	SSL_set0_rbio(c->ssl, BIO_new_mem_buf("", 0)); /* fenced again */
+	OPENSSL_cleanse(rec, sizeof(rec));
+	return rc;
+}
+
+/* Install the next traffic secret of one kernel direction (RFC 8446 7.2). */
+static int kernel_rekey(struct kts *c, int dir, unsigned char *secret)
+{
+	unsigned char next[64];
+	struct kts_dir_keys k;
+	struct kts_crypto_info info;
+	int err = -EINVAL;
+
+	if (kts_tls13_next_secret(c->digest, secret, c->secret_size, next) == 0 &&
+	    keys_for(c, next, &k) == 0 &&
+	    kts_crypto_info_build(KTS_TLS1_3, c->aead, &k, 0, &info) == 0)
+		err = kts_kernel_install(c->fd, dir == KTS_TX ? TLS_TX : TLS_RX, &info);
+	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(&info, sizeof(info));
+	if (err == 0)
+		memcpy(secret, next, c->secret_size);
+	OPENSSL_cleanse(next, sizeof(next));
+	return err;
+}
+
+/* The peer moved to its next traffic secret (and may ask us to move too). */
+static int key_update(struct kts *c, const unsigned char *msg, size_t len)
+{
+	/* OpenSSL hears the update without the request: kts answers through the kernel. */
+	static const unsigned char quiet[HS_HEADER + 1] = {SSL3_MT_KEY_UPDATE, 0, 0, 1, 0};
+	unsigned char old[64];
+	int requested, err, rc;
+
+	if (len != HS_HEADER + 1 || msg[4] > 1)
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: malformed KeyUpdate");
+	requested = msg[4] == 1;
+	if (requested && c->path[KTS_TX] != KTS_PATH_KERNEL)
+		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+				      "read: peer requested a KeyUpdate while OpenSSL owns TX and "
+				      "the kernel owns RX; not supported");
+	memcpy(old, c->rx_secret, c->secret_size);
+	err = kernel_rekey(c, KTS_RX, c->rx_secret);
+	if (err == -EBUSY || err == -EINVAL || err == -EOPNOTSUPP || err == -ENOPROTOOPT) {
+		OPENSSL_cleanse(old, sizeof(old));
+		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+				      "read: peer sent a KeyUpdate and this kernel cannot replace "
+				      "the keys of a kTLS socket (%s; Linux 6.14 or later can)",
+				      strerror(-err));
+	}
+	if (err < 0) {
+		OPENSSL_cleanse(old, sizeof(old));
+		return kts_fail_fatal(c, KTS_ERR_SYS, "read: installing updated RX keys: %s",
+				      strerror(-err));
+	}
+	/* OpenSSL's read side follows: it reads the update under the old key. */
+	rc = feed_openssl(c, old, quiet, sizeof(quiet));
+	OPENSSL_cleanse(old, sizeof(old));
+	c->ossl_seq[KTS_RX] = 0;
+	if (rc != KTS_OK || !requested)
+		return rc;
+	if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, quiet, sizeof(quiet)) !=
+	    (ssize_t)sizeof(quiet))
+		return kts_fail_fatal(c, KTS_ERR_SYS, "read: answering the peer's KeyUpdate failed");
+	err = kernel_rekey(c, KTS_TX, c->tx_secret);
+	if (err < 0)
+		return kts_fail_fatal(c, KTS_ERR_SYS, "read: installing updated TX keys: %s",
+				      strerror(-err));
+	return KTS_OK;
+}
+
+/* One whole handshake message from kernel RX. */
+static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
+{
+	switch (msg[0]) {
+	case SSL3_MT_NEWSESSION_TICKET:
+		if (c->is_server)
+			break;
+		return feed_openssl(c, c->rx_secret, msg, len);
+	case SSL3_MT_KEY_UPDATE:
+		return key_update(c, msg, len);
+	default:
+		break;
+	}
+	return kts_fail_fatal(c, KTS_ERR_TLS,
+			      "read: peer sent handshake message type %u after the handshake",
+			      msg[0]);
+}
+
+int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
+{
+	size_t used = 0, whole = 0;
+
+	if (c->version != TLS1_3_VERSION || c->secret_size == 0)
+		return kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected handshake record");
+	if (!c->hs && !(c->hs = malloc(HS_MAX)))
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "read: out of memory");
+	for (;;) {
+		size_t take = n - used < HS_MAX - c->hs_len ? n - used : HS_MAX - c->hs_len;
+
+		memcpy(c->hs + c->hs_len, data + used, take);
+		c->hs_len += take;
+		used += take;
+		/* Handle every complete message; keep a partial one for later. */
+		while (c->hs_len >= HS_HEADER &&
+		       c->hs_len >= (whole = HS_HEADER + ((size_t)c->hs[1] << 16 |
+							  (size_t)c->hs[2] << 8 | c->hs[3]))) {
+			int rc = handle_message(c, c->hs, whole);
+			if (rc != KTS_OK)
+				return rc;
+			memmove(c->hs, c->hs + whole, c->hs_len - whole);
+			c->hs_len -= whole;
+		}
+		if (c->hs_len >= HS_HEADER && whole > HS_MAX)
+			return kts_fail_fatal(c, KTS_ERR_TLS, "read: handshake message too large");
+		if (used == n)
+			break;
+	}
+	if (c->hs_len == 0) {
+		free(c->hs);
+		c->hs = NULL;
+		return KTS_OK;
+	}
+	/* The rest of the message follows in handshake records right behind. */
+	for (;;) {
+		unsigned char more[512], type;
+		ssize_t got = kts_kernel_recv(c->fd, more, sizeof(more), 0, &type);
+		if (got == -EINTR)
+			continue;
+		if (got <= 0 || type != KTS_RECORD_HANDSHAKE)
+			return kts_fail_fatal(c, KTS_ERR_TLS,
+					      "read: handshake message cut short (%s)",
+					      got < 0 ? strerror((int)-got) : "another record type");
+		return kts_post_handshake(c, more, (size_t)got);
+	}
+}
+
+int kts_issue_ticket(struct kts *c)
+{
+	unsigned char rec[KTS_RECORD_MAX], plain[KTS_RECORD_MAX_PLAIN + 256], type;
+	struct kts_dir_keys k;
+	BIO *out;
+	int rc = kts_handshake(c), n, ret;
+	size_t at;
+
+	if (rc != KTS_OK)
+		return rc;
+	if (!c->is_server || SSL_version(c->ssl) != TLS1_3_VERSION)
+		return kts_fail(c, KTS_ERR_STATE, "issue ticket: only TLS 1.3 servers issue tickets");
+	if (SSL_get_options(c->ssl) & SSL_OP_NO_TICKET)
+		return kts_fail(c, KTS_ERR_STATE,
+				"issue ticket: resumption is off (kts_config_set_session_lifetime)");
+	if (SSL_new_session_ticket(c->ssl) != 1)
+		return kts_fail(c, KTS_ERR_TLS, "issue ticket: OpenSSL refused");
+	if (c->path[KTS_TX] != KTS_PATH_KERNEL) {
+		ERR_clear_error();
+		ret = SSL_do_handshake(c->ssl);
+		return ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
+	}
+	/* OpenSSL writes the ticket record into memory; kts opens it with
+	 * OpenSSL's write key and sends the message through the kernel. */
+	out = BIO_new(BIO_s_mem());
+	if (!out)
+		return kts_fail(c, KTS_ERR_NOMEM, "issue ticket: out of memory");
+	SSL_set0_wbio(c->ssl, out);
+	ERR_clear_error();
+	ret = SSL_do_handshake(c->ssl);
+	rc = ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
+	n = rc == KTS_OK ? BIO_read(out, rec, sizeof(rec)) : 0;
+	SSL_set0_wbio(c->ssl, BIO_new_mem_buf("", 0)); /* fenced again */
+	if (rc != KTS_OK)
+		return rc;
+	if (keys_for(c, c->ossl_tx_secret, &k) < 0)
+		return kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: key derivation failed");
+	/* One record per ticket; walk them in case OpenSSL wrote more than one. */
+	for (at = 0; rc == KTS_OK && at + KTS_RECORD_HEADER <= (size_t)n;) {
+		size_t len = KTS_RECORD_HEADER + ((size_t)rec[at + 3] << 8 | rec[at + 4]);
+		int m = at + len <= (size_t)n ? kts_tls13_open(c->aead, &k, c->ossl_seq[KTS_TX],
+								rec + at, len, plain, sizeof(plain),
+								&type)
+					      : -1;
+		if (m < 0 || type != KTS_RECORD_HANDSHAKE)
+			rc = kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: unexpected OpenSSL output");
+		else if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, plain, (size_t)m) != m)
+			rc = kts_fail_fatal(c, KTS_ERR_SYS, "issue ticket: sending through the kernel failed");
+		c->ossl_seq[KTS_TX]++;
+		at += len;
+	}
+	OPENSSL_cleanse(&k, sizeof(k));
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return rc;
+}
