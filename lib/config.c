@@ -30,6 +30,7 @@ struct kts_config *kts_config_new(void)
 		free(cfg);
 		return NULL;
 	}
+	atomic_init(&cfg->refs, 1);
 	cfg->verify = KTS_VERIFY_PEER | KTS_VERIFY_NAME;
 	cfg->offload = KTS_OFFLOAD_AUTO;
 	cfg->session_fd = -1;
@@ -59,7 +60,12 @@ struct kts_config *kts_config_new(void)
 
 void kts_config_free(struct kts_config *cfg)
 {
-	if (!cfg)
+	kts_config_release(cfg);
+}
+
+void kts_config_release(struct kts_config *cfg)
+{
+	if (!cfg || atomic_fetch_sub(&cfg->refs, 1) != 1)
 		return;
 	kts_server_resumption_free(cfg);
 	kts_sess_cache_free(cfg->cache);
@@ -103,7 +109,7 @@ static int read_file(struct kts_config *cfg, const char *what, const char *path,
 	n = read(fd, buf, (size_t)st.st_size);
 	close(fd);
 	if (n != st.st_size) {
-		free(buf);
+		OPENSSL_clear_free(buf, (size_t)st.st_size + 1);
 		return kts_config_fail(cfg, KTS_ERR_ARG, "%s %s: short read", what, path);
 	}
 	*out = buf;
@@ -161,16 +167,24 @@ out:
 	return rc;
 }
 
+/* Never prompt on a terminal for a passphrase: encrypted keys are refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
 static int set_key(struct kts_config *cfg, const char *what, const void *pem, size_t len)
 {
 	char reason[256];
 	BIO *bio = BIO_new_mem_buf(pem, (int)len);
-	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
 	int rc;
 
 	BIO_free(bio);
 	if (!key)
-		return kts_config_fail(cfg, KTS_ERR_ARG, "%s: no PEM private key found (%s)", what,
+		return kts_config_fail(cfg, KTS_ERR_ARG,
+				       "%s: no unencrypted PEM private key found (%s)", what,
 				       kts_ssl_reason(reason, sizeof(reason)));
 	rc = check_pair(cfg, cfg->cert, key, what);
 	if (rc || SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1) {

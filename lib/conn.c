@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -35,15 +36,18 @@ static struct kts *conn_new(struct kts_config *cfg, int is_server)
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c)
-		return NULL;
-	c->ssl = SSL_new(cfg->ctx);
-	if (!c->ssl || (cfg->server_name && !(c->server_name = strdup(cfg->server_name)))) {
-		SSL_free(c->ssl);
+	if (c)
+		c->ssl = SSL_new(cfg->ctx);
+	if (!c || !c->ssl || (cfg->server_name && !(c->server_name = strdup(cfg->server_name)))) {
+		if (c)
+			SSL_free(c->ssl);
 		free(c);
 		ERR_clear_error();
+		kts_config_fail(cfg, KTS_ERR_NOMEM, "%s: out of memory", is_server ? "server" : "client");
 		return NULL;
 	}
+	atomic_fetch_add(&cfg->refs, 1);
+	c->cfg = cfg;
 	c->fd = -1;
 	c->is_server = is_server;
 	c->offload = cfg->offload;
@@ -66,7 +70,13 @@ void kts_free(struct kts *c)
 {
 	if (!c)
 		return;
+	/* OpenSSL drops the session of a connection freed without having sent
+	 * close_notify; kts may have sent it through the kernel, or the peer just
+	 * closed TCP. Failed connections already lost theirs to the fatal alert. */
+	if (c->state == KTS_STATE_OPEN)
+		SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
 	SSL_free(c->ssl);
+	kts_config_release(c->cfg);
 	free(c->server_name);
 	free(c->appdata);
 	if (c->hs)
@@ -120,7 +130,7 @@ static void send_fatal_alert(struct kts *c, unsigned char desc)
 	unsigned char alert[2] = {ALERT_FATAL, desc};
 
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL && !c->tx_closed)
-		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert));
+		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert), MSG_DONTWAIT);
 	c->tx_closed = 1;
 }
 
@@ -258,6 +268,7 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 	ssize_t n;
 	int rc = check_writable(c);
 
+
 	if (rc != KTS_OK)
 		return rc;
 	if (len == 0)
@@ -268,13 +279,27 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 		while (n < 0 && errno == EINTR);
 		return kernel_tx_result(c, n, "write");
 	}
-	ERR_clear_error();
-	errno = 0;
-	if (SSL_write_ex(c->ssl, buf, len, &done) == 1)
-		return (ssize_t)done;
-	rc = kts_ssl_result(c, 0, "write");
-	/* OpenSSL refuses to write after the peer's close_notify. */
-	return rc == 0 ? kts_fail(c, KTS_ERR_STATE, "write: peer has closed the connection") : rc;
+	/* OpenSSL writes one record per call: go on until all is written or the
+	 * socket pushes back, like send() on the kernel path. */
+	while (done < len) {
+		size_t wrote = 0;
+
+		ERR_clear_error();
+		errno = 0;
+		if (SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &wrote) == 1) {
+			done += wrote;
+			continue;
+		}
+		if (done > 0)
+			break; /* report progress; the caller retries with the rest */
+		rc = kts_ssl_result(c, 0, "write");
+		/* OpenSSL says "zero return" for any failed write once it has
+		 * received close_notify: the write itself failed. */
+		return rc == 0 ? kts_fail_fatal(c, KTS_ERR_SYS, "write: %s (peer closed the connection)",
+						strerror(errno ? errno : EPIPE))
+			       : rc;
+	}
+	return (ssize_t)done;
 }
 
 ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
@@ -285,8 +310,12 @@ ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
 
 	if (rc != KTS_OK)
 		return rc;
+	struct stat st;
+
 	if (!offset)
 		return kts_fail(c, KTS_ERR_ARG, "sendfile: offset must not be NULL");
+	if (fstat(file_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return kts_fail(c, KTS_ERR_ARG, "sendfile: fd %d is not a regular file", file_fd);
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		ssize_t n;
 		do
@@ -330,8 +359,11 @@ int kts_close(struct kts *c)
 	if (c->tx_closed)
 		return KTS_OK;
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
-		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
-						   sizeof(close_notify));
+		ssize_t n;
+		do
+			n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
+						   sizeof(close_notify), 0);
+		while (n == -EINTR);
 		if (n == -EAGAIN)
 			return KTS_WANT_WRITE;
 		if (n < 0)
@@ -379,6 +411,13 @@ const char *kts_cipher(const struct kts *c)
 const char *kts_alpn(const struct kts *c)
 {
 	return c && c->alpn[0] ? c->alpn : NULL;
+}
+
+size_t kts_pending(const struct kts *c)
+{
+	if (!c || c->state != KTS_STATE_OPEN || c->path[KTS_RX] != KTS_PATH_USER)
+		return 0;
+	return (size_t)SSL_pending(c->ssl);
 }
 
 void *kts_ssl(struct kts *c)

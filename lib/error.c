@@ -30,6 +30,12 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	va_end(ap);
 	c->state = KTS_STATE_FAILED;
 	c->fail_code = code;
+	/* A dead connection needs no secrets. */
+	OPENSSL_cleanse(c->secret, sizeof(c->secret));
+	OPENSSL_cleanse(c->rx_secret, sizeof(c->rx_secret));
+	OPENSSL_cleanse(c->tx_secret, sizeof(c->tx_secret));
+	OPENSSL_cleanse(c->ossl_tx_secret, sizeof(c->ossl_tx_secret));
+	c->secret_size = 0;
 	return code;
 }
 
@@ -43,21 +49,20 @@ int kts_config_fail(struct kts_config *cfg, int code, const char *fmt, ...)
 	return code;
 }
 
-/* Empty OpenSSL's error queue; return its last entry, the closest to the cause. */
-static unsigned long last_ssl_error(void)
+/* Empty OpenSSL's error queue; return its first entry, the cause. */
+static unsigned long first_ssl_error(void)
 {
-	unsigned long e, last = 0;
+	unsigned long first = ERR_get_error();
 
-	while ((e = ERR_get_error()) != 0)
-		last = e;
-	return last;
+	ERR_clear_error();
+	return first;
 }
 
 static const char truncated[] = "peer closed the connection without close_notify";
 
 const char *kts_ssl_reason(char *buf, size_t len)
 {
-	unsigned long last = last_ssl_error();
+	unsigned long last = first_ssl_error();
 
 	buf[0] = '\0';
 	if (last) {
@@ -73,7 +78,7 @@ const char *kts_ssl_reason(char *buf, size_t len)
 int kts_ssl_result(struct kts *c, int ret, const char *what)
 {
 	char reason[256];
-	int err = SSL_get_error(c->ssl, ret);
+	int err = SSL_get_error(c->ssl, ret), first;
 	long verify;
 
 	switch (err) {
@@ -89,13 +94,16 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
 		return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
 	case SSL_ERROR_SSL:
-		if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+		/* The first queued error is the cause; later ones can be side
+		 * effects (an alert that could not be sent, say). */
+		first = ERR_GET_REASON(ERR_peek_error());
+		if (first == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
 			ERR_clear_error();
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
 		}
 		kts_ssl_reason(reason, sizeof(reason));
 		verify = SSL_get_verify_result(c->ssl);
-		if (verify != X509_V_OK)
+		if (first == SSL_R_CERTIFICATE_VERIFY_FAILED && verify != X509_V_OK)
 			return kts_fail_fatal(c, KTS_ERR_TLS, "%s: certificate verification failed: %s",
 					      what, X509_verify_cert_error_string(verify));
 		return kts_fail_fatal(c, KTS_ERR_TLS, "%s: %s", what,

@@ -121,13 +121,25 @@ int kts_handoff(struct kts *c)
 	}
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
 
-	/* 4. Into the kernel: the ULP first, then each direction on its own. */
+	/* 4. Into the kernel: the ULP first, then RX, then TX. TX follows RX only:
+	 * OpenSSL reading records needs its own send path for the alerts it may
+	 * answer with, so a kernel TX under an OpenSSL RX is never set up. */
 	err = kts_kernel_attach_ulp(c->fd);
 	if (err < 0) {
 		both_in_user(c, ulp_reason(err), strerror(-err));
 		goto done;
 	}
-	for (int dir = KTS_TX; dir <= KTS_RX; dir++) {
+	for (int dir = KTS_RX; dir >= KTS_TX; dir--) {
+		if (dir == KTS_TX && c->path[KTS_RX] != KTS_PATH_KERNEL) {
+			stay_in_user(c, KTS_TX, "kept in userspace with RX%s", "");
+			continue;
+		}
+		if (dir == KTS_TX && SSL_SESSION_get_max_fragment_length(SSL_get_session(c->ssl)) !=
+					     TLSEXT_max_fragment_length_DISABLED) {
+			/* The kernel always fills records up to 16 KiB. */
+			stay_in_user(c, KTS_TX, "peer negotiated a maximum fragment length%s", "");
+			continue;
+		}
 		if (kts_crypto_info_build(version, aead, &keys[dir], seq[dir], &info) < 0) {
 			stay_in_user(c, dir, "no kernel layout for %s", kts_aead_name(aead));
 			continue;

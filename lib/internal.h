@@ -4,6 +4,7 @@
 #ifndef KTS_INTERNAL_H
 #define KTS_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,7 @@
 #define KTS_REASONLEN 192
 
 struct kts_config {
+	_Atomic int refs;   /* the caller's and one per connection */
 	SSL_CTX *ctx;       /* shared by every connection made from this config */
 	char *server_name;  /* client default SNI / verified name */
 	int verify;         /* KTS_VERIFY_* (clients) */
@@ -43,6 +45,7 @@ enum kts_state {
 };
 
 struct kts {
+	struct kts_config *cfg; /* referenced: kept alive while the connection lives */
 	SSL *ssl;
 	int fd;
 	int is_server;
@@ -100,6 +103,9 @@ const char *kts_ssl_reason(char *buf, size_t len);
 /* Map the result of an SSL_* call to a kts code, setting c's message. what names
  * the operation ("handshake", "read"). Returns 0 for a clean close_notify. */
 int kts_ssl_result(struct kts *c, int ret, const char *what);
+
+/* config.c: drop a reference; the last one frees. */
+void kts_config_release(struct kts_config *cfg);
 
 /* handshake.c */
 void kts_handshake_callbacks(SSL_CTX *ctx);

@@ -29,15 +29,22 @@ int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info
 	return 0;
 }
 
+/* Room for the record type and any other control message the caller enabled
+ * (timestamps...), aligned for struct cmsghdr. */
+union control {
+	struct cmsghdr align;
+	char buf[256];
+};
+
 ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type)
 {
-	char control[CMSG_SPACE(sizeof(unsigned char))];
+	union control control;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = control,
-		.msg_controllen = sizeof(control),
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
 	};
 	ssize_t n = recvmsg(fd, &msg, flags);
 
@@ -53,24 +60,26 @@ ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char 
 	return n;
 }
 
-ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len)
+ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len,
+			       int flags)
 {
-	char control[CMSG_SPACE(sizeof(unsigned char))];
+	union control control;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = control,
-		.msg_controllen = sizeof(control),
+		.msg_control = control.buf,
+		.msg_controllen = CMSG_SPACE(sizeof(unsigned char)),
 	};
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	struct cmsghdr *cm;
 	ssize_t n;
 
-	memset(control, 0, sizeof(control));
+	memset(&control, 0, sizeof(control));
+	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_TLS;
 	cm->cmsg_type = TLS_SET_RECORD_TYPE;
 	cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
 	*CMSG_DATA(cm) = type;
-	n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 	return n < 0 ? -errno : n;
 }

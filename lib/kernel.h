@@ -22,8 +22,9 @@ int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info
 /* recvmsg on a kernel-RX socket. Returns bytes (0 at TCP EOF) and the record type
  * in *type, or -errno. */
 ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type);
-/* Send one record of the given type (alert, handshake) through kernel TX.
- * Returns bytes sent or -errno. */
-ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len);
+/* Send one record of the given type (alert, handshake) through kernel TX,
+ * with extra send flags (MSG_DONTWAIT). Returns bytes sent or -errno. */
+ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len,
+			       int flags);
 
 #endif

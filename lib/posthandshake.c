@@ -142,7 +142,7 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 	c->ossl_seq[KTS_RX] = 0;
 	if (rc != KTS_OK || !requested)
 		return rc;
-	if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, quiet, sizeof(quiet)) !=
+	if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, quiet, sizeof(quiet), 0) !=
 	    (ssize_t)sizeof(quiet))
 		return kts_fail_fatal(c, KTS_ERR_SYS, "read: answering the peer's KeyUpdate failed");
 	err = kernel_rekey(c, KTS_TX, c->tx_secret);
@@ -264,7 +264,7 @@ int kts_issue_ticket(struct kts *c)
 					      : -1;
 		if (m < 0 || type != KTS_RECORD_HANDSHAKE)
 			rc = kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: unexpected OpenSSL output");
-		else if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, plain, (size_t)m) != m)
+		else if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, plain, (size_t)m, 0) != m)
 			rc = kts_fail_fatal(c, KTS_ERR_SYS, "issue ticket: sending through the kernel failed");
 		c->ossl_seq[KTS_TX]++;
 		at += len;

@@ -17,9 +17,13 @@
  * blocking socket with SO_RCVTIMEO / SO_SNDTIMEO, a timeout also returns them.
  *
  * Threads: a kts_config may be shared by connections in many threads once it is
- * fully set up; its setters must not run concurrently with each other or with
- * kts_server_new()/kts_client_new(). One struct kts is used by one thread at a time.
- * The library keeps no global mutable state.
+ * fully set up. Set it up first: its setters must not run once connections
+ * exist (they change what live handshakes read), except
+ * kts_config_add_ticket_key(), which is thread-safe. Connections hold a
+ * reference to their config, so kts_config_free() may come before kts_free().
+ * One struct kts is used by one thread at a time. The library keeps no global
+ * mutable state and does not touch signal handling: writes to a closed peer
+ * raise SIGPIPE on some paths (as with OpenSSL), so servers ignore SIGPIPE.
  */
 #ifndef KTS_H
 #define KTS_H
@@ -135,14 +139,22 @@ KTS_API int kts_handshake(struct kts *c);
  * peer's close_notify, KTS_WANT_* or an error (KTS_ERR_TRUNCATED when the peer
  * closed TCP without close_notify). Runs the handshake if needed. */
 KTS_API ssize_t kts_read(struct kts *c, void *buf, size_t len);
-/* Write up to len bytes. Returns bytes written (> 0; may be short on a
- * non-blocking socket), KTS_WANT_* or an error. Runs the handshake if needed.
- * Writing with len 0 returns 0. */
+/* Write up to len bytes. Returns bytes written (> 0; short only on a
+ * non-blocking socket or a timeout), KTS_WANT_* or an error. Runs the handshake
+ * if needed. Writing with len 0 returns 0. After a short write or
+ * KTS_WANT_WRITE, call again with the rest of the data before anything else
+ * (OpenSSL may hold a record made from it). */
 KTS_API ssize_t kts_write(struct kts *c, const void *buf, size_t len);
-/* Send count bytes of file_fd starting at *offset, advancing *offset. Uses the
- * kernel's sendfile when TX is offloaded, read+write otherwise. Returns bytes
- * sent (may be short), KTS_WANT_* or an error. */
+/* Send count bytes of file_fd (a regular file) starting at *offset, advancing
+ * *offset. Uses the kernel's sendfile when TX is offloaded, read+write
+ * otherwise. Returns bytes sent (may be short; 0 at end of file), KTS_WANT_* or
+ * an error. */
 KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count);
+/* Bytes already decrypted and waiting in kts (userspace RX only; the kernel
+ * path keeps them in the socket, where poll sees them). Read them before
+ * waiting for POLLIN. */
+KTS_API size_t kts_pending(const struct kts *c);
+
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);
 
@@ -188,8 +200,12 @@ KTS_API int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyre
 				      const unsigned char *key, size_t keylen);
 
 /* Server: a session cache for TLS 1.2 session-ID resumption, in shared memory,
- * so worker processes forked after this call share it. entries bounds its size;
- * entries expire after the session lifetime. */
+ * so worker processes forked after this call share it. entries (16..1000000,
+ * else KTS_ERR_ARG) is rounded up to a multiple of 8; each takes 2 KiB of
+ * shared memory, used as it fills. Sessions over 1984 bytes serialized (large
+ * client certificates) are not cached. Entries expire after the session
+ * lifetime; with lifetime 0 nothing is stored or resumed. Call once, before
+ * forking: a second call is KTS_ERR_STATE. */
 KTS_API int kts_config_set_session_cache(struct kts_config *cfg, size_t entries);
 
 /* Did this connection resume a session? 1 yes, 0 no (or handshake not done). */
@@ -235,7 +251,7 @@ KTS_API const char *kts_alpn(const struct kts *c);
 /* Escape hatch: the underlying OpenSSL SSL * (cast it). Only for inspection
  * (certificates, session details); reading or writing through it after the
  * handshake bypasses kts and corrupts an offloaded connection. */
-void *kts_ssl(struct kts *c);
+KTS_API void *kts_ssl(struct kts *c);
 
 #ifdef __cplusplus
 }

@@ -123,7 +123,7 @@ static int case_alert(struct pair *p)
 	static const unsigned char alert[2] = {2, 40}; /* fatal handshake_failure */
 	char buf[64];
 
-	if (kts_kernel_send_record(p->fds[0], KTS_RECORD_ALERT, alert, 2) != 2)
+	if (kts_kernel_send_record(p->fds[0], KTS_RECORD_ALERT, alert, 2, 0) != 2)
 		return snprintf(why, sizeof(why), "peer could not send the alert"), 0;
 	return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS,
 			    "fatal alert: handshake failure") &&

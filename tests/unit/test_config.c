@@ -133,7 +133,22 @@ static void test_cert_and_key(void **state)
 	assert_fails(kts_config_set_key_file(cfg, "/"), KTS_ERR_ARG, "not a regular file");
 	assert_fails(kts_config_set_cert_mem(cfg, "garbage", 7), KTS_ERR_ARG, "no PEM certificate");
 	assert_fails(kts_config_set_key_mem(cfg, cert1, strlen(cert1)), KTS_ERR_ARG,
-		     "no PEM private key");
+		     "no unencrypted PEM private key");
+	{
+		/* An encrypted key is refused, never a passphrase prompt. */
+		EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		BIO *b = BIO_new(BIO_s_mem());
+		char *p;
+		long n;
+
+		PEM_write_bio_PrivateKey(b, k, EVP_aes_128_cbc(), (unsigned char *)"pw", 2, NULL,
+					 NULL);
+		n = BIO_get_mem_data(b, &p);
+		assert_fails(kts_config_set_key_mem(cfg, p, (size_t)n), KTS_ERR_ARG,
+			     "no unencrypted PEM private key");
+		BIO_free(b);
+		EVP_PKEY_free(k);
+	}
 	assert_fails(kts_config_set_cert_mem(cfg, NULL, 0), KTS_ERR_ARG, "empty");
 	assert_int_equal(kts_config_set_cert_mem(cfg, cert1, strlen(cert1)), KTS_OK);
 	assert_fails(kts_config_set_key_mem(cfg, key2, strlen(key2)), KTS_ERR_ARG,
