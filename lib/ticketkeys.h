@@ -1,0 +1,67 @@
+/*
+ * ticketkeys.h - the server's session ticket key ring: which key encrypts new
+ * tickets, which keys still decrypt old ones, and when keys expire.
+ *
+ * No SSL objects here: callers copy a key out and do the crypto themselves,
+ * so the ring's lock is held only for the copy. Thread-safe.
+ *
+ * A key is KTS_TICKET_KEY_LEN bytes: AES-256 key (32) || HMAC-SHA256 key (32).
+ * Its 16-byte name (sent in every ticket) is keyrev, big-endian (4), then the
+ * first 12 bytes of HMAC-SHA256(hmac key, "kts ticket key name").
+ *
+ * Automatic mode (no key added by the caller): keys come from a secret chain
+ * seeded with RAND_priv_bytes. Wall-clock time is cut into epochs of
+ * `lifetime` seconds; epoch e's key (keyrev e) is derived from the chain's
+ * link for e. Each step is one-way and passed links are wiped, so a later
+ * memory dump yields no key of an expired ticket. Processes forked after the
+ * lifetime is set hold the same chain, so they issue and accept each other's
+ * tickets (libtls makes per-process keys). After a gap of more than 100000
+ * epochs the chain is reseeded instead of stepped (no stall; processes then
+ * stop sharing). Once the caller adds a key, the automatic keys are dropped
+ * (wiped) and never come back: tickets under them cost one full handshake.
+ */
+#ifndef KTS_TICKETKEYS_H
+#define KTS_TICKETKEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "kts.h"
+
+#define KTS_TICKET_NAME_LEN 16
+
+struct kts_ticket_ring;
+
+/* A new, empty ring in automatic mode with lifetime 0 (no keys). NULL when
+ * memory or the random generator fails. */
+struct kts_ticket_ring *kts_ticket_ring_new(void);
+/* Wipe every key and free. NULL is fine. */
+void kts_ticket_ring_free(struct kts_ticket_ring *r);
+
+/* Replace the clock (default: time(NULL)); for tests. */
+void kts_ticket_ring_set_clock(struct kts_ticket_ring *r, time_t (*now)(void *arg), void *arg);
+
+/* Ticket lifetime in seconds: a key expires 2 x lifetime after it was added
+ * (encrypting for at most one lifetime, then decrypting tickets that live one
+ * lifetime). Automatic keys rotate every lifetime. 0: no automatic keys. */
+void kts_ticket_ring_set_lifetime(struct kts_ticket_ring *r, unsigned int seconds);
+
+/* Add the caller's key; it becomes the newest (encrypting) key. Returns KTS_OK,
+ * or KTS_ERR_ARG / KTS_ERR_NOMEM with a message in err ("ticket key: ..."). */
+int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsigned char *key,
+			size_t keylen, char *err, size_t errlen);
+
+/* The key for a new ticket: copies its name and bytes out. Returns 1, 0 when
+ * there is none (lifetime 0, or every added key expired), -1 on internal error. */
+int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
+				unsigned char key[KTS_TICKET_KEY_LEN]);
+
+/* The key a ticket names: copies its bytes out. Returns 1 (the newest key),
+ * 2 (an older key: the ticket should be renewed), 0 (unknown or expired),
+ * -1 on internal error. */
+int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
+				const unsigned char name[KTS_TICKET_NAME_LEN],
+				unsigned char key[KTS_TICKET_KEY_LEN]);
+
+#endif
