@@ -78,7 +78,7 @@ void kts_free(struct kts *c)
 	SSL_free(c->ssl);
 	kts_config_release(c->cfg);
 	free(c->server_name);
-	free(c->appdata);
+	OPENSSL_clear_free(c->appdata, c->appdata_len);
 	if (c->hs)
 		OPENSSL_cleanse(c->hs, c->hs_len);
 	free(c->hs);
@@ -411,6 +411,11 @@ const char *kts_cipher(const struct kts *c)
 const char *kts_alpn(const struct kts *c)
 {
 	return c && c->alpn[0] ? c->alpn : NULL;
+}
+
+int kts_session_resumed(const struct kts *c)
+{
+	return c && c->state == KTS_STATE_OPEN && SSL_session_reused(c->ssl) == 1;
 }
 
 size_t kts_pending(const struct kts *c)

@@ -59,8 +59,8 @@ struct kts {
 	char reason[2][KTS_REASONLEN];
 	char alpn[256];          /* negotiated ALPN protocol, NUL-terminated */
 	int rx_eof;              /* close_notify received */
-	unsigned char *appdata;  /* server: bound into tickets issued on this connection */
-	size_t appdata_len;
+	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
+	size_t appdata_len;      /* its size */
 	int tx_closed;           /* close_notify sent */
 
 	/* Secrets captured during the handshake, zeroed at handoff. */

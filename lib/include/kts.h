@@ -191,7 +191,12 @@ KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
  * Up to KTS_TICKET_KEYS_MAX keys are kept (the oldest is dropped and zeroed);
  * a key expires at its add time + 2 x lifetime. Keys added after connections
  * exist apply to new handshakes at once (this call is thread-safe). Without
- * any key added, kts generates keys itself and rotates them every lifetime.
+ * any key added, kts generates keys itself and rotates them every lifetime,
+ * from one secret seed that worker processes forked after the lifetime is set
+ * share (so they accept each other's tickets); the first key added drops the
+ * automatic keys. With no valid key left, no ticket is issued. TLS 1.3
+ * resumptions always get one fresh ticket; a renewed ticket keeps the resumed
+ * application data unless new data is set.
  * The 16-byte key name in tickets is keyrev (4 bytes, big-endian) and 12 bytes
  * of HMAC-SHA256(hmac key, "kts ticket key name"): it does not reveal the key. */
 #define KTS_TICKET_KEY_LEN 64
