@@ -1,0 +1,277 @@
+/*
+ * ktls_resume.c - session resumption with the kernel owning the records:
+ * tickets that arrive through kernel RX end up in the client's session file,
+ * tickets issued after the handoff go out through kernel TX, and each kind of
+ * resumption (TLS 1.3 ticket, TLS 1.2 ticket, TLS 1.2 session ID) works with
+ * both directions in the kernel.
+ *
+ * Output: "CASE <name> tx=<path> rx=<path> <ok|FAIL>" per case, then
+ * "N passed, N failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (see run-tests.sh).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "kts.h"
+#include "testutil.h"
+
+static int counts[2];
+static char why[512];
+static int expect = KTS_PATH_KERNEL;
+static int seen[2]; /* the paths of the last kts connection checked */
+
+/* Count the kts end's kernel directions and check they are what we expect. */
+static int paths_ok(struct kts *k, const char *who)
+{
+	int tx = kts_offload(k, KTS_TX), rx = kts_offload(k, KTS_RX);
+
+	seen[0] = tx;
+	seen[1] = rx;
+	counts[0] += tx == KTS_PATH_KERNEL;
+	counts[1] += rx == KTS_PATH_KERNEL;
+	if (tx != expect || rx != expect) {
+		snprintf(why, sizeof(why), "%s: tx=%s rx=%s", who, kts_path_name(tx), kts_path_name(rx));
+		return 0;
+	}
+	return 1;
+}
+
+/* The OpenSSL end of a connection runs in this thread. */
+struct peer {
+	SSL *ssl;
+	int is_server;
+	int ok;
+	const char *send; /* written after the handshake, if set */
+	int read_bytes;   /* read this many bytes after the handshake */
+};
+
+static void *peer_run(void *arg)
+{
+	struct peer *p = arg;
+	char buf[64];
+
+	if ((p->is_server ? SSL_accept(p->ssl) : SSL_connect(p->ssl)) != 1)
+		return NULL;
+	if (p->send && SSL_write(p->ssl, p->send, (int)strlen(p->send)) <= 0)
+		return NULL;
+	if (p->read_bytes && SSL_read(p->ssl, buf, p->read_bytes) != p->read_bytes)
+		return NULL;
+	p->ok = 1;
+	return NULL;
+}
+
+/* One kts end against one OpenSSL end on a fresh loopback pair: handshake,
+ * then the kts end reads (client) what the peer sends, or the peer reads what
+ * kts writes. Returns 1 and the kts connection (caller frees) on success. */
+static struct kts *connect_pair(struct kts_config *kcfg, int kts_is_server, SSL_CTX *octx,
+				SSL_SESSION *offer, SSL **ossl_out, int fds[2])
+{
+	struct peer peer = {.is_server = !kts_is_server};
+	struct kts *k = kts_is_server ? kts_server_new(kcfg) : kts_client_new(kcfg);
+	pthread_t th;
+	char buf[8];
+
+	if (test_tcp_pair(fds) < 0 || !k)
+		return snprintf(why, sizeof(why), "setup failed"), kts_free(k), NULL;
+	kts_attach(k, fds[kts_is_server ? 0 : 1]);
+	peer.ssl = SSL_new(octx);
+	SSL_set_fd(peer.ssl, fds[kts_is_server ? 1 : 0]);
+	if (offer)
+		SSL_set_session(peer.ssl, offer);
+	if (kts_is_server)
+		peer.read_bytes = 2;
+	else
+		peer.send = "hi";
+	pthread_create(&th, NULL, peer_run, &peer);
+	if (kts_handshake(k) != KTS_OK)
+		snprintf(why, sizeof(why), "kts handshake: %s", kts_error(k));
+	else if (kts_is_server ? kts_write(k, "hi", 2) != 2 : kts_read(k, buf, 2) != 2)
+		snprintf(why, sizeof(why), "kts i/o: %s", kts_error(k));
+	pthread_join(th, NULL);
+	if (!why[0] && !peer.ok)
+		snprintf(why, sizeof(why), "OpenSSL peer failed");
+	*ossl_out = peer.ssl;
+	return k;
+}
+
+static void done_pair(struct kts *k, SSL *ssl, int fds[2])
+{
+	kts_free(k);
+	/* Without this OpenSSL marks the session of a connection freed before a
+	 * close_notify as not resumable. */
+	SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	SSL_free(ssl);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* TLS 1.3 client: the tickets of an OpenSSL server arrive after kernel RX took
+ * over; kts must pass them to OpenSSL, which writes them to the session file;
+ * the next connection resumes from the file, again in the kernel. */
+static int case_client_file(void)
+{
+	const struct suite *s = &test_suites[0];
+	SSL_CTX *octx = test_ssl_ctx(13, s, 1);
+	struct kts_config *kcfg = test_kts_config(13, s, 0);
+	char path[] = "/tmp/kts-session-XXXXXX";
+	int fd = mkstemp(path), fds[2], ok = 0;
+	struct stat st;
+	struct kts *k;
+	SSL *ossl;
+
+	unlink(path);
+	if (kts_config_set_session_fd(kcfg, fd) != KTS_OK) {
+		snprintf(why, sizeof(why), "session fd: %s", kts_config_error(kcfg));
+		goto out;
+	}
+	k = connect_pair(kcfg, 0, octx, NULL, &ossl, fds);
+	ok = !why[0] && paths_ok(k, "first") && !kts_session_resumed(k);
+	done_pair(k, ossl, fds);
+	if (ok && (fstat(fd, &st) < 0 || st.st_size == 0)) {
+		snprintf(why, sizeof(why), "session file empty after tickets via kernel RX");
+		ok = 0;
+	}
+	if (!ok)
+		goto out;
+	k = connect_pair(kcfg, 0, octx, NULL, &ossl, fds);
+	ok = !why[0] && paths_ok(k, "second");
+	if (ok && !kts_session_resumed(k)) {
+		snprintf(why, sizeof(why), "second connection did not resume from the file");
+		ok = 0;
+	}
+	done_pair(k, ossl, fds);
+out:
+	close(fd);
+	kts_config_free(kcfg);
+	SSL_CTX_free(octx);
+	return ok;
+}
+
+/* Server: resumption on, the kernel owns TX; the OpenSSL client collects the
+ * tickets it gets (including one kts_issue_ticket sends after the handoff,
+ * through kernel TX) and resumes with the last one. */
+struct tickets {
+	SSL_SESSION *last;
+	int n;
+};
+
+static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tickets *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+	SSL_SESSION_free(t->last);
+	t->last = sess;
+	t->n++;
+	return 1; /* we keep the reference */
+}
+
+static int case_server(int version, int issue_late, int by_session_id)
+{
+	const struct suite *s = &test_suites[1];
+	struct kts_config *kcfg = test_kts_config(version, s, 1);
+	SSL_CTX *octx = test_ssl_ctx(version, s, 0);
+	struct tickets t = {NULL, 0};
+	int fds[2], ok = 0, before;
+	struct kts *k;
+	SSL *ossl;
+
+	SSL_CTX_set_app_data(octx, &t);
+	SSL_CTX_set_session_cache_mode(octx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(octx, keep_ticket);
+	if (by_session_id) {
+		SSL_CTX_set_options(octx, SSL_OP_NO_TICKET);
+		if (kts_config_set_session_cache(kcfg, 64) != KTS_OK)
+			return snprintf(why, sizeof(why), "cache: %s", kts_config_error(kcfg)), 0;
+	}
+	if (kts_config_set_session_lifetime(kcfg, 3600) != KTS_OK) {
+		snprintf(why, sizeof(why), "lifetime: %s", kts_config_error(kcfg));
+		goto out;
+	}
+	k = connect_pair(kcfg, 1, octx, NULL, &ossl, fds);
+	ok = !why[0] && paths_ok(k, "first");
+	before = t.n;
+	if (ok && issue_late) {
+		char buf[8];
+		if (kts_issue_ticket(k) != KTS_OK) {
+			snprintf(why, sizeof(why), "kts_issue_ticket: %s", kts_error(k));
+			ok = 0;
+		}
+		/* The client processes the new ticket when it next reads. */
+		kts_write(k, "x", 1);
+		if (ok && (SSL_read(ossl, buf, 1) != 1 || t.n != before + 1)) {
+			snprintf(why, sizeof(why), "client got %d tickets after the late one, want %d",
+				 t.n, before + 1);
+			ok = 0;
+		}
+	}
+	done_pair(k, ossl, fds);
+	if (ok && !t.last) {
+		snprintf(why, sizeof(why), "client got no session to resume");
+		ok = 0;
+	}
+	if (!ok)
+		goto out;
+	k = connect_pair(kcfg, 1, octx, t.last, &ossl, fds);
+	ok = !why[0] && paths_ok(k, "second");
+	if (ok && !kts_session_resumed(k)) {
+		snprintf(why, sizeof(why), "the client's session did not resume");
+		ok = 0;
+	}
+	done_pair(k, ossl, fds);
+out:
+	SSL_SESSION_free(t.last);
+	SSL_CTX_free(octx);
+	kts_config_free(kcfg);
+	return ok;
+}
+
+static int case_tls13_ticket(void) { return case_server(13, 0, 0); }
+static int case_tls13_late_ticket(void) { return case_server(13, 1, 0); }
+static int case_tls12_ticket(void) { return case_server(12, 0, 0); }
+static int case_tls12_session_id(void) { return case_server(12, 0, 1); }
+
+static const struct {
+	const char *name;
+	int (*run)(void);
+} cases[] = {
+	{"resume-client-file-tls13", case_client_file},
+	{"resume-server-ticket-tls13", case_tls13_ticket},
+	{"resume-server-late-ticket-tls13", case_tls13_late_ticket},
+	{"resume-server-ticket-tls12", case_tls12_ticket},
+	{"resume-server-session-id-tls12", case_tls12_session_id},
+};
+
+int main(int argc, char **argv)
+{
+	int passed = 0, failed = 0;
+
+	expect = test_expected_path(argc, argv);
+	if (expect < 0) {
+		fprintf(stderr, "usage: %s [--expect kernel|user|auto]\n", argv[0]);
+		return 2;
+	}
+	test_cert_init();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ok;
+
+		why[0] = '\0';
+		seen[0] = seen[1] = KTS_PATH_NONE;
+		ok = cases[i].run();
+		printf("CASE %s tx=%s rx=%s %s\n", cases[i].name, kts_path_name(seen[0]),
+		       kts_path_name(seen[1]), ok ? "ok" : "FAIL");
+		if (!ok)
+			printf("# %s: %s\n", cases[i].name, why);
+		fflush(stdout);
+		ok ? passed++ : failed++;
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
+	test_cert_free();
+	return failed ? 1 : 0;
+}
