@@ -1,0 +1,17 @@
+/*
+ * session_file.h - client session files: the client half of OpenSSL's
+ * new-session callback, which is one slot per SSL_CTX.
+ */
+#ifndef KTS_SESSION_FILE_H
+#define KTS_SESSION_FILE_H
+
+#include <openssl/ssl.h>
+
+/* OpenSSL's new-session callback for client connections: writes sess to the
+ * config's session file if it is resumable. Returns 0 (keeps no reference).
+ * kts_config_set_session_fd installs it unless the slot is taken; a callback
+ * that holds the slot (the server session cache) must hand client sessions
+ * (!SSL_is_server(ssl)) to it. Server connections are ignored. */
+int kts_client_session_new(SSL *ssl, SSL_SESSION *sess);
+
+#endif
