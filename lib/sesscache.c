@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 
 #include "internal.h"
+#include "session_file.h"
 #include "sesscache.h"
 
 struct slot {
@@ -261,6 +262,9 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
 	unsigned int lifetime, id_len;
 	int len;
 
+	/* One new-session slot per SSL_CTX: client sessions go to the session file. */
+	if (!SSL_is_server(ssl))
+		return kts_client_session_new(ssl, sess);
 	cache = cache_of(SSL_get_SSL_CTX(ssl), &lifetime);
 	/* TLS 1.3 sessions resume from tickets, never by session ID. */
 	if (!cache || SSL_SESSION_get_protocol_version(sess) != TLS1_2_VERSION ||
