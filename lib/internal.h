@@ -18,6 +18,7 @@
 
 struct kts_config {
 	_Atomic int refs;   /* the caller's and one per connection */
+	_Atomic int rekey;  /* kernel can replace kTLS keys: 0 not probed yet, 1 yes, 2 no */
 	SSL_CTX *ctx;       /* shared by every connection made from this config */
 	char *server_name;  /* client default SNI / verified name */
 	int verify;         /* KTS_VERIFY_* (clients) */

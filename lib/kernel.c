@@ -3,12 +3,15 @@
  * records that carry a type (alerts, handshake messages) in a cmsg.
  */
 #include "kernel.h"
+#include "kts.h"
 
 #include <errno.h>
 #include <linux/tls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #ifndef SOL_TLS
@@ -82,4 +85,41 @@ ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size
 	*CMSG_DATA(cm) = type;
 	n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 	return n < 0 ? -errno : n;
+}
+
+/* A connected loopback TCP pair, for probes. */
+static int loopback_pair(int fds[2])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err = 0;
+
+	fds[0] = fds[1] = -1;
+	if (l < 0)
+		return -errno;
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+	    getsockname(l, (struct sockaddr *)&a, &alen) < 0 ||
+	    (fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fds[0], (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    (fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		err = -errno;
+	close(l);
+	return err;
+}
+
+int kts_kernel_probe_rekey(void)
+{
+	struct kts_dir_keys k = {.key_len = 16, .iv_len = 12};
+	struct kts_crypto_info info;
+	int fds[2], rc = loopback_pair(fds);
+
+	if (rc == 0 && (rc = kts_kernel_attach_ulp(fds[0])) == 0 &&
+	    kts_crypto_info_build(KTS_TLS1_3, KTS_AEAD_AES_128_GCM, &k, 0, &info) == 0 &&
+	    (rc = kts_kernel_install(fds[0], TLS_TX, &info)) == 0)
+		rc = kts_kernel_install(fds[0], TLS_TX, &info) == 0;
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	/* A kernel without kTLS, or one refusing a second key, cannot rekey. */
+	return rc == 1 ? 1 : (rc == 0 || rc == -ENOENT || rc == -EBUSY) ? 0 : rc;
 }

@@ -27,4 +27,9 @@ ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char 
 ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len,
 			       int flags);
 
+/* Can this kernel replace the keys of a kTLS socket (TLS 1.3 KeyUpdate)?
+ * Tried on a throwaway loopback connection: install TLS_TX twice. Returns 1,
+ * 0, or -errno when the probe itself could not run. */
+int kts_kernel_probe_rekey(void);
+
 #endif

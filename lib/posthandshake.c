@@ -107,6 +107,19 @@ static int kernel_rekey(struct kts *c, int dir, unsigned char *secret)
 	return err;
 }
 
+/* Whether the kernel takes new keys on a kTLS socket: probed on first need,
+ * once per configuration. */
+static int kernel_can_rekey(struct kts_config *cfg)
+{
+	int known = atomic_load(&cfg->rekey);
+
+	if (known == 0) {
+		known = kts_kernel_probe_rekey() == 1 ? 1 : 2;
+		atomic_store(&cfg->rekey, known);
+	}
+	return known == 1;
+}
+
 /* The peer moved to its next traffic secret (and may ask us to move too). */
 static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 {
@@ -122,6 +135,10 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
 				      "read: peer requested a KeyUpdate while OpenSSL owns TX and "
 				      "the kernel owns RX; not supported");
+	if (!kernel_can_rekey(c->cfg))
+		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
+				      "read: peer sent a KeyUpdate and this kernel cannot replace "
+				      "the keys of a kTLS socket (Linux 6.14 or later can)");
 	memcpy(old, c->rx_secret, c->secret_size);
 	err = kernel_rekey(c, KTS_RX, c->rx_secret);
 	if (err == -EBUSY || err == -EINVAL || err == -EOPNOTSUPP || err == -ENOPROTOOPT) {
