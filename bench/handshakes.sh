@@ -1,0 +1,259 @@
+#!/bin/bash
+# handshakes.sh - TLS handshakes per second, full vs resumed, on one server core:
+# kts-server and openssl s_server, each against hs_bench, and s_server against
+# openssl s_time too. Builds nothing. See bench/README.md.
+#
+#   bench/handshakes.sh [BUILDDIR]        (default: build)
+#
+# HS_BENCH_SECONDS  seconds per run (default 5)
+# HS_BENCH_KEY      p256 (default) or rsa2048: the throwaway server key
+# HS_BENCH_CPUS     "SERVER CLIENT" cores (default: the first two allowed ones)
+#
+# Prints each tool's own line as it goes, then a table. Exit status 1 if a run
+# failed (error, or a resumed run below 95% resumed) or kts-server was skipped.
+set -u
+
+build=${1:-build}
+secs=${HS_BENCH_SECONDS:-5}
+keytype=${HS_BENCH_KEY:-p256}
+hs=$build/bench/hs_bench
+kts=$build/tools/kts-server
+prog=handshakes.sh
+
+die() { echo "$prog: $*" >&2; exit 2; }
+
+case $secs in '' | *[!0-9]*) die "HS_BENCH_SECONDS=$secs: want whole seconds" ;; esac
+[ "$secs" -ge 1 ] || die "HS_BENCH_SECONDS must be at least 1"
+[ -x "$hs" ] || die "$hs missing: build first (ninja -C $build bench/hs_bench tools/kts-server)"
+[ -x "$kts" ] || die "$kts missing: build first (ninja -C $build tools/kts-server)"
+for t in openssl taskset timeout pgrep; do
+	command -v $t >/dev/null || die "$t not found"
+done
+
+# Cores: the server gets one, the load client another.
+if [ -n "${HS_BENCH_CPUS:-}" ]; then
+	read -r scpu ccpu <<<"$HS_BENCH_CPUS"
+else
+	cpus=()
+	IFS=, read -ra ranges <<<"$(taskset -cp $$ | sed 's/.*: *//')"
+	for r in "${ranges[@]}"; do
+		case $r in
+		*-*) for ((i = ${r%-*}; i <= ${r#*-}; i++)); do cpus+=("$i"); done ;;
+		*) cpus+=("$r") ;;
+		esac
+	done
+	scpu=${cpus[0]}
+	ccpu=${cpus[1]:-${cpus[0]}}
+fi
+if ! taskset -c "$scpu" true || ! taskset -c "$ccpu" true; then
+	die "cannot pin to cores $scpu and $ccpu"
+fi
+[ "$scpu" != "$ccpu" ] || echo "$prog: warning: server and client share core $scpu" >&2
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kts-hs.XXXXXX") || die "mktemp failed"
+pids=() # the timeout(1) processes that own the running servers
+# shellcheck disable=SC2317 # called from the trap
+cleanup() {
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# Throwaway certificate: P-256 by default (what a current server would deploy,
+# and the cheaper signature, so the full handshake is not inflated by RSA).
+case $keytype in
+p256) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+rsa2048) newkey=(-newkey rsa:2048) ;;
+*) die "HS_BENCH_KEY=$keytype: want p256 or rsa2048" ;;
+esac
+openssl req -x509 "${newkey[@]}" -nodes -days 1 -subj /CN=localhost \
+	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
+mkdir "$tmp/root" && echo "hello" >"$tmp/root/index.html"
+
+# Longest a server may live: its runs plus slack, in case this script is killed
+# without running its trap.
+server_bound=$((8 * (secs + 30) + 60))
+
+# start_server NAME LOGFILE PATTERN CMD... : start CMD pinned to the server core
+# under timeout(1); sets spid (the server itself), tpid (its timeout process)
+# and port (from PATTERN's first group, a sed regex matched against LOGFILE).
+start_server() {
+	local name=$1 log=$2 pat=$3 i
+	shift 3
+	: >"$log"
+	taskset -c "$scpu" timeout -k 5 "$server_bound" "$@" >>"$log" 2>&1 &
+	tpid=$!
+	pids+=("$tpid")
+	port='' spid=''
+	for ((i = 0; i < 100; i++)); do
+		port=$(sed -n "s/$pat/\\1/p" "$log" | head -n 1)
+		[ -n "$port" ] && break
+		kill -0 "$tpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	spid=$(pgrep -P "$tpid" | head -n 1)
+	if [ -z "$port" ] || [ -z "$spid" ]; then
+		echo "$prog: $name did not start:" >&2
+		sed 's/^/  /' "$log" >&2
+		return 1
+	fi
+}
+
+stop_server() { # the one start_server started last
+	local keep=() p
+	kill "$tpid" 2>/dev/null
+	wait "$tpid" 2>/dev/null
+	for p in "${pids[@]}"; do
+		[ "$p" = "$tpid" ] || keep+=("$p")
+	done
+	pids=("${keep[@]}")
+}
+
+status=0
+rows=() # "server|client|tls|mode|n|per_sec|resumed|srv_cpu|per_cpu_s|note"
+
+field() { # field NAME LINE
+	sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"
+}
+
+# run_hs SERVER TLS MODE [hs_bench options...]
+run_hs() {
+	local server=$1 tls=$2 mode=$3 out note=''
+	shift 3
+	out=$(timeout -k 5 $((secs + 40)) taskset -c "$ccpu" "$hs" --connect "127.0.0.1:$port" \
+		--tls "$tls" --mode "$mode" --seconds "$secs" --cafile "$tmp/cert.pem" \
+		--server-pid "$spid" "$@" 2>&1)
+	local rc=$?
+	echo "$server: $out"
+	if [ $rc -ne 0 ] || ! grep -q '^hs .* n=' <<<"$out" || grep -q FAILED <<<"$out"; then
+		status=1
+		note=FAILED
+	fi
+	rows+=("$server|hs_bench|$tls|$mode|$(field n "$out")|$(field per_sec "$out")|$(field resumed "$out")|$(field server_cpu "$out")|$(field per_server_cpu_s "$out")|$note")
+}
+
+cpu_ticks() { # user + system clock ticks of process $1 (all threads)
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# run_stime SERVER TLS MODE(new|reuse) LABEL : openssl s_time with -www / (a GET
+# read to EOF: without it TLS 1.3 tickets are never read and -reuse never
+# resumes). Rates are ours: connections over the wall time of the whole s_time
+# process (s_time's "connections/user sec" divides by the client's user CPU).
+run_stime() {
+	local server=$1 tls=$2 how=$3 label=$4 out t0 t1 c0 c1 n nres wall cpu note=''
+	c0=$(cpu_ticks "$spid")
+	t0=$(date +%s%N)
+	out=$(timeout -k 5 $((secs + 40)) taskset -c "$ccpu" openssl s_time \
+		-connect "127.0.0.1:$port" "-$how" "-tls${tls/./_}" -time "$secs" -www / \
+		-CAfile "$tmp/cert.pem" 2>&1)
+	local rc=$?
+	t1=$(date +%s%N)
+	c1=$(cpu_ticks "$spid")
+	n=$(sed -n 's/^\([0-9][0-9]*\) connections in [0-9.]*s;.*/\1/p' <<<"$out" | tail -n 1)
+	# One progress character per connection: r resumed, * (or the version
+	# letter) full.
+	nres=$(grep -E '^[r*t23]+$' <<<"$out" | tr -cd r | wc -c)
+	echo "$server: s_time -$how -tls${tls/./_}: $(grep 'connections' <<<"$out" | tr '\n' ' ')resumed=$nres/${n:-?}"
+	if [ $rc -ne 0 ] || [ -z "$n" ] || [ "$n" -eq 0 ]; then
+		status=1
+		note=FAILED
+		echo "$out" | tail -n 5 | sed 's/^/  /'
+		rows+=("$server|s_time|$tls|$label|${n:-0}|?|?|?|?|$note")
+		return
+	fi
+	if [ "$how" = reuse ] && [ $((nres * 100)) -lt $((n * 95)) ]; then
+		status=1
+		note=FAILED
+	elif [ "$how" = new ] && [ "$nres" -gt 0 ]; then
+		status=1
+		note=FAILED
+	fi
+	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')
+	cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
+	rows+=("$server|s_time|$tls|$label|$n|$(awk -v n="$n" -v w="$wall" 'BEGIN { printf "%.1f", n / w }')|$nres/$n|$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.0f%%", 100 * c / w }')|$(awk -v n="$n" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", n / c; else print "?" }')|$note")
+}
+
+echo "handshakes: $secs s per run, server on core $scpu, client on core $ccpu, key $keytype, $(openssl version)"
+
+# ---- kts-server -----------------------------------------------------------------
+if "$kts" --help 2>&1 | grep -q -- '--session-lifetime' && "$kts" --help 2>&1 | grep -q -- '--session-cache'; then
+	if start_server kts-server "$tmp/kts.log" '.*listening on .*:\([0-9][0-9]*\)$' \
+		"$kts" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
+		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024; then
+		run_hs kts-server 1.2 full
+		run_hs kts-server 1.2 ticket
+		run_hs kts-server 1.2 session-id
+		run_hs kts-server 1.3 full
+		run_hs kts-server 1.3 ticket
+		stop_server
+		errs=$(grep -c 'error' "$tmp/kts.log")
+		if [ "$errs" -gt 0 ]; then
+			echo "kts-server: $errs error line(s) in its log, the first:"
+			grep 'error' "$tmp/kts.log" | head -n 5 | sed 's/^/  /'
+		fi
+	else
+		status=1
+	fi
+else
+	echo "kts-server: SKIPPED: $kts --help lists no --session-lifetime/--session-cache"
+	status=1
+fi
+
+# ---- openssl s_server -www: tickets and its internal session cache on ----------
+# s_server -www answers GET only (a HEAD gets no answer), hence --request get.
+if start_server s_server "$tmp/s_server.log" '^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$' \
+	openssl s_server -www -accept 127.0.0.1:0 -cert "$tmp/cert.pem" -key "$tmp/key.pem"; then
+	run_hs s_server 1.2 full --request get
+	run_hs s_server 1.2 ticket --request get
+	run_hs s_server 1.2 session-id --request get
+	run_hs s_server 1.3 full --request get
+	run_hs s_server 1.3 ticket --request get
+	run_stime s_server 1.2 new full
+	run_stime s_server 1.2 reuse ticket
+	run_stime s_server 1.3 new full
+	run_stime s_server 1.3 reuse ticket
+	stop_server
+else
+	status=1
+fi
+# s_time has no way to turn tickets off, so its session-ID row needs a server
+# that issues none.
+if start_server "s_server -no_ticket" "$tmp/s_server_nt.log" '^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$' \
+	openssl s_server -www -no_ticket -accept 127.0.0.1:0 -cert "$tmp/cert.pem" -key "$tmp/key.pem"; then
+	run_stime s_server 1.2 reuse session-id
+	stop_server
+else
+	status=1
+fi
+
+# ---- table: ratios against the full row of the same server, client and TLS -----
+echo
+printf '%-10s %-8s %-4s %-10s %7s %9s %11s %7s %11s %8s %8s\n' \
+	server client tls mode n per_sec resumed srv_cpu per_cpu_s x_wall x_cpu
+for row in "${rows[@]}"; do
+	IFS='|' read -r server client tls mode n rate res scpu_pct per note <<<"$row"
+	xw='' xc=''
+	if [ "$mode" != full ]; then
+		for base in "${rows[@]}"; do
+			IFS='|' read -r bs bc bt bm _ brate _ _ bper _ <<<"$base"
+			if [ "$bs|$bc|$bt|$bm" = "$server|$client|$tls|full" ]; then
+				xw=$(awk -v a="$rate" -v b="$brate" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }')
+				xc=$(awk -v a="$per" -v b="$bper" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }')
+			fi
+		done
+	fi
+	printf '%-10s %-8s %-4s %-10s %7s %9s %11s %7s %11s %8s %8s %s\n' \
+		"$server" "$client" "$tls" "$mode" "$n" "$rate" "$res" "$scpu_pct" "$per" "$xw" "$xc" "$note"
+done
+echo "per_sec: handshakes per wall second (one connection at a time); per_cpu_s: handshakes"
+echo "per second of server CPU (what one busy server core would do); x_wall/x_cpu: resumed"
+echo "over full for the same server, client and TLS version. Goal: TLS 1.2 resumed x_cpu >= 5."
+exit $status
