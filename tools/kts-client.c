@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -21,7 +22,8 @@
 #define BUF_SIZE (64 * 1024)
 #define HEAD_LIMIT (64 * 1024)
 
-enum { OPT_INSECURE = OPT_TOOL_FIRST, OPT_SERVERNAME, OPT_GET, OPT_INCLUDE, OPT_TIMEOUT, OPT_HELP };
+enum { OPT_INSECURE = OPT_TOOL_FIRST, OPT_SERVERNAME, OPT_GET, OPT_INCLUDE, OPT_TIMEOUT,
+       OPT_SESSION_FILE, OPT_HELP };
 
 static void usage(FILE *f)
 {
@@ -41,6 +43,9 @@ static void usage(FILE *f)
 		"                          IP addresses and not sent as SNI)\n"
 		"  --timeout SECONDS       give up when the connection stalls this long\n"
 		"                          (default: wait forever)\n"
+		"  --session-file FILE     resume TLS sessions through FILE (created with mode\n"
+		"                          0600 if missing; must be a regular file of yours\n"
+		"                          with mode 0600, not a symbolic link)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);
@@ -281,6 +286,49 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 	(void)tio_close(c, fd, timeout_ms < 0 ? 5000 : timeout_ms);
 }
 
+/* ---- session file ------------------------------------------------------------- */
+
+/* Open (or create, mode 0600) the session file and hand it to kts, which
+ * checks it. Symbolic links are refused, not followed. Returns the fd. */
+static int open_session_file(struct kts_config *cfg, const char *path)
+{
+	const char *msg, *strip = "session file: ";
+	int fd;
+
+	for (int tries = 0;; tries++) {
+		/* O_NONBLOCK: opening a FIFO must not hang (kts refuses it below). */
+		fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (fd >= 0 || errno != ENOENT || tries == 3)
+			break;
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+		if (fd >= 0) {
+			/* The umask may have taken bits kts insists on. */
+			if (fchmod(fd, 0600) < 0)
+				opts_die(PROG, "session file %s: fchmod: %s", path, strerror(errno));
+			break;
+		}
+		if (errno != EEXIST)
+			break;
+		/* Someone else created it meanwhile: open theirs. */
+	}
+	if (fd < 0) {
+		if (errno == ELOOP)
+			opts_die(PROG, "session file %s: is a symbolic link (not followed)", path);
+		if (errno == EISDIR)
+			opts_die(PROG, "session file %s: not a regular file (a directory)", path);
+		opts_die(PROG, "session file %s: %s", path, strerror(errno));
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		opts_die(PROG, "session file %s: fcntl: %s", path, strerror(errno));
+	if (kts_config_set_session_fd(cfg, fd) < 0) {
+		msg = kts_config_error(cfg);
+		if (strncmp(msg, strip, strlen(strip)) == 0)
+			msg += strlen(strip);
+		opts_die(PROG, "session file %s: %s", path, msg);
+	}
+	return fd;
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -293,6 +341,7 @@ int main(int argc, char **argv)
 		{ "get", required_argument, NULL, OPT_GET },
 		{ "include", no_argument, NULL, OPT_INCLUDE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "session-file", required_argument, NULL, OPT_SESSION_FILE },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -300,8 +349,8 @@ int main(int argc, char **argv)
 	struct addr_spec target;
 	struct kts_config *cfg;
 	struct kts *c;
-	const char *servername = NULL, *get = NULL;
-	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc;
+	const char *servername = NULL, *get = NULL, *session_file = NULL;
+	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc, sfd = -1;
 	char err[512], hosthdr[ADDR_STR_MAX];
 
 	memset(&o, 0, sizeof(o));
@@ -313,6 +362,7 @@ int main(int argc, char **argv)
 		case OPT_SERVERNAME: servername = optarg; break;
 		case OPT_GET: get = optarg; break;
 		case OPT_INCLUDE: include = 1; break;
+		case OPT_SESSION_FILE: session_file = optarg; break;
 		case OPT_TIMEOUT: {
 			char *end;
 			long s = strtol(optarg, &end, 10);
@@ -356,6 +406,8 @@ int main(int argc, char **argv)
 		opts_die(PROG, "--insecure: %s", kts_config_error(cfg));
 	if (get && kts_config_set_alpn(cfg, "http/1.1") < 0)
 		opts_die(PROG, "alpn: %s", kts_config_error(cfg));
+	if (session_file)
+		sfd = open_session_file(cfg, session_file);
 
 	fd = addr_connect(&target, err, sizeof(err));
 	if (fd < 0)
@@ -385,5 +437,7 @@ int main(int argc, char **argv)
 	kts_free(c);
 	close(fd);
 	kts_config_free(cfg);
+	if (sfd >= 0)
+		close(sfd);
 	return 0;
 }

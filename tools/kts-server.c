@@ -1,6 +1,8 @@
 /* kts-server - a small HTTPS/1.1 static file server over kts.
- * One detached thread per connection, up to --max-conn at once. */
+ * One detached thread per connection, up to --max-conn at once; with
+ * --workers N, N pre-forked processes accept on one listening socket. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <kts.h>
 #include <netinet/in.h>
@@ -14,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 #include "fsroot.h"
 #include "http.h"
 #include "opts.h"
+#include "ticketfile.h"
 #include "tio.h"
 
 #define PROG "kts-server"
@@ -30,11 +35,23 @@
 #define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
 #define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
 
+#define WORKERS_MAX 256
+#define RESPAWN_MIN_S 1 /* a worker that dies sooner after its start is not restarted */
+
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
-       OPT_HELP };
+       OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
+       OPT_WORKERS, OPT_HELP };
+
+/* The --ticket-keys file and what this process added from it. */
+struct keyfile {
+	const char *path;
+	struct ticketfile_seen *seen;
+	size_t nseen;
+};
 
 struct server {
 	struct kts_config *cfg;
+	struct keyfile keys;
 	struct fsroot root;
 	int timeout_s;
 	int reasons;
@@ -68,24 +85,42 @@ static void usage(FILE *f)
 		"  --root DIR              document root\n"
 		"  --timeout SECONDS       idle/read/write timeout per connection (default 30)\n"
 		"  --max-conn N            concurrent connections (default 256)\n"
+		"  --workers N             pre-fork N worker processes (default 1: no fork)\n"
+		"  --session-lifetime SECONDS\n"
+		"                          resumption: ticket/session lifetime, 0 (off, the\n"
+		"                          default) or 60..604800\n"
+		"  --session-id STRING     session ID context, 1..32 bytes (default random);\n"
+		"                          servers sharing tickets must share it\n"
+		"  --ticket-keys FILE      ticket keys, '<keyrev> <base64 of 64 bytes>' per line,\n"
+		"                          newest last, mode 0600/0400; SIGHUP adds new ones\n"
+		"                          (default: automatic keys)\n"
+		"  --num-tickets N         TLS 1.3 tickets per full handshake (default 2)\n"
+		"  --session-cache N       TLS 1.2 session-ID cache of N entries, shared by\n"
+		"                          the workers (default: tickets only)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);
 }
 
 
+/* "worker PID: " in worker processes: starts every log line. */
+static char log_prefix[32];
+
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
+	size_t p = strlen(log_prefix);
 	int n;
 
+	memcpy(line, log_prefix, p);
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	n = vsnprintf(line + p, sizeof(line) - 1 - p, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
+	n += (int)p;
 	if ((size_t)n > sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
@@ -295,7 +330,7 @@ static void *conn_main(void *arg)
 	struct server *srv = cn->srv;
 	struct timeval tv = { .tv_sec = srv->timeout_s, .tv_usec = 0 };
 	struct kts *c;
-	char prefix[ADDR_STR_MAX + 8];
+	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8];
 	int rc;
 
 	setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -314,7 +349,7 @@ static void *conn_main(void *arg)
 		logmsg("conn %s error: %s", cn->peer, tio_message(c, rc, "handshake", m, sizeof(m)));
 		goto done;
 	}
-	snprintf(prefix, sizeof(prefix), "conn %s ", cn->peer);
+	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
 	opts_print_status(stderr, prefix, c, srv->reasons);
 	serve(cn, c);
 	(void)tio_close(c, cn->fd, 0);
@@ -421,6 +456,85 @@ static void wait_idle(struct server *srv, int ms)
 	}
 }
 
+/* ---- ticket keys -------------------------------------------------------------- */
+
+/* Read the key file and add the keys this process has not added yet, in file
+ * order. Returns how many were added (*newest: the file's newest keyrev), or -1
+ * with a message in err. Keys added before a failure stay added. */
+static int keys_load(struct kts_config *cfg, struct keyfile *kf, unsigned int *newest, char *err,
+		     size_t errlen)
+{
+	struct ticketfile_key *keys = calloc(TICKETFILE_MAX_KEYS, sizeof(*keys));
+	struct ticketfile_seen *grown;
+	char why[512];
+	size_t first;
+	int n, added = 0;
+
+	if (!keys) {
+		snprintf(err, errlen, "%s: out of memory", kf->path);
+		return -1;
+	}
+	n = ticketfile_load(kf->path, keys, TICKETFILE_MAX_KEYS, err, errlen);
+	if (n < 0)
+		goto out;
+	if (ticketfile_plan(keys, (size_t)n, kf->seen, kf->nseen, &first, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s: %s", kf->path, why);
+		added = -1;
+		goto out;
+	}
+	grown = realloc(kf->seen, (kf->nseen + (size_t)n - first + 1) * sizeof(*kf->seen));
+	if (!grown) {
+		snprintf(err, errlen, "%s: out of memory", kf->path);
+		added = -1;
+		goto out;
+	}
+	kf->seen = grown;
+	for (size_t i = first; i < (size_t)n; i++) {
+		struct ticketfile_seen *s = &kf->seen[kf->nseen];
+
+		if (kts_config_add_ticket_key(cfg, keys[i].keyrev, keys[i].key, sizeof(keys[i].key)) <
+		    0) {
+			snprintf(err, errlen, "%s: line %d: %s", kf->path, keys[i].line,
+				 kts_config_error(cfg));
+			added = -1;
+			break;
+		}
+		s->keyrev = keys[i].keyrev;
+		if (ticketfile_digest(&keys[i], s->digest) < 0) {
+			snprintf(err, errlen, "%s: line %d: SHA-256 failed", kf->path, keys[i].line);
+			added = -1;
+			break;
+		}
+		kf->nseen++;
+		added++;
+	}
+	*newest = keys[n - 1].keyrev;
+out:
+	ticketfile_wipe(keys, TICKETFILE_MAX_KEYS);
+	free(keys);
+	return n < 0 ? -1 : added;
+}
+
+/* SIGHUP: add the keys that are new in the file. Keys gone from the file stay
+ * until they expire or newer keys push them out of the ring. */
+static void reload_keys(struct kts_config *cfg, struct keyfile *kf)
+{
+	char err[768];
+	unsigned int newest = 0;
+	int n;
+
+	if (!kf->path) {
+		logmsg("signal %d: no --ticket-keys file to reload", SIGHUP);
+		return;
+	}
+	n = keys_load(cfg, kf, &newest, err, sizeof(err));
+	if (n < 0)
+		logmsg("ticket keys: reload failed, keeping the keys loaded before: %s", err);
+	else
+		logmsg("ticket keys: reloaded %s: %d new key(s), newest keyrev %u", kf->path, n,
+		       newest);
+}
+
 static void run(struct server *srv, int lfd, int sfd)
 {
 	for (;;) {
@@ -442,8 +556,16 @@ static void run(struct server *srv, int lfd, int sfd)
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
 
-			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-				logmsg("signal %u: stopping", si.ssi_signo);
+			if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) {
+				if (errno == EINTR || errno == EAGAIN)
+					continue;
+				opts_die(PROG, "signalfd: %s", strerror(errno));
+			}
+			if (si.ssi_signo == SIGHUP) {
+				reload_keys(srv->cfg, &srv->keys);
+				continue;
+			}
+			logmsg("signal %u: stopping", si.ssi_signo);
 			return;
 		}
 		if (p[1].revents) {
@@ -482,6 +604,212 @@ static int parse_int(const char *s, int lo, int hi, const char *what)
 	return (int)v;
 }
 
+/* One serving process: accept and serve until SIGINT/SIGTERM, then stop
+ * gracefully. SIGINT, SIGTERM and SIGHUP are blocked on entry. Returns the exit
+ * status. */
+static int serve_process(struct server *srv, int lfd)
+{
+	sigset_t sigs;
+	int sfd;
+
+	srv->slots = calloc((size_t)srv->max_conn, sizeof(*srv->slots));
+	if (!srv->slots)
+		opts_die(PROG, "out of memory");
+	pthread_mutex_init(&srv->lock, NULL);
+	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (srv->wake_fd < 0)
+		opts_die(PROG, "eventfd: %s", strerror(errno));
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		opts_die(PROG, "signalfd: %s", strerror(errno));
+
+	run(srv, lfd, sfd);
+
+	close(lfd);
+	pthread_mutex_lock(&srv->lock);
+	srv->stopping = 1;
+	pthread_mutex_unlock(&srv->lock);
+	cut_conns(srv, 0);
+	wait_idle(srv, STOP_GRACE_MS);
+	if (active_count(srv) > 0) {
+		cut_conns(srv, 1);
+		wait_idle(srv, 2000);
+	}
+	if (active_count(srv) > 0)
+		logmsg("stopped with %d connection(s) still open", active_count(srv));
+	else
+		logmsg("stopped");
+	/* Connection threads may still run: leave the config and root to exit(). */
+	return 0;
+}
+
+/* ---- pre-forked workers ------------------------------------------------------- */
+
+struct worker {
+	pid_t pid; /* 0: not running */
+	time_t started;
+};
+
+static pid_t start_worker(struct server *srv, int lfd, pid_t parent)
+{
+	pid_t pid;
+
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		logmsg("fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid > 0)
+		return pid;
+	/* Child: the parent's death stops us too (SIGTERM, read by our signalfd). */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+		_exit(1);
+	{
+		sigset_t chld;
+
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		sigprocmask(SIG_UNBLOCK, &chld, NULL);
+	}
+	snprintf(log_prefix, sizeof(log_prefix), "worker %ld: ", (long)getpid());
+	exit(serve_process(srv, lfd));
+}
+
+static const char *describe_exit(int status, char *buf, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "ended (status 0x%x)", (unsigned)status);
+	return buf;
+}
+
+/* The parent of --workers: fork the workers, forward SIGINT/SIGTERM/SIGHUP to
+ * them, restart one that crashes (unless it crashed right after its start),
+ * and return once all are gone: 0 if every worker that ended for good ended
+ * cleanly. SIGINT, SIGTERM, SIGHUP and SIGCHLD are blocked on entry. */
+static int supervise(struct server *srv, int lfd, int n)
+{
+	struct worker *w = calloc((size_t)n, sizeof(*w));
+	pid_t self = getpid();
+	sigset_t sigs;
+	int live = 0, stopping = 0, failed = 0;
+	char how[64];
+
+	if (!w)
+		opts_die(PROG, "out of memory");
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGCHLD);
+	for (int i = 0; i < n; i++) {
+		w[i].pid = start_worker(srv, lfd, self);
+		if (w[i].pid < 0) {
+			w[i].pid = 0;
+			failed = 1;
+			stopping = 1;
+			break;
+		}
+		w[i].started = time(NULL);
+		live++;
+	}
+	if (stopping) /* could not start them all: stop the ones we have */
+		for (int i = 0; i < n; i++)
+			if (w[i].pid > 0)
+				kill(w[i].pid, SIGTERM);
+	while (live > 0) {
+		siginfo_t si;
+		pid_t pid;
+		int status;
+
+		if (sigwaitinfo(&sigs, &si) < 0) {
+			if (errno == EINTR)
+				continue;
+			opts_die(PROG, "sigwaitinfo: %s", strerror(errno));
+		}
+		if (si.si_signo == SIGHUP) {
+			/* Our own copy too: workers restarted later start from it. */
+			if (srv->keys.path)
+				reload_keys(srv->cfg, &srv->keys);
+			for (int i = 0; i < n; i++)
+				if (w[i].pid > 0)
+					kill(w[i].pid, SIGHUP);
+			continue;
+		}
+		if (si.si_signo == SIGINT || si.si_signo == SIGTERM) {
+			if (!stopping)
+				logmsg("signal %d: stopping %d worker(s)", si.si_signo, live);
+			stopping = 1;
+			for (int i = 0; i < n; i++)
+				if (w[i].pid > 0)
+					kill(w[i].pid, si.si_signo);
+			continue;
+		}
+		/* SIGCHLD: reap every worker that ended. */
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			int i, crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+			for (i = 0; i < n && w[i].pid != pid; i++)
+				;
+			if (i == n)
+				continue;
+			w[i].pid = 0;
+			live--;
+			if (stopping || !crashed) {
+				failed |= crashed;
+				if (crashed || !stopping)
+					logmsg("worker %ld %s", (long)pid,
+					       describe_exit(status, how, sizeof(how)));
+				continue;
+			}
+			if (time(NULL) - w[i].started < RESPAWN_MIN_S) {
+				logmsg("worker %ld %s right after its start: not restarted", (long)pid,
+				       describe_exit(status, how, sizeof(how)));
+				failed = 1;
+				continue;
+			}
+			w[i].pid = start_worker(srv, lfd, self);
+			if (w[i].pid < 0) {
+				w[i].pid = 0;
+				logmsg("worker %ld %s: could not restart it", (long)pid,
+				       describe_exit(status, how, sizeof(how)));
+				failed = 1;
+				continue;
+			}
+			w[i].started = time(NULL);
+			live++;
+			logmsg("worker %ld %s: restarted as worker %ld", (long)pid,
+			       describe_exit(status, how, sizeof(how)), (long)w[i].pid);
+		}
+	}
+	free(w);
+	close(lfd);
+	logmsg("stopped");
+	return failed ? 1 : 0;
+}
+
+static unsigned int parse_uint(const char *s, unsigned int hi, const char *what)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (*s == '-' || *s == '+')
+		opts_die(PROG, "%s: want a number from 0 to %u", what, hi);
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > hi)
+		opts_die(PROG, "%s: want a number from 0 to %u", what, hi);
+	return (unsigned int)v;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -492,18 +820,28 @@ int main(int argc, char **argv)
 		{ "root", required_argument, NULL, OPT_ROOT },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "max-conn", required_argument, NULL, OPT_MAXCONN },
+		{ "session-lifetime", required_argument, NULL, OPT_LIFETIME },
+		{ "session-id", required_argument, NULL, OPT_SESSION_ID },
+		{ "ticket-keys", required_argument, NULL, OPT_TICKET_KEYS },
+		{ "num-tickets", required_argument, NULL, OPT_NUM_TICKETS },
+		{ "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct server srv;
 	struct tool_opts o;
 	const char *listen_spec = NULL, *cert = NULL, *key = NULL, *root = NULL;
+	const char *session_id = NULL;
+	long num_tickets = -1, cache_entries = -1;
+	unsigned int lifetime = 0;
+	int workers = 1;
 	struct addr_spec la;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char err[512], where[ADDR_STR_MAX];
+	char err[1024], where[ADDR_STR_MAX];
 	sigset_t sigs;
-	int opt, lfd, sfd;
+	int opt, lfd;
 
 	memset(&o, 0, sizeof(o));
 	srv.timeout_s = 30;
@@ -518,6 +856,16 @@ int main(int argc, char **argv)
 		case OPT_ROOT: root = optarg; break;
 		case OPT_TIMEOUT: srv.timeout_s = parse_int(optarg, 1, 86400, "--timeout"); break;
 		case OPT_MAXCONN: srv.max_conn = parse_int(optarg, 1, 100000, "--max-conn"); break;
+		case OPT_LIFETIME:
+			lifetime = parse_uint(optarg, KTS_SESSION_LIFETIME_MAX, "--session-lifetime");
+			break;
+		case OPT_SESSION_ID: session_id = optarg; break;
+		case OPT_TICKET_KEYS: srv.keys.path = optarg; break;
+		case OPT_NUM_TICKETS: num_tickets = parse_uint(optarg, 16, "--num-tickets"); break;
+		case OPT_SESSION_CACHE:
+			cache_entries = parse_uint(optarg, 1000000, "--session-cache");
+			break;
+		case OPT_WORKERS: workers = parse_int(optarg, 1, WORKERS_MAX, "--workers"); break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -526,12 +874,21 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!lifetime && (srv.keys.path || num_tickets >= 0 || cache_entries >= 0 || session_id))
+		opts_die(PROG, "--%s needs --session-lifetime (resumption is off without it)",
+			 srv.keys.path	     ? "ticket-keys"
+			 : num_tickets >= 0   ? "num-tickets"
+			 : cache_entries >= 0 ? "session-cache"
+					      : "session-id");
 	srv.reasons = o.status;
 	if (addr_parse(listen_spec, &la, err, sizeof(err)) < 0)
 		opts_die(PROG, "--listen: %s", err);
 	if (fsroot_init(&srv.root, root, err, sizeof(err)) < 0)
 		opts_die(PROG, "%s", err);
 
+	/* The whole configuration, resumption included, before any fork: the
+	 * automatic ticket keys and the session cache are shared with workers
+	 * forked after they are set up. */
 	srv.cfg = kts_config_new();
 	if (!srv.cfg)
 		opts_die(PROG, "cannot create TLS configuration");
@@ -543,51 +900,47 @@ int main(int argc, char **argv)
 		opts_die(PROG, "%s", err);
 	if (kts_config_set_alpn(srv.cfg, "http/1.1") < 0)
 		opts_die(PROG, "alpn: %s", kts_config_error(srv.cfg));
+	if (kts_config_set_session_lifetime(srv.cfg, lifetime) < 0)
+		opts_die(PROG, "--session-lifetime: %s", kts_config_error(srv.cfg));
+	if (session_id && kts_config_set_session_id(srv.cfg, (const unsigned char *)session_id,
+						    strlen(session_id)) < 0)
+		opts_die(PROG, "--session-id: %s", kts_config_error(srv.cfg));
+	if (num_tickets >= 0 && kts_config_set_num_tickets(srv.cfg, (unsigned int)num_tickets) < 0)
+		opts_die(PROG, "--num-tickets: %s", kts_config_error(srv.cfg));
+	if (cache_entries >= 0 && kts_config_set_session_cache(srv.cfg, (size_t)cache_entries) < 0)
+		opts_die(PROG, "--session-cache: %s", kts_config_error(srv.cfg));
+	if (srv.keys.path) {
+		unsigned int newest = 0;
+		int n = keys_load(srv.cfg, &srv.keys, &newest, err, sizeof(err));
 
-	srv.slots = calloc((size_t)srv.max_conn, sizeof(*srv.slots));
-	if (!srv.slots)
-		opts_die(PROG, "out of memory");
-	pthread_mutex_init(&srv.lock, NULL);
-	srv.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (srv.wake_fd < 0)
-		opts_die(PROG, "eventfd: %s", strerror(errno));
+		if (n < 0)
+			opts_die(PROG, "--ticket-keys %s", err);
+		logmsg("ticket keys: %d key(s) from %s, newest keyrev %u", n, srv.keys.path, newest);
+	}
 
-	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM blocked in every thread and read
-	 * from a signalfd by the accept loop. */
+	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM/SIGHUP blocked in every thread
+	 * and read from a signalfd by the accept loop (the workers' parent waits
+	 * for them and for SIGCHLD). */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	if (workers > 1)
+		sigaddset(&sigs, SIGCHLD);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
 		opts_die(PROG, "pthread_sigmask failed");
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	if (sfd < 0)
-		opts_die(PROG, "signalfd: %s", strerror(errno));
 
 	lfd = addr_listen(&la, 128, err, sizeof(err));
 	if (lfd < 0)
 		opts_die(PROG, "%s", err);
+	/* Workers share the socket: one that loses the race to accept gets
+	 * EAGAIN instead of blocking. */
+	if (workers > 1 && fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0)
+		opts_die(PROG, "fcntl: %s", strerror(errno));
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		opts_die(PROG, "getsockname: %s", strerror(errno));
 	addr_format((struct sockaddr *)&ss, sl, where, sizeof(where));
 	logmsg("listening on %s", where);
-
-	run(&srv, lfd, sfd);
-
-	close(lfd);
-	pthread_mutex_lock(&srv.lock);
-	srv.stopping = 1;
-	pthread_mutex_unlock(&srv.lock);
-	cut_conns(&srv, 0);
-	wait_idle(&srv, STOP_GRACE_MS);
-	if (active_count(&srv) > 0) {
-		cut_conns(&srv, 1);
-		wait_idle(&srv, 2000);
-	}
-	if (active_count(&srv) > 0)
-		logmsg("stopped with %d connection(s) still open", active_count(&srv));
-	else
-		logmsg("stopped");
-	/* Connection threads may still run: leave the config and root to exit(). */
-	return 0;
+	return workers > 1 ? supervise(&srv, lfd, workers) : serve_process(&srv, lfd);
 }

@@ -114,9 +114,9 @@ void opts_print_status(FILE *f, const char *prefix, const struct kts *c, int rea
 	int n, tx = kts_offload(c, KTS_TX), rx = kts_offload(c, KTS_RX);
 	size_t len;
 
-	n = snprintf(buf, sizeof(buf), "%soffload tx=%s rx=%s version=%s cipher=%s\n", prefix,
-		     kts_path_name(tx), kts_path_name(rx), or_unknown(kts_version(c)),
-		     or_unknown(kts_cipher(c)));
+	n = snprintf(buf, sizeof(buf), "%soffload tx=%s rx=%s version=%s cipher=%s resumed=%s\n",
+		     prefix, kts_path_name(tx), kts_path_name(rx), or_unknown(kts_version(c)),
+		     or_unknown(kts_cipher(c)), kts_session_resumed(c) ? "yes" : "no");
 	len = n < 0 ? 0 : (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
 	if (reasons) {
 		static const char *const names[2] = { "tx", "rx" };

@@ -52,7 +52,7 @@ int opts_split_ciphers(const char *list, char *tls12, size_t len12, char *tls13,
 int opts_apply(struct kts_config *cfg, const struct tool_opts *o, char *err, size_t errlen);
 
 /* Format the status after a handshake:
- *   <prefix>offload tx=<path> rx=<path> version=<v> cipher=<c>\n
+ *   <prefix>offload tx=<path> rx=<path> version=<v> cipher=<c> resumed=<yes|no>\n
  * and with reasons != 0, for each direction left in userspace:
  *   <prefix>offload-reason <tx|rx>: <reason>\n
  * Writes the whole text with one stdio call so concurrent lines do not mix. */
