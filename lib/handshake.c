@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "internal.h"
+#include "session_file.h"
 
 static int hexval(char ch)
 {
@@ -141,6 +142,10 @@ int kts_handshake(struct kts *c)
 		return ret;
 	}
 	c->state = KTS_STATE_OPEN;
+	/* OpenSSL reports no new session when a TLS 1.2 resumption renewed the
+	 * ticket: save the session in use, which holds the renewed one. */
+	if (!c->is_server && SSL_session_reused(c->ssl) && SSL_version(c->ssl) <= TLS1_2_VERSION)
+		kts_client_session_new(c->ssl, SSL_get_session(c->ssl));
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
 	if (alpn_len) /* at most 255 bytes by the protocol */
 		memcpy(c->alpn, alpn, alpn_len);

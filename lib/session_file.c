@@ -332,6 +332,9 @@ int kts_client_session_offer(struct kts *c)
 	off_t start, end;
 	int f;
 
+	/* The session ID context is the server's business: a client's sessions
+	 * carry none, or a new process could never resume from the file. */
+	SSL_set_session_id_context(c->ssl, (const unsigned char *)"", 0);
 	if (!cfg || cfg->session_fd < 0)
 		return KTS_OK;
 	/* Ask TLS 1.2 servers for a ticket (only this client: the config's
@@ -347,7 +350,9 @@ int kts_client_session_offer(struct kts *c)
 	}
 	close(f);
 	/* Content problems only mean a full handshake (and a new file later). */
-	if (sess && usable(c, sess) && SSL_set_session(c->ssl, sess) != 1)
+	if (sess && usable(c, sess) &&
+	    (SSL_SESSION_set1_id_context(sess, (const unsigned char *)"", 0) != 1 ||
+	     SSL_set_session(c->ssl, sess) != 1))
 		ERR_clear_error();
 	SSL_SESSION_free(sess);
 	return KTS_OK;
