@@ -27,7 +27,7 @@ run() {
 run build-test all
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run build-asan asan --suite unit --suite host
-run build-test valgrind --suite unit --wrap 'valgrind -q --error-exitcode=1 --leak-check=full'
+run build-test valgrind --suite unit --timeout-multiplier 5 --wrap 'valgrind -q --error-exitcode=1 --leak-check=full'
 
 python3 - build-test/testlog-all.json build-asan/testlog-asan.json build-test/testlog-valgrind.json <<'PY'
 import json, sys
