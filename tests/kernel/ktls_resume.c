@@ -231,6 +231,119 @@ out:
 	return ok;
 }
 
+/* kts on both ends, the kernel owning everything: the client's session file
+ * resumes on the server; after the server adds a newer ticket key the old
+ * ticket still resumes and the file gets a renewed ticket. */
+static void *kts_server_side(void *arg)
+{
+	struct kts *k = arg;
+	char buf[2];
+
+	if (kts_handshake(k) != KTS_OK || kts_write(k, "hi", 2) != 2 || kts_read(k, buf, 2) != 2)
+		return NULL;
+	return k;
+}
+
+static int kts_both(struct kts_config *scfg, struct kts_config *ccfg, int *resumed)
+{
+	struct kts *srv = kts_server_new(scfg), *cli = kts_client_new(ccfg);
+	int fds[2], ok = 0;
+	void *srv_ok = NULL;
+	pthread_t th;
+	char buf[2];
+
+	if (!srv || !cli || test_tcp_pair(fds) < 0) {
+		snprintf(why, sizeof(why), "setup failed");
+		kts_free(srv);
+		kts_free(cli);
+		return 0;
+	}
+	kts_attach(srv, fds[0]);
+	kts_attach(cli, fds[1]);
+	pthread_create(&th, NULL, kts_server_side, srv);
+	/* The client reads first: TLS 1.3 tickets come in ahead of the data. */
+	if (kts_handshake(cli) != KTS_OK || kts_read(cli, buf, 2) != 2 || kts_write(cli, "ok", 2) != 2)
+		snprintf(why, sizeof(why), "client: %s", kts_error(cli));
+	pthread_join(th, &srv_ok);
+	if (!why[0] && !srv_ok)
+		snprintf(why, sizeof(why), "server: %s", kts_error(srv));
+	if (!why[0])
+		ok = paths_ok(srv, "server") && paths_ok(cli, "client");
+	*resumed = kts_session_resumed(cli) && kts_session_resumed(srv);
+	kts_close(cli);
+	kts_close(srv);
+	kts_free(srv);
+	kts_free(cli);
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+/* The session the file holds now: its last PEM block (kts appends, then compacts). */
+static int file_bytes(int fd, char *buf, size_t len)
+{
+	static const char begin[] = "-----BEGIN SSL SESSION PARAMETERS-----";
+	ssize_t n = pread(fd, buf, len - 1, 0);
+	char *last = NULL;
+
+	buf[n > 0 ? n : 0] = '\0';
+	for (char *p = strstr(buf, begin); p; p = strstr(p + 1, begin))
+		last = p;
+	if (last)
+		memmove(buf, last, strlen(last) + 1);
+	return last != NULL;
+}
+
+static int case_both(int version)
+{
+	const struct suite *s = &test_suites[2];
+	struct kts_config *scfg = test_kts_config(version, s, 1);
+	struct kts_config *ccfg = test_kts_config(version, s, 0);
+	unsigned char key1[KTS_TICKET_KEY_LEN], key2[KTS_TICKET_KEY_LEN];
+	static char before[65536], after[65536];
+	char path[] = "/tmp/kts-session-XXXXXX";
+	int fd = mkstemp(path), resumed = 0, ok = 0;
+
+	unlink(path);
+	memset(key1, 0x11, sizeof(key1));
+	memset(key2, 0x22, sizeof(key2));
+	if (kts_config_set_session_lifetime(scfg, 3600) || kts_config_add_ticket_key(scfg, 1, key1, sizeof(key1)) ||
+	    kts_config_set_session_fd(ccfg, fd)) {
+		snprintf(why, sizeof(why), "config: %s / %s", kts_config_error(scfg), kts_config_error(ccfg));
+		goto out;
+	}
+	if (!kts_both(scfg, ccfg, &resumed) || resumed || !file_bytes(fd, before, sizeof(before))) {
+		if (!why[0])
+			snprintf(why, sizeof(why), "first connection: resumed=%d or no session saved", resumed);
+		goto out;
+	}
+	if (!kts_both(scfg, ccfg, &resumed) || !resumed) {
+		if (!why[0])
+			snprintf(why, sizeof(why), "second connection did not resume");
+		goto out;
+	}
+	/* Rotation: key 2 now encrypts; the key-1 ticket resumes and is renewed. */
+	file_bytes(fd, before, sizeof(before));
+	if (kts_config_add_ticket_key(scfg, 2, key2, sizeof(key2)) != KTS_OK ||
+	    !kts_both(scfg, ccfg, &resumed) || !resumed) {
+		if (!why[0])
+			snprintf(why, sizeof(why), "after rotation: did not resume (%s)", kts_config_error(scfg));
+		goto out;
+	}
+	file_bytes(fd, after, sizeof(after));
+	ok = strcmp(before, after) != 0;
+	if (!ok)
+		snprintf(why, sizeof(why), "no renewed ticket in the session file after rotation");
+out:
+	close(fd);
+	kts_config_free(scfg);
+	kts_config_free(ccfg);
+	return ok;
+}
+
+static int case_both_tls13(void) { return case_both(13); }
+static int case_both_tls12(void) { return case_both(12); }
+
 static int case_tls13_ticket(void) { return case_server(13, 0, 0); }
 static int case_tls13_late_ticket(void) { return case_server(13, 1, 0); }
 static int case_tls12_ticket(void) { return case_server(12, 0, 0); }
@@ -245,6 +358,8 @@ static const struct {
 	{"resume-server-late-ticket-tls13", case_tls13_late_ticket},
 	{"resume-server-ticket-tls12", case_tls12_ticket},
 	{"resume-server-session-id-tls12", case_tls12_session_id},
+	{"resume-both-rotation-tls13", case_both_tls13},
+	{"resume-both-rotation-tls12", case_both_tls12},
 };
 
 int main(int argc, char **argv)
