@@ -6,6 +6,7 @@
 #   bench/handshakes.sh [BUILDDIR]        (default: build)
 #
 # HS_BENCH_SECONDS  seconds per run (default 5)
+# HS_BENCH_ROUNDS   rounds of all runs, the table gives medians (default 1)
 # HS_BENCH_KEY      p256 (default) or rsa2048: the throwaway server key
 # HS_BENCH_CPUS     "SERVER CLIENT" cores (default: the first two allowed ones)
 #
@@ -15,6 +16,7 @@ set -u
 
 build=${1:-build}
 secs=${HS_BENCH_SECONDS:-5}
+rounds=${HS_BENCH_ROUNDS:-1}
 keytype=${HS_BENCH_KEY:-p256}
 hs=$build/bench/hs_bench
 kts=$build/tools/kts-server
@@ -24,6 +26,8 @@ die() { echo "$prog: $*" >&2; exit 2; }
 
 case $secs in '' | *[!0-9]*) die "HS_BENCH_SECONDS=$secs: want whole seconds" ;; esac
 [ "$secs" -ge 1 ] || die "HS_BENCH_SECONDS must be at least 1"
+case $rounds in '' | *[!0-9]*) die "HS_BENCH_ROUNDS=$rounds: want a count" ;; esac
+[ "$rounds" -ge 1 ] || die "HS_BENCH_ROUNDS must be at least 1"
 [ -x "$hs" ] || die "$hs missing: build first (ninja -C $build bench/hs_bench tools/kts-server)"
 [ -x "$kts" ] || die "$kts missing: build first (ninja -C $build tools/kts-server)"
 for t in openssl taskset timeout pgrep; do
@@ -76,10 +80,14 @@ openssl req -x509 "${newkey[@]}" -nodes -days 1 -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
 	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
 mkdir "$tmp/root" && echo "hello" >"$tmp/root/index.html"
+# hs_bench runs many times: a private copy, so that a rebuild of the build
+# directory meanwhile cannot pull it away (the servers are started only once).
+cp "$hs" "$tmp/hs_bench" || die "cannot copy $hs"
+hs=$tmp/hs_bench
 
 # Longest a server may live: its runs plus slack, in case this script is killed
 # without running its trap.
-server_bound=$((8 * (secs + 30) + 60))
+server_bound=$((rounds * 15 * (secs + 45) + 60))
 
 # start_server NAME LOGFILE PATTERN CMD... : start CMD pinned to the server core
 # under timeout(1); sets spid (the server itself), tpid (its timeout process)
@@ -106,57 +114,70 @@ start_server() {
 	fi
 }
 
-stop_server() { # the one start_server started last
-	local keep=() p
-	kill "$tpid" 2>/dev/null
-	wait "$tpid" 2>/dev/null
-	for p in "${pids[@]}"; do
-		[ "$p" = "$tpid" ] || keep+=("$p")
-	done
-	pids=("${keep[@]}")
+status=0
+# Results by row key "server|client|tls|mode", in first-run order; per_sec,
+# srv_cpu and per_cpu_s hold one value per round (the table shows medians).
+keys=()
+declare -A r_n r_res r_rate r_cpu r_per r_note
+
+# add_result SERVER CLIENT TLS MODE N RESUMED PER_SEC SRV_CPU PER_CPU_S NOTE
+add_result() {
+	local k="$1|$2|$3|$4"
+	[ -n "${r_n[$k]+set}" ] || { keys+=("$k"); r_n[$k]=0 r_res[$k]=0; }
+	r_n[$k]=$((r_n[$k] + ${5:-0}))
+	r_res[$k]=$((r_res[$k] + ${6:-0}))
+	r_rate[$k]+=" ${7:-?}"
+	r_cpu[$k]+=" ${8%\%}"
+	r_per[$k]+=" ${9:-?}"
+	[ -z "${10}" ] || r_note[$k]=${10}
 }
 
-status=0
-rows=() # "server|client|tls|mode|n|per_sec|resumed|srv_cpu|per_cpu_s|note"
+median() { # median of the numbers among $1 (words), or ?
+	tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g |
+		awk '{ v[NR] = $1 } END { if (!NR) print "?"; else if (NR % 2) print v[(NR + 1) / 2];
+			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 
 field() { # field NAME LINE
 	sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"
 }
 
-# run_hs SERVER TLS MODE [hs_bench options...]
+# run_hs SERVER PORT PID TLS MODE [hs_bench options...]
 run_hs() {
-	local server=$1 tls=$2 mode=$3 out note=''
-	shift 3
+	local server=$1 port=$2 pid=$3 tls=$4 mode=$5 out note='' res
+	shift 5
 	out=$(timeout -k 5 $((secs + 40)) taskset -c "$ccpu" "$hs" --connect "127.0.0.1:$port" \
 		--tls "$tls" --mode "$mode" --seconds "$secs" --cafile "$tmp/cert.pem" \
-		--server-pid "$spid" "$@" 2>&1)
+		--server-pid "$pid" "$@" 2>&1)
 	local rc=$?
 	echo "$server: $out"
 	if [ $rc -ne 0 ] || ! grep -q '^hs .* n=' <<<"$out" || grep -q FAILED <<<"$out"; then
 		status=1
 		note=FAILED
 	fi
-	rows+=("$server|hs_bench|$tls|$mode|$(field n "$out")|$(field per_sec "$out")|$(field resumed "$out")|$(field server_cpu "$out")|$(field per_server_cpu_s "$out")|$note")
+	res=$(field resumed "$out")
+	add_result "$server" hs_bench "$tls" "$mode" "$(field n "$out")" "${res%/*}" \
+		"$(field per_sec "$out")" "$(field server_cpu "$out")" "$(field per_server_cpu_s "$out")" "$note"
 }
 
 cpu_ticks() { # user + system clock ticks of process $1 (all threads)
 	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
-# run_stime SERVER TLS MODE(new|reuse) LABEL : openssl s_time with -www / (a GET
+# run_stime SERVER PORT PID TLS new|reuse MODE : openssl s_time with -www / (a GET
 # read to EOF: without it TLS 1.3 tickets are never read and -reuse never
 # resumes). Rates are ours: connections over the wall time of the whole s_time
 # process (s_time's "connections/user sec" divides by the client's user CPU).
 run_stime() {
-	local server=$1 tls=$2 how=$3 label=$4 out t0 t1 c0 c1 n nres wall cpu note=''
-	c0=$(cpu_ticks "$spid")
+	local server=$1 port=$2 pid=$3 tls=$4 how=$5 mode=$6 out t0 t1 c0 c1 n nres wall cpu note=''
+	c0=$(cpu_ticks "$pid")
 	t0=$(date +%s%N)
 	out=$(timeout -k 5 $((secs + 40)) taskset -c "$ccpu" openssl s_time \
 		-connect "127.0.0.1:$port" "-$how" "-tls${tls/./_}" -time "$secs" -www / \
 		-CAfile "$tmp/cert.pem" 2>&1)
 	local rc=$?
 	t1=$(date +%s%N)
-	c1=$(cpu_ticks "$spid")
+	c1=$(cpu_ticks "$pid")
 	n=$(sed -n 's/^\([0-9][0-9]*\) connections in [0-9.]*s;.*/\1/p' <<<"$out" | tail -n 1)
 	# One progress character per connection: r resumed, * (or the version
 	# letter) full.
@@ -166,7 +187,7 @@ run_stime() {
 		status=1
 		note=FAILED
 		echo "$out" | tail -n 5 | sed 's/^/  /'
-		rows+=("$server|s_time|$tls|$label|${n:-0}|?|?|?|?|$note")
+		add_result "$server" s_time "$tls" "$mode" "${n:-0}" "$nres" '' '' '' "$note"
 		return
 	fi
 	if [ "$how" = reuse ] && [ $((nres * 100)) -lt $((n * 95)) ]; then
@@ -178,27 +199,21 @@ run_stime() {
 	fi
 	wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }')
 	cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
-	rows+=("$server|s_time|$tls|$label|$n|$(awk -v n="$n" -v w="$wall" 'BEGIN { printf "%.1f", n / w }')|$nres/$n|$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.0f%%", 100 * c / w }')|$(awk -v n="$n" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", n / c; else print "?" }')|$note")
+	add_result "$server" s_time "$tls" "$mode" "$n" "$nres" \
+		"$(awk -v n="$n" -v w="$wall" 'BEGIN { printf "%.1f", n / w }')" \
+		"$(awk -v c="$cpu" -v w="$wall" 'BEGIN { printf "%.0f", 100 * c / w }')" \
+		"$(awk -v n="$n" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.1f", n / c; else print "?" }')" "$note"
 }
 
-echo "handshakes: $secs s per run, server on core $scpu, client on core $ccpu, key $keytype, $(openssl version)"
+echo "handshakes: $secs s per run, $rounds round(s), server on core $scpu, client on core $ccpu, key $keytype, $(openssl version)"
 
-# ---- kts-server -----------------------------------------------------------------
+# ---- servers: all started now, each pinned to the server core, idle until used ----
+kport='' kpid=''
 if "$kts" --help 2>&1 | grep -q -- '--session-lifetime' && "$kts" --help 2>&1 | grep -q -- '--session-cache'; then
 	if start_server kts-server "$tmp/kts.log" '.*listening on .*:\([0-9][0-9]*\)$' \
 		"$kts" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
 		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024; then
-		run_hs kts-server 1.2 full
-		run_hs kts-server 1.2 ticket
-		run_hs kts-server 1.2 session-id
-		run_hs kts-server 1.3 full
-		run_hs kts-server 1.3 ticket
-		stop_server
-		errs=$(grep -c 'error' "$tmp/kts.log")
-		if [ "$errs" -gt 0 ]; then
-			echo "kts-server: $errs error line(s) in its log, the first:"
-			grep 'error' "$tmp/kts.log" | head -n 5 | sed 's/^/  /'
-		fi
+		kport=$port kpid=$spid
 	else
 		status=1
 	fi
@@ -206,54 +221,77 @@ else
 	echo "kts-server: SKIPPED: $kts --help lists no --session-lifetime/--session-cache"
 	status=1
 fi
-
-# ---- openssl s_server -www: tickets and its internal session cache on ----------
-# s_server -www answers GET only (a HEAD gets no answer), hence --request get.
+# openssl s_server -www: tickets and its internal session cache are on.
+sport='' spid_ss=''
 if start_server s_server "$tmp/s_server.log" '^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$' \
 	openssl s_server -www -accept 127.0.0.1:0 -cert "$tmp/cert.pem" -key "$tmp/key.pem"; then
-	run_hs s_server 1.2 full --request get
-	run_hs s_server 1.2 ticket --request get
-	run_hs s_server 1.2 session-id --request get
-	run_hs s_server 1.3 full --request get
-	run_hs s_server 1.3 ticket --request get
-	run_stime s_server 1.2 new full
-	run_stime s_server 1.2 reuse ticket
-	run_stime s_server 1.3 new full
-	run_stime s_server 1.3 reuse ticket
-	stop_server
+	sport=$port spid_ss=$spid
 else
 	status=1
 fi
-# s_time has no way to turn tickets off, so its session-ID row needs a server
-# that issues none.
+# s_time cannot turn tickets off, so its session-ID row needs a server that
+# issues none.
+nport='' npid=''
 if start_server "s_server -no_ticket" "$tmp/s_server_nt.log" '^ACCEPT 127\.0\.0\.1:\([0-9][0-9]*\)$' \
 	openssl s_server -www -no_ticket -accept 127.0.0.1:0 -cert "$tmp/cert.pem" -key "$tmp/key.pem"; then
-	run_stime s_server 1.2 reuse session-id
-	stop_server
+	nport=$port npid=$spid
 else
 	status=1
+fi
+
+for ((round = 1; round <= rounds; round++)); do
+	[ "$rounds" -eq 1 ] || echo "round $round"
+	if [ -n "$kport" ]; then
+		run_hs kts-server "$kport" "$kpid" 1.2 full
+		run_hs kts-server "$kport" "$kpid" 1.2 ticket
+		run_hs kts-server "$kport" "$kpid" 1.2 session-id
+		run_hs kts-server "$kport" "$kpid" 1.3 full
+		run_hs kts-server "$kport" "$kpid" 1.3 ticket
+	fi
+	if [ -n "$sport" ]; then
+		# s_server -www answers GET only (a HEAD gets no answer), hence --request get.
+		run_hs s_server "$sport" "$spid_ss" 1.2 full --request get
+		run_hs s_server "$sport" "$spid_ss" 1.2 ticket --request get
+		run_hs s_server "$sport" "$spid_ss" 1.2 session-id --request get
+		run_hs s_server "$sport" "$spid_ss" 1.3 full --request get
+		run_hs s_server "$sport" "$spid_ss" 1.3 ticket --request get
+		run_stime s_server "$sport" "$spid_ss" 1.2 new full
+		run_stime s_server "$sport" "$spid_ss" 1.2 reuse ticket
+	fi
+	[ -z "$nport" ] || run_stime s_server "$nport" "$npid" 1.2 reuse session-id
+	if [ -n "$sport" ]; then
+		run_stime s_server "$sport" "$spid_ss" 1.3 new full
+		run_stime s_server "$sport" "$spid_ss" 1.3 reuse ticket
+	fi
+done
+if [ -n "$kport" ]; then
+	errs=$(grep -c 'error' "$tmp/kts.log")
+	if [ "$errs" -gt 0 ]; then
+		echo "kts-server: $errs error line(s) in its log, the first:"
+		grep 'error' "$tmp/kts.log" | head -n 5 | sed 's/^/  /'
+	fi
 fi
 
 # ---- table: ratios against the full row of the same server, client and TLS -----
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }'; }
 echo
-printf '%-10s %-8s %-4s %-10s %7s %9s %11s %7s %11s %8s %8s\n' \
+[ "$rounds" -eq 1 ] || echo "medians of $rounds rounds (n and resumed: totals)"
+printf '%-10s %-8s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s\n' \
 	server client tls mode n per_sec resumed srv_cpu per_cpu_s x_wall x_cpu
-for row in "${rows[@]}"; do
-	IFS='|' read -r server client tls mode n rate res scpu_pct per note <<<"$row"
+for k in "${keys[@]}"; do
+	IFS='|' read -r server client tls mode <<<"$k"
+	rate=$(median "${r_rate[$k]}") per=$(median "${r_per[$k]}") cpu=$(median "${r_cpu[$k]}")
 	xw='' xc=''
-	if [ "$mode" != full ]; then
-		for base in "${rows[@]}"; do
-			IFS='|' read -r bs bc bt bm _ brate _ _ bper _ <<<"$base"
-			if [ "$bs|$bc|$bt|$bm" = "$server|$client|$tls|full" ]; then
-				xw=$(awk -v a="$rate" -v b="$brate" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }')
-				xc=$(awk -v a="$per" -v b="$bper" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }')
-			fi
-		done
+	if [ "$mode" != full ] && [ -n "${r_n[$server|$client|$tls|full]+set}" ]; then
+		xw=$(ratio "$rate" "$(median "${r_rate[$server|$client|$tls|full]}")")
+		xc=$(ratio "$per" "$(median "${r_per[$server|$client|$tls|full]}")")
 	fi
-	printf '%-10s %-8s %-4s %-10s %7s %9s %11s %7s %11s %8s %8s %s\n' \
-		"$server" "$client" "$tls" "$mode" "$n" "$rate" "$res" "$scpu_pct" "$per" "$xw" "$xc" "$note"
+	[ "$cpu" = '?' ] || cpu="${cpu%%.*}%"
+	printf '%-10s %-8s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s %s\n' "$server" "$client" "$tls" \
+		"$mode" "${r_n[$k]}" "$rate" "${r_res[$k]}/${r_n[$k]}" "$cpu" "$per" "$xw" "$xc" "${r_note[$k]:-}"
 done
 echo "per_sec: handshakes per wall second (one connection at a time); per_cpu_s: handshakes"
 echo "per second of server CPU (what one busy server core would do); x_wall/x_cpu: resumed"
-echo "over full for the same server, client and TLS version. Goal: TLS 1.2 resumed x_cpu >= 5."
+echo "over full for the same server, client and TLS version; s_time's session-id row ran"
+echo "against s_server -no_ticket. Goal: kts-server TLS 1.2 resumed x_cpu >= 5."
 exit $status
