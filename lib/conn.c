@@ -79,9 +79,7 @@ void kts_free(struct kts *c)
 	kts_config_release(c->cfg);
 	free(c->server_name);
 	OPENSSL_clear_free(c->appdata, c->appdata_len);
-	if (c->hs)
-		OPENSSL_cleanse(c->hs, c->hs_len);
-	free(c->hs);
+	kts_post_handshake_free(c);
 	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */
 	free(c);
 }
@@ -151,8 +149,8 @@ static int kernel_rx_error(struct kts *c, int err)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "read: malformed record header (bad version or length)");
 	case -EKEYEXPIRED:
 		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-				      "read: peer updated its traffic keys (KeyUpdate); "
-				      "key updates after handoff are not supported yet");
+				      "read: peer updated its traffic keys (KeyUpdate) and the "
+				      "kernel holds records under the new keys");
 	case -EPROTO:
 		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record type lost (control message truncated)");
 	default:
@@ -206,10 +204,14 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 		if (n == 0)
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 					      "read: peer closed the connection without close_notify");
+		if (type == KTS_RECORD_DATA && c->hs_len > 0)
+			return kts_fail_fatal(c, KTS_ERR_TLS,
+					      "read: application data inside a handshake message");
 		if (type == KTS_RECORD_DATA)
 			return n;
 		if (type == KTS_RECORD_HANDSHAKE) {
 			int rc = kts_post_handshake(c, buf, (size_t)n);
+			OPENSSL_cleanse(buf, (size_t)n); /* a ticket is no business of the caller */
 			if (rc != KTS_OK)
 				return rc;
 			continue;

@@ -89,6 +89,8 @@ struct kts {
  * NewSessionTicket, KeyUpdate). data holds the first n bytes of it. Returns
  * KTS_OK when handled (read on), or an error. */
 int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n);
+/* Wipe and free a partly read handshake message. */
+void kts_post_handshake_free(struct kts *c);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 

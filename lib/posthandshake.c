@@ -28,7 +28,16 @@
 #include "record.h"
 
 #define HS_HEADER 4
-#define HS_MAX (KTS_RECORD_MAX_PLAIN + HS_HEADER)
+/* A message is handed to OpenSSL as one record, so it must fit one. */
+#define HS_MAX KTS_RECORD_MAX_PLAIN
+
+void kts_post_handshake_free(struct kts *c)
+{
+	if (c->hs)
+		OPENSSL_clear_free(c->hs, HS_MAX);
+	c->hs = NULL;
+	c->hs_len = 0;
+}
 
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead)
 {
@@ -217,21 +226,26 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 			break;
 	}
 	if (c->hs_len == 0) {
-		free(c->hs);
-		c->hs = NULL;
+		kts_post_handshake_free(c);
 		return KTS_OK;
 	}
 	/* The rest of the message follows in handshake records right behind. */
 	for (;;) {
 		unsigned char more[512], type;
 		ssize_t got = kts_kernel_recv(c->fd, more, sizeof(more), 0, &type);
+		int rc;
+
 		if (got == -EINTR)
 			continue;
+		if (got == -EAGAIN)
+			return KTS_WANT_READ; /* c->hs keeps the part; the next read appends */
 		if (got <= 0 || type != KTS_RECORD_HANDSHAKE)
 			return kts_fail_fatal(c, KTS_ERR_TLS,
 					      "read: handshake message cut short (%s)",
 					      got < 0 ? strerror((int)-got) : "another record type");
-		return kts_post_handshake(c, more, (size_t)got);
+		rc = kts_post_handshake(c, more, (size_t)got);
+		OPENSSL_cleanse(more, sizeof(more));
+		return rc;
 	}
 }
 
@@ -250,26 +264,32 @@ int kts_issue_ticket(struct kts *c)
 	if (SSL_get_options(c->ssl) & SSL_OP_NO_TICKET)
 		return kts_fail(c, KTS_ERR_STATE,
 				"issue ticket: resumption is off (kts_config_set_session_lifetime)");
-	if (SSL_new_session_ticket(c->ssl) != 1)
+	/* OpenSSL writes the ticket record into memory; kts opens it with
+	 * OpenSSL's write key and sends the message through the kernel. */
+	out = c->path[KTS_TX] == KTS_PATH_KERNEL ? BIO_new(BIO_s_mem()) : NULL;
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL && !out)
+		return kts_fail(c, KTS_ERR_NOMEM, "issue ticket: out of memory");
+	if (SSL_new_session_ticket(c->ssl) != 1) {
+		BIO_free(out);
 		return kts_fail(c, KTS_ERR_TLS, "issue ticket: OpenSSL refused");
-	if (c->path[KTS_TX] != KTS_PATH_KERNEL) {
+	}
+	if (!out) {
 		ERR_clear_error();
 		ret = SSL_do_handshake(c->ssl);
 		return ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
 	}
-	/* OpenSSL writes the ticket record into memory; kts opens it with
-	 * OpenSSL's write key and sends the message through the kernel. */
-	out = BIO_new(BIO_s_mem());
-	if (!out)
-		return kts_fail(c, KTS_ERR_NOMEM, "issue ticket: out of memory");
 	SSL_set0_wbio(c->ssl, out);
 	ERR_clear_error();
 	ret = SSL_do_handshake(c->ssl);
 	rc = ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
 	n = rc == KTS_OK ? BIO_read(out, rec, sizeof(rec)) : 0;
+	if (rc == KTS_OK && BIO_pending(out) > 0)
+		rc = kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: ticket larger than one record");
 	SSL_set0_wbio(c->ssl, BIO_new_mem_buf("", 0)); /* fenced again */
 	if (rc != KTS_OK)
 		return rc;
+	if (n <= 0)
+		return KTS_OK; /* no usable ticket key right now: OpenSSL sent none */
 	if (keys_for(c, c->ossl_tx_secret, &k) < 0)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: key derivation failed");
 	/* One record per ticket; walk them in case OpenSSL wrote more than one. */

@@ -217,7 +217,8 @@ size_t kts_sess_cache_get(struct kts_sess_cache *cache, const unsigned char *id,
 	e = find(s, id, id_len);
 	if (e && now - e->time >= (int64_t)lifetime) {
 		wipe(e, 1);
-	} else if (e) {
+	} else if (e && e->der_len <= KTS_SESS_CACHE_DER_MAX) {
+		/* Shared with every worker: trust no length stored there. */
 		n = e->der_len;
 		memcpy(out, e->der, n);
 	}

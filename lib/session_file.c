@@ -279,9 +279,15 @@ out:
 int kts_client_session_new(SSL *ssl, SSL_SESSION *sess)
 {
 	const struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct kts *c = SSL_get_app_data(ssl);
 
-	if (cfg && cfg->session_fd >= 0 && !SSL_is_server(ssl) && SSL_SESSION_is_resumable(sess))
-		save(cfg->session_fd, sess);
+	if (!cfg || cfg->session_fd < 0 || SSL_is_server(ssl) || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	/* Record the name this session was verified for (OpenSSL only keeps the
+	 * SNI, and none is sent for an address), so it is never offered to another. */
+	if (c && c->server_name && SSL_SESSION_set1_hostname(sess, c->server_name) != 1)
+		return 0;
+	save(cfg->session_fd, sess);
 	return 0; /* no reference kept */
 }
 
@@ -320,9 +326,14 @@ static int usable(const struct kts *c, SSL_SESSION *sess)
 	const char *host = SSL_SESSION_get0_hostname(sess);
 	time_t now = time(NULL);
 
+	/* A connection that verifies a name only takes a session made for that
+	 * name (kts records it in every session it saves); one without a name
+	 * verifies no name, so a session from the same config is no weaker. */
+	int same_name = !c->server_name || (host && strcasecmp(host, c->server_name) == 0);
+
 	return SSL_SESSION_is_resumable(sess) &&
 	       now < (time_t)SSL_SESSION_get_time(sess) + (time_t)SSL_SESSION_get_timeout(sess) &&
-	       !(host && c->server_name && strcasecmp(host, c->server_name) != 0);
+	       same_name;
 }
 
 int kts_client_session_offer(struct kts *c)
@@ -342,11 +353,11 @@ int kts_client_session_offer(struct kts *c)
 	SSL_clear_options(c->ssl, SSL_OP_NO_TICKET);
 	f = open_locked(cfg->session_fd, O_RDONLY, LOCK_SH);
 	if (f < 0 || load(f, &sess, &start, &end) < 0) {
-		int err = errno;
+		/* Like bad content, a file we cannot read now only costs a full handshake. */
 		if (f >= 0)
 			close(f);
-		return kts_fail_fatal(c, KTS_ERR_SYS, "session file: reading fd %d: %s",
-				      cfg->session_fd, strerror(err));
+		ERR_clear_error();
+		return KTS_OK;
 	}
 	close(f);
 	/* Content problems only mean a full handshake (and a new file later). */

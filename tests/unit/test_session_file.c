@@ -369,6 +369,13 @@ static void test_server_name(void **state)
 	got = offered_by(cfg, NULL); /* no name to compare */
 	assert_non_null(got);
 	SSL_SESSION_free(got);
+	/* A session without a recorded name (made over an address, no SNI) never
+	 * goes to a connection that verifies a name: resuming skips that check. */
+	s = fake_session(2, 2, 0, 1);
+	assert_int_equal(SSL_SESSION_set1_hostname(s, NULL), 1);
+	save(s);
+	SSL_SESSION_free(s);
+	assert_null(offered_by(cfg, "b.example"));
 }
 
 /* ---- writing ------------------------------------------------------------------ */
