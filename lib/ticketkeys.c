@@ -276,6 +276,12 @@ int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KT
 
 	pthread_mutex_lock(&r->lock);
 	rc = refresh(r) < 0 ? -1 : r->n > 0;
+	/* A caller's key encrypts for one lifetime only, so every ticket it
+	 * issues can still be decrypted for its whole lifetime before the key
+	 * expires (automatic keys rotate every lifetime by construction). */
+	if (rc == 1 && r->manual && r->lifetime &&
+	    r->now(r->now_arg) - r->keys[r->n - 1].added >= (time_t)r->lifetime)
+		rc = 0;
 	if (rc == 1) {
 		memcpy(name, r->keys[r->n - 1].name, KTS_TICKET_NAME_LEN);
 		memcpy(key, r->keys[r->n - 1].bytes, KTS_TICKET_KEY_LEN);

@@ -189,7 +189,8 @@ KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
  * older ones only decrypt, and a ticket under one is renewed. Re-adding a known
  * keyrev is KTS_ERR_ARG unless it is the newest with identical bytes (a no-op).
  * Up to KTS_TICKET_KEYS_MAX keys are kept (the oldest is dropped and zeroed);
- * a key expires at its add time + 2 x lifetime. Keys added after connections
+ * a key encrypts for one lifetime after it was added and expires at its add
+ * time + 2 x lifetime, so add a new key at least once per lifetime. Keys added after connections
  * exist apply to new handshakes at once (this call is thread-safe). Without
  * any key added, kts generates keys itself and rotates them every lifetime,
  * from one secret seed that worker processes forked after the lifetime is set

@@ -247,11 +247,17 @@ static void test_auto_rotation(void **state)
 	/* The caller's first key ends automatic mode: auto keys are gone. */
 	assert_int_equal(add(r, 9, 9, err), KTS_OK);
 	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 0);
-	fake_now += 60;
+	fake_now += 59;
 	name_of(r, n);
 	assert_int_equal(be32(n), 9);
+	/* A caller's key encrypts for one lifetime, then only decrypts the
+	 * tickets it issued until it expires at 2 x lifetime. */
+	fake_now += 1;
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 1);
 	fake_now += 60;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n, key), 0); /* 9 expired, no auto key */
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0); /* 9 expired, no auto key */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 0);
 
 	/* Lifetime 0: no automatic keys at all. */
 	kts_ticket_ring_free(r);
