@@ -167,7 +167,8 @@ KTS_API int kts_close(struct kts *c);
  * resumable session arrives later (TLS 1.3 tickets, also after the kernel owns
  * RX), the file gets the newest resumable session, never a non-resumable one.
  * Writes are serialised with flock(2) across processes sharing the file and
- * leave either the old or the new session. kts does not close fd. */
+ * leave either the old or the new session; each is synced to disk, inside the
+ * kts_read that receives a TLS 1.3 ticket. kts does not close fd. */
 KTS_API int kts_config_set_session_fd(struct kts_config *cfg, int fd);
 
 /* Server: session ID context, 1..32 bytes (random by default). Servers that
@@ -228,7 +229,9 @@ KTS_API int kts_set_ticket_appdata(struct kts *c, const void *data, size_t len);
 KTS_API ssize_t kts_ticket_appdata(struct kts *c, void *buf, size_t len);
 
 /* Server, TLS 1.3: send one more NewSessionTicket now, also when the kernel owns
- * TX (the ticket goes out through the kernel as a handshake record). */
+ * TX (the ticket goes out through the kernel as a handshake record). Call it
+ * when the socket is writable: through the kernel, a full send buffer on a
+ * non-blocking socket fails the connection. */
 KTS_API int kts_issue_ticket(struct kts *c);
 
 /* ---- status --------------------------------------------------------------- */
