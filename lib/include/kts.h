@@ -14,7 +14,8 @@
  * failure and leave a human-readable message on the object (kts_config_error(),
  * kts_error()). KTS_WANT_READ / KTS_WANT_WRITE are not errors: on a non-blocking
  * socket, wait for the fd to become readable / writable and call again. On a
- * blocking socket with SO_RCVTIMEO / SO_SNDTIMEO, a timeout also returns them.
+ * blocking socket with SO_RCVTIMEO / SO_SNDTIMEO, a timeout also returns them,
+ * and so may a signal that interrupts a blocking call (no SA_RESTART).
  *
  * Threads: a kts_config may be shared by connections in many threads once it is
  * fully set up. Set it up first: its setters must not run once connections
@@ -78,7 +79,9 @@ KTS_API void kts_config_free(struct kts_config *cfg);
 KTS_API const char *kts_config_error(const struct kts_config *cfg);
 
 /* Certificate chain and private key, as PEM files or PEM in memory. The key must
- * match the certificate (checked when both are set). */
+ * match the certificate (checked when both are set, each new half against the
+ * other: to switch to a new pair, make a new config). Encrypted keys are
+ * refused (no passphrase prompt). */
 KTS_API int kts_config_set_cert_file(struct kts_config *cfg, const char *path);
 KTS_API int kts_config_set_key_file(struct kts_config *cfg, const char *path);
 KTS_API int kts_config_set_cert_mem(struct kts_config *cfg, const void *pem, size_t len);
