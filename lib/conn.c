@@ -232,8 +232,14 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 		return rc;
 	if (c->rx_eof || len == 0)
 		return 0;
-	if (c->path[KTS_RX] == KTS_PATH_KERNEL)
+	if (c->path[KTS_RX] == KTS_PATH_KERNEL) {
+		/* Move a queued KeyUpdate answer along; a full send buffer must not
+		 * stop reading (the next write finishes it). */
+		if (c->tx_hs_len > 0 && (rc = kts_post_handshake_flush(c)) != KTS_OK &&
+		    rc != KTS_WANT_WRITE)
+			return rc;
 		return kernel_read(c, buf, len);
+	}
 	ERR_clear_error();
 	errno = 0;
 	if (SSL_read_ex(c->ssl, buf, len, &got) == 1)
@@ -276,6 +282,9 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
+		rc = kts_post_handshake_flush(c);
+		if (rc != KTS_OK)
+			return rc;
 		do
 			n = send(c->fd, buf, len, MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
@@ -320,6 +329,10 @@ ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
 		return kts_fail(c, KTS_ERR_ARG, "sendfile: fd %d is not a regular file", file_fd);
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		ssize_t n;
+
+		rc = kts_post_handshake_flush(c);
+		if (rc != KTS_OK)
+			return rc;
 		do
 			n = sendfile(c->fd, file_fd, offset, count);
 		while (n < 0 && errno == EINTR);
@@ -362,6 +375,10 @@ int kts_close(struct kts *c)
 		return KTS_OK;
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		ssize_t n;
+
+		ret = kts_post_handshake_flush(c);
+		if (ret != KTS_OK)
+			return ret;
 		do
 			n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
 						   sizeof(close_notify), 0);

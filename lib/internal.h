@@ -81,6 +81,9 @@ struct kts {
 	uint64_t ossl_seq[2];             /* OpenSSL's own record numbers per direction */
 	unsigned char *hs;                /* handshake bytes read from kernel RX, not yet whole */
 	size_t hs_len;
+	unsigned char *tx_hs;             /* handshake bytes queued for kernel TX */
+	size_t tx_hs_len;
+	int tx_rekey_pending;             /* install the next TX secret once tx_hs is out */
 
 	char error[KTS_ERRLEN];
 };
@@ -89,8 +92,11 @@ struct kts {
  * NewSessionTicket, KeyUpdate). data holds the first n bytes of it. Returns
  * KTS_OK when handled (read on), or an error. */
 int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n);
-/* Wipe and free a partly read handshake message. */
+/* Wipe and free a partly read handshake message and queued TX bytes. */
 void kts_post_handshake_free(struct kts *c);
+/* Send handshake bytes queued for kernel TX (a ticket, a KeyUpdate answer)
+ * ahead of anything else. KTS_OK when none are left, KTS_WANT_WRITE, or an error. */
+int kts_post_handshake_flush(struct kts *c);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 

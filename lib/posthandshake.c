@@ -37,6 +37,51 @@ void kts_post_handshake_free(struct kts *c)
 		OPENSSL_clear_free(c->hs, HS_MAX);
 	c->hs = NULL;
 	c->hs_len = 0;
+	if (c->tx_hs)
+		OPENSSL_clear_free(c->tx_hs, HS_MAX);
+	c->tx_hs = NULL;
+	c->tx_hs_len = 0;
+}
+
+static int kernel_rekey(struct kts *c, int dir, unsigned char *secret);
+
+/* Queue one handshake message for kernel TX. */
+static int queue_tx(struct kts *c, const unsigned char *msg, size_t len)
+{
+	if (!c->tx_hs && !(c->tx_hs = malloc(HS_MAX)))
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "out of memory");
+	if (len > HS_MAX - c->tx_hs_len)
+		return kts_fail_fatal(c, KTS_ERR_TLS, "handshake messages to send do not fit");
+	memcpy(c->tx_hs + c->tx_hs_len, msg, len);
+	c->tx_hs_len += len;
+	return KTS_OK;
+}
+
+int kts_post_handshake_flush(struct kts *c)
+{
+	while (c->tx_hs_len > 0) {
+		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, c->tx_hs,
+						   c->tx_hs_len, 0);
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN)
+			return KTS_WANT_WRITE;
+		if (n <= 0)
+			return kts_fail_fatal(c, KTS_ERR_SYS, "sending a handshake message: %s",
+					      strerror(n < 0 ? (int)-n : EPIPE));
+		/* A short send left a fragment out; the rest follows as its own record. */
+		memmove(c->tx_hs, c->tx_hs + n, c->tx_hs_len - (size_t)n);
+		c->tx_hs_len -= (size_t)n;
+	}
+	if (c->tx_rekey_pending) {
+		/* Our KeyUpdate is out: from here on the kernel sends under the next key. */
+		int err = kernel_rekey(c, KTS_TX, c->tx_secret);
+		c->tx_rekey_pending = 0;
+		if (err < 0)
+			return kts_fail_fatal(c, KTS_ERR_SYS, "installing updated TX keys: %s",
+					      strerror(-err));
+	}
+	return KTS_OK;
 }
 
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead)
@@ -168,14 +213,13 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 	c->ossl_seq[KTS_RX] = 0;
 	if (rc != KTS_OK || !requested)
 		return rc;
-	if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, quiet, sizeof(quiet), 0) !=
-	    (ssize_t)sizeof(quiet))
-		return kts_fail_fatal(c, KTS_ERR_SYS, "read: answering the peer's KeyUpdate failed");
-	err = kernel_rekey(c, KTS_TX, c->tx_secret);
-	if (err < 0)
-		return kts_fail_fatal(c, KTS_ERR_SYS, "read: installing updated TX keys: %s",
-				      strerror(-err));
-	return KTS_OK;
+	/* Answer before any more data goes out; the TX key changes once it has. */
+	rc = queue_tx(c, quiet, sizeof(quiet));
+	if (rc != KTS_OK)
+		return rc;
+	c->tx_rekey_pending = 1;
+	rc = kts_post_handshake_flush(c);
+	return rc == KTS_WANT_WRITE ? KTS_OK : rc; /* the next write finishes it */
 }
 
 /* One whole handshake message from kernel RX. */
@@ -259,6 +303,8 @@ int kts_issue_ticket(struct kts *c)
 
 	if (rc != KTS_OK)
 		return rc;
+	if (c->tx_hs_len > 0) /* a retry after KTS_WANT_WRITE: finish sending that ticket */
+		return kts_post_handshake_flush(c);
 	if (!c->is_server || SSL_version(c->ssl) != TLS1_3_VERSION)
 		return kts_fail(c, KTS_ERR_STATE, "issue ticket: only TLS 1.3 servers issue tickets");
 	if (SSL_get_options(c->ssl) & SSL_OP_NO_TICKET)
@@ -301,12 +347,14 @@ int kts_issue_ticket(struct kts *c)
 					      : -1;
 		if (m < 0 || type != KTS_RECORD_HANDSHAKE)
 			rc = kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: unexpected OpenSSL output");
-		else if (kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, plain, (size_t)m, 0) != m)
-			rc = kts_fail_fatal(c, KTS_ERR_SYS, "issue ticket: sending through the kernel failed");
+		else
+			rc = queue_tx(c, plain, (size_t)m);
 		c->ossl_seq[KTS_TX]++;
 		at += len;
 	}
 	OPENSSL_cleanse(&k, sizeof(k));
 	OPENSSL_cleanse(plain, sizeof(plain));
-	return rc;
+	/* KTS_WANT_WRITE: the ticket is queued; call again when writable (or
+	 * write: queued handshake bytes always go out first). */
+	return rc == KTS_OK ? kts_post_handshake_flush(c) : rc;
 }

@@ -232,9 +232,10 @@ KTS_API int kts_set_ticket_appdata(struct kts *c, const void *data, size_t len);
 KTS_API ssize_t kts_ticket_appdata(struct kts *c, void *buf, size_t len);
 
 /* Server, TLS 1.3: send one more NewSessionTicket now, also when the kernel owns
- * TX (the ticket goes out through the kernel as a handshake record). Call it
- * when the socket is writable: through the kernel, a full send buffer on a
- * non-blocking socket fails the connection. */
+ * TX (the ticket goes out through the kernel as a handshake record). Returns
+ * KTS_OK, or KTS_WANT_WRITE when the socket cannot take it yet: the ticket is
+ * then held and goes out on the next call of this function or ahead of the
+ * next write. No ticket is sent while no ticket key is valid. */
 KTS_API int kts_issue_ticket(struct kts *c);
 
 /* ---- status --------------------------------------------------------------- */

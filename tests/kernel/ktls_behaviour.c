@@ -53,7 +53,7 @@ static void *kts_handshake_thread(void *arg)
 /* version 12/13, AES-128-GCM; tickets: what an OpenSSL server sends; peer_kts:
  * the other end is kts too. Returns 0 with both ends handshaken. */
 static int pair_open(struct pair *p, int version, int kts_is_server, int tickets, int peer_kts,
-		     int policy)
+		     int policy, unsigned int lifetime)
 {
 	const struct suite *s = &test_suites[0];
 	int me = kts_is_server ? 0 : 1, other = 1 - me;
@@ -67,6 +67,8 @@ static int pair_open(struct pair *p, int version, int kts_is_server, int tickets
 		return -1;
 	p->cfg[0] = test_kts_config(version, s, kts_is_server);
 	kts_config_set_offload(p->cfg[0], policy);
+	if (lifetime)
+		kts_config_set_session_lifetime(p->cfg[0], lifetime);
 	p->k = kts_is_server ? kts_server_new(p->cfg[0]) : kts_client_new(p->cfg[0]);
 	kts_attach(p->k, p->fds[me]);
 	if (peer_kts) {
@@ -306,6 +308,70 @@ static int case_nonblocking(struct pair *p)
 	return 1;
 }
 
+/* The OpenSSL client counts the tickets it gets. */
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl, (void)sess;
+	tickets_seen++;
+	return 0;
+}
+
+/* A late ticket while kernel TX is blocked (the client is not reading): it
+ * waits in kts (KTS_WANT_WRITE) instead of failing, goes out ahead of the next
+ * data, and the client gets it and every byte intact. */
+static int case_late_ticket_blocked(struct pair *p)
+{
+	static char chunk[16384];
+	struct reader r = {.ssl = p->ssl};
+	struct pollfd pfd = {.fd = p->fds[0], .events = POLLOUT};
+	size_t sent = 0;
+	pthread_t th;
+	ssize_t n;
+	int rc, before;
+
+	SSL_CTX_sess_set_new_cb(p->ctx, count_ticket);
+	SSL_CTX_set_session_cache_mode(p->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	fcntl(p->fds[0], F_SETFL, fcntl(p->fds[0], F_GETFL) | O_NONBLOCK);
+	memset(chunk, 'd', sizeof(chunk));
+	while ((n = kts_write(p->k, chunk, sizeof(chunk))) > 0)
+		sent += (size_t)n;
+	if (n != KTS_WANT_WRITE)
+		return snprintf(why, sizeof(why), "filling the send buffer: %zd %s", n, kts_error(p->k)), 0;
+	rc = kts_issue_ticket(p->k);
+	if (rc != KTS_WANT_WRITE)
+		return snprintf(why, sizeof(why), "ticket on a full buffer: %d %s", rc, kts_error(p->k)), 0;
+	/* The client drains; kts finishes the ticket, then one more chunk. */
+	before = tickets_seen;
+	r.len = sent + sizeof(chunk);
+	pthread_create(&th, NULL, read_all, &r);
+	do {
+		poll(&pfd, 1, 5000);
+		rc = kts_issue_ticket(p->k);
+	} while (rc == KTS_WANT_WRITE);
+	for (size_t done = 0; rc == KTS_OK && done < sizeof(chunk); done += (size_t)n) {
+		n = kts_write(p->k, chunk + done, sizeof(chunk) - done);
+		if (n == KTS_WANT_WRITE) {
+			poll(&pfd, 1, 5000);
+			n = 0;
+		} else if (n < 0) {
+			rc = (int)n;
+		}
+	}
+	pthread_join(th, NULL);
+	if (rc != KTS_OK)
+		return snprintf(why, sizeof(why), "after the ticket: %d %s", rc, kts_error(p->k)), 0;
+	if (!r.ok)
+		return snprintf(why, sizeof(why), "client did not get all %zu bytes", r.len), 0;
+	/* The client reads nothing before draining: the handshake's two tickets,
+	 * then the late one, all ahead of the data. */
+	if (tickets_seen != before + 3)
+		return snprintf(why, sizeof(why), "client got %d tickets, want 2 + 1 late",
+				tickets_seen - before), 0;
+	return 1;
+}
+
 /* "require" succeeds when the kernel can take both directions. */
 static int case_require(struct pair *p)
 {
@@ -317,19 +383,21 @@ struct behaviour {
 	const char *name;
 	int (*run)(struct pair *p);
 	int version, kts_is_server, tickets, peer_kts, policy;
+	unsigned int lifetime; /* kts server: resumption on */
 };
 
 static const struct behaviour cases[] = {
-	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO},
-	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO},
-	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO},
-	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO},
-	{"bad-record-tls12", case_bad_record, 12, 1, 0, 0, KTS_OFFLOAD_AUTO},
-	{"truncation", case_truncation, 13, 0, 0, 0, KTS_OFFLOAD_AUTO},
-	{"tiny-reads", case_tiny_reads, 12, 0, 0, 0, KTS_OFFLOAD_AUTO},
-	{"sendfile", case_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO},
-	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO},
-	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE},
+	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO, 0},
+	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO, 0},
+	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"bad-record-tls12", case_bad_record, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"truncation", case_truncation, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"tiny-reads", case_tiny_reads, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"sendfile", case_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE, 0},
+	{"late-ticket-full-sendbuf", case_late_ticket_blocked, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 3600},
 };
 
 int main(int argc, char **argv)
@@ -347,7 +415,8 @@ int main(int argc, char **argv)
 		int ok;
 
 		why[0] = '\0';
-		ok = pair_open(&p, b->version, b->kts_is_server, b->tickets, b->peer_kts, b->policy) == 0;
+		ok = pair_open(&p, b->version, b->kts_is_server, b->tickets, b->peer_kts, b->policy,
+			       b->lifetime) == 0;
 		ok = ok && kts_offload(p.k, KTS_TX) == expect && kts_offload(p.k, KTS_RX) == expect;
 		if (ok)
 			ok = b->run(&p);
