@@ -178,7 +178,10 @@ static int kernel_control(struct kts *c, unsigned char type, unsigned char head[
 			*result = 0;
 			return 0;
 		}
-		if (head[0] == ALERT_WARNING && head[1] == ALERT_USER_CANCELED)
+		/* Warnings are informational in TLS 1.2 (no_renegotiation...); TLS 1.3
+		 * keeps only user_canceled as one (RFC 8446 6). */
+		if (head[0] == ALERT_WARNING &&
+		    (head[1] == ALERT_USER_CANCELED || c->version == TLS1_2_VERSION))
 			return 1;
 		*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: peer sent %s alert: %s",
 					 head[0] == ALERT_FATAL ? "fatal" : "warning",

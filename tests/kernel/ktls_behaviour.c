@@ -133,6 +133,23 @@ static int case_alert(struct pair *p)
 	       expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_TLS, "handshake failure");
 }
 
+/* TLS 1.2: a warning alert (no_renegotiation) is informational: the data
+ * behind it reads normally. */
+static int case_warning_alert(struct pair *p)
+{
+	static const unsigned char warning[2] = {1, 100};
+	char buf[8];
+	ssize_t n;
+
+	if (kts_kernel_send_record(p->fds[0], KTS_RECORD_ALERT, warning, 2, 0) != 2 ||
+	    kts_write(p->k2, "data", 4) != 4)
+		return snprintf(why, sizeof(why), "peer could not send"), 0;
+	n = kts_read(p->k, buf, sizeof(buf));
+	if (n != 4 || memcmp(buf, "data", 4) != 0)
+		return snprintf(why, sizeof(why), "read after a warning: %zd %s", n, kts_error(p->k)), 0;
+	return 1;
+}
+
 /* An OpenSSL server's TLS 1.3 tickets reach a client whose RX the kernel owns:
  * they arrive as handshake records, kts hands them to OpenSSL (which makes a
  * resumable session of them) and the data behind them reads normally. */
@@ -388,6 +405,7 @@ struct behaviour {
 
 static const struct behaviour cases[] = {
 	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO, 0},
+	{"warning-alert-tls12", case_warning_alert, 12, 0, 0, 1, KTS_OFFLOAD_AUTO, 0},
 	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO, 0},
 	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
 	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
