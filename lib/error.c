@@ -28,6 +28,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->error, sizeof(c->error), fmt, ap);
 	va_end(ap);
+	/* From here on every call returns this code. */
 	c->state = KTS_STATE_FAILED;
 	c->fail_code = code;
 	/* A dead connection needs no secrets. */
@@ -62,15 +63,15 @@ static const char truncated[] = "peer closed the connection without close_notify
 
 const char *kts_ssl_reason(char *buf, size_t len)
 {
-	unsigned long last = first_ssl_error();
+	unsigned long first = first_ssl_error();
 
 	buf[0] = '\0';
-	if (last) {
-		const char *reason = ERR_reason_error_string(last);
+	if (first) {
+		const char *reason = ERR_reason_error_string(first);
 		if (reason)
 			snprintf(buf, len, "%s", reason);
 		else
-			ERR_error_string_n(last, buf, len);
+			ERR_error_string_n(first, buf, len);
 	}
 	return buf;
 }

@@ -7,6 +7,7 @@
  * direction that the kernel refuses stays with OpenSSL, with the reason kept.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <linux/tls.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,23 +19,29 @@
 
 static const char *const dir_name[2] = {"TX", "RX"};
 
-static void stay_in_user(struct kts *c, int dir, const char *fmt, const char *arg)
+static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 {
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->reason[dir], sizeof(c->reason[dir]), fmt, ap);
+	va_end(ap);
 	c->path[dir] = KTS_PATH_USER;
-	snprintf(c->reason[dir], sizeof(c->reason[dir]), fmt, arg);
 }
 
-static void both_in_user(struct kts *c, const char *fmt, const char *arg)
+/* Both directions stay with OpenSSL for one reason. */
+static void both_in_user(struct kts *c, const char *reason)
 {
-	stay_in_user(c, KTS_TX, fmt, arg);
-	stay_in_user(c, KTS_RX, fmt, arg);
+	stay_in_user(c, KTS_TX, "%s", reason);
+	stay_in_user(c, KTS_RX, "%s", reason);
 }
 
 /* Keys per direction of this endpoint: [KTS_TX] what we send, [KTS_RX] what we read. */
-static int derive_keys(struct kts *c, int version, enum kts_aead aead, struct kts_dir_keys k[2])
+static int derive_keys(struct kts *c, int version, const char *digest, enum kts_aead aead,
+		       struct kts_dir_keys k[2])
 {
-	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
-	const char *digest = EVP_MD_get0_name(SSL_CIPHER_get_handshake_digest(cipher));
 	/* Our TX is the server's write key when we are the server. */
 	int tx = c->is_server ? 1 : 0, rx = 1 - tx;
 
@@ -77,16 +84,13 @@ static void fence_openssl(struct kts *c, int dir)
 		SSL_set0_rbio(c->ssl, dead);
 }
 
-static const char *ulp_reason(int err)
-{
-	return err == -ENOENT ? "kernel has no tls module (TCP_ULP: %s)" : "TCP_ULP refused: %s";
-}
-
 int kts_handoff(struct kts *c)
 {
 	int version = SSL_version(c->ssl);
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
 	enum kts_aead aead = kts_aead_from_suite(SSL_CIPHER_get_protocol_id(cipher));
+	const char *digest = EVP_MD_get0_name(SSL_CIPHER_get_handshake_digest(cipher));
+	char why[KTS_REASONLEN];
 	struct kts_dir_keys keys[2];
 	struct kts_crypto_info info;
 	uint64_t seq[2];
@@ -96,27 +100,29 @@ int kts_handoff(struct kts *c)
 
 	/* 1. Policy and what was negotiated. */
 	if (c->offload == KTS_OFFLOAD_OFF) {
-		both_in_user(c, "offload policy is off%s", "");
+		both_in_user(c, "offload policy is off");
 		goto done;
 	}
 	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION) {
-		both_in_user(c, "%s cannot be offloaded", SSL_get_version(c->ssl));
+		snprintf(why, sizeof(why), "%s cannot be offloaded", SSL_get_version(c->ssl));
+		both_in_user(c, why);
 		goto done;
 	}
 	if (aead == KTS_AEAD_NONE) {
-		both_in_user(c, "cipher %s has no kernel TLS mode", SSL_CIPHER_get_name(cipher));
+		snprintf(why, sizeof(why), "cipher %s has no kernel TLS mode", SSL_CIPHER_get_name(cipher));
+		both_in_user(c, why);
 		goto done;
 	}
 
 	/* 2. Records OpenSSL already read are lost to the kernel: refuse instead. */
 	if (SSL_has_pending(c->ssl)) {
-		both_in_user(c, "OpenSSL holds unread records%s", "");
+		both_in_user(c, "OpenSSL holds unread records");
 		goto done;
 	}
 
 	/* 3. Keys and sequence numbers for each direction. */
-	if (derive_keys(c, version, aead, keys) < 0) {
-		both_in_user(c, "could not derive the record keys%s", "");
+	if (!digest || derive_keys(c, version, digest, aead, keys) < 0) {
+		both_in_user(c, "could not derive the record keys");
 		goto done;
 	}
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
@@ -126,18 +132,21 @@ int kts_handoff(struct kts *c)
 	 * answer with, so a kernel TX under an OpenSSL RX is never set up. */
 	err = kts_kernel_attach_ulp(c->fd);
 	if (err < 0) {
-		both_in_user(c, ulp_reason(err), strerror(-err));
+		snprintf(why, sizeof(why), err == -ENOENT ? "kernel has no tls module (TCP_ULP: %s)"
+							  : "TCP_ULP refused: %s",
+			 strerror(-err));
+		both_in_user(c, why);
 		goto done;
 	}
 	for (int dir = KTS_RX; dir >= KTS_TX; dir--) {
 		if (dir == KTS_TX && c->path[KTS_RX] != KTS_PATH_KERNEL) {
-			stay_in_user(c, KTS_TX, "kept in userspace with RX%s", "");
+			stay_in_user(c, KTS_TX, "kept in userspace with RX");
 			continue;
 		}
 		if (dir == KTS_TX && SSL_SESSION_get_max_fragment_length(SSL_get_session(c->ssl)) !=
 					     TLSEXT_max_fragment_length_DISABLED) {
 			/* The kernel always fills records up to 16 KiB. */
-			stay_in_user(c, KTS_TX, "peer negotiated a maximum fragment length%s", "");
+			stay_in_user(c, KTS_TX, "peer negotiated a maximum fragment length");
 			continue;
 		}
 		if (kts_crypto_info_build(version, aead, &keys[dir], seq[dir], &info) < 0) {
@@ -147,10 +156,8 @@ int kts_handoff(struct kts *c)
 		err = kts_kernel_install(c->fd, dir == KTS_TX ? TLS_TX : TLS_RX, &info);
 		OPENSSL_cleanse(&info, sizeof(info));
 		if (err < 0) {
-			char why[96];
-			snprintf(why, sizeof(why), "kernel rejected %s %s %s: %s", SSL_get_version(c->ssl),
-				 kts_aead_name(aead), dir_name[dir], strerror(-err));
-			stay_in_user(c, dir, "%s", why);
+			stay_in_user(c, dir, "kernel rejected %s %s %s: %s", SSL_get_version(c->ssl),
+				     kts_aead_name(aead), dir_name[dir], strerror(-err));
 			continue;
 		}
 		c->path[dir] = KTS_PATH_KERNEL;
@@ -162,8 +169,7 @@ int kts_handoff(struct kts *c)
 	c->version = version;
 	if (version == TLS1_3_VERSION &&
 	    (c->path[KTS_TX] == KTS_PATH_KERNEL || c->path[KTS_RX] == KTS_PATH_KERNEL))
-		kts_post_handshake_setup(c, EVP_MD_get0_name(SSL_CIPHER_get_handshake_digest(cipher)),
-					 aead);
+		kts_post_handshake_setup(c, digest, aead);
 
 done:
 	/* 5. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
