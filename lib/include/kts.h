@@ -81,7 +81,8 @@ KTS_API const char *kts_config_error(const struct kts_config *cfg);
 /* Certificate chain and private key, as PEM files or PEM in memory. The key must
  * match the certificate (checked when both are set, each new half against the
  * other: to switch to a new pair, make a new config). Encrypted keys are
- * refused (no passphrase prompt). */
+ * refused (no passphrase prompt). The chain is sent exactly as given (leaf
+ * first, then intermediates): kts does not complete it from the trust store. */
 KTS_API int kts_config_set_cert_file(struct kts_config *cfg, const char *path);
 KTS_API int kts_config_set_key_file(struct kts_config *cfg, const char *path);
 KTS_API int kts_config_set_cert_mem(struct kts_config *cfg, const void *pem, size_t len);

@@ -169,6 +169,31 @@ def make_cert(d, cn="localhost"):
     return cert, key
 
 
+def make_chain(d):
+    """A root CA, an intermediate CA and a localhost leaf signed by the
+    intermediate (EC P-256). Returns paths (root, intermediate, leaf, leaf_key)."""
+    def run(*argv):
+        subprocess.run(["openssl"] + list(argv), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=30)
+    p = {n: os.path.join(d, "chain-" + n) for n in
+         ("root.pem", "root.key", "int.pem", "int.key", "int.csr", "leaf.pem", "leaf.key",
+          "leaf.csr", "ca.ext", "leaf.ext")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    with open(p["ca.ext"], "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    with open(p["leaf.ext"], "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("req", "-x509", *ec, "-keyout", p["root.key"], "-out", p["root.pem"], "-days", "2",
+        "-subj", "/CN=kts test root")
+    run("req", *ec, "-keyout", p["int.key"], "-out", p["int.csr"], "-subj", "/CN=kts test int")
+    run("x509", "-req", "-in", p["int.csr"], "-CA", p["root.pem"], "-CAkey", p["root.key"],
+        "-CAcreateserial", "-days", "2", "-extfile", p["ca.ext"], "-out", p["int.pem"])
+    run("req", *ec, "-keyout", p["leaf.key"], "-out", p["leaf.csr"], "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", p["leaf.csr"], "-CA", p["int.pem"], "-CAkey", p["int.key"],
+        "-CAcreateserial", "-days", "2", "-extfile", p["leaf.ext"], "-out", p["leaf.pem"])
+    return p["root.pem"], p["int.pem"], p["leaf.pem"], p["leaf.key"]
+
+
 def write_random(path, size):
     """A file of size random bytes; returns its sha256."""
     h = hashlib.sha256()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """kts-server process behaviour: concurrent connections, the --max-conn cap,
-idle/read timeouts, graceful stop on SIGTERM/SIGINT, IPv6, startup errors; and
+idle/read timeouts, graceful stop on SIGTERM/SIGINT, IPv6, startup errors, the chain sent; and
 kts-client's own error paths (usage, refused, --timeout)."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -160,6 +161,37 @@ def ipv6():
 
 
 t.run("ipv6", ipv6)
+
+
+def chain():
+    # The chain sent is the configured one, never completed from the trust store
+    # (OpenSSL would otherwise rebuild it from SSL_CERT_FILE on every handshake).
+    ca_root, inter, leaf, leaf_key = k.make_chain(d)
+    full = os.path.join(d, "chain-full.pem")
+    with open(full, "w") as f:
+        f.write(open(leaf).read() + open(inter).read())
+    store = {"SSL_CERT_FILE": inter, "SSL_CERT_DIR": os.path.join(d, "no-such-dir")}
+
+    def sent(server):
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % server.port,
+                            "-servername", "localhost", "-CAfile", ca_root],
+                           input=b"", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=20)
+        out = r.stdout.decode(errors="replace")
+        return (len(re.findall(r"^ *\d+ s:", out, re.M)),
+                "Verify return code: 0 (ok)" in out, out[-600:])
+
+    for name, certfile, n_want, ok_want in (("leaf and intermediate", full, 2, True),
+                                          ("leaf only", leaf, 1, False)):
+        s2 = k.KtsServer(d, root, certfile, leaf_key, env=store, name="srv-chain")
+        n, ok, why = sent(s2)
+        t.check("cert file with %s: %d certificate(s) sent, verification %s" %
+                (name, n_want, "succeeds" if ok_want else "fails"),
+                n == n_want and ok == ok_want, "sent %d, verified %s\n%s" % (n, ok, why))
+        s2.stop()
+
+
+t.run("chain", chain)
 
 
 def run_server(args, timeout=10):
