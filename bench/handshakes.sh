@@ -1,7 +1,8 @@
 #!/bin/bash
 # handshakes.sh - TLS handshakes per second, full vs resumed, on one server core:
-# kts-server and openssl s_server, each against hs_bench, and s_server against
-# openssl s_time too. Builds nothing. See bench/README.md.
+# kts-server, openssl s_server and nginx (one worker, if installed), each
+# against hs_bench, and s_server against openssl s_time too. Builds nothing.
+# See bench/README.md.
 #
 #   bench/handshakes.sh [BUILDDIR]        (default: build)
 #
@@ -9,6 +10,8 @@
 # HS_BENCH_ROUNDS   rounds of all runs, the table gives medians (default 1)
 # HS_BENCH_KEY      p256 (default) or rsa2048: the throwaway server key
 # HS_BENCH_CPUS     "SERVER CLIENT" cores (default: the first two allowed ones)
+# HS_BENCH_PARALLEL hs_bench client processes, one set of rows per value
+#                   (default "1 4": one connection at a time, and a busy server)
 #
 # Prints each tool's own line as it goes, then a table. Exit status 1 if a run
 # failed (error, or a resumed run below 95% resumed) or kts-server was skipped.
@@ -28,6 +31,12 @@ case $secs in '' | *[!0-9]*) die "HS_BENCH_SECONDS=$secs: want whole seconds" ;;
 [ "$secs" -ge 1 ] || die "HS_BENCH_SECONDS must be at least 1"
 case $rounds in '' | *[!0-9]*) die "HS_BENCH_ROUNDS=$rounds: want a count" ;; esac
 [ "$rounds" -ge 1 ] || die "HS_BENCH_ROUNDS must be at least 1"
+read -ra parallels <<<"${HS_BENCH_PARALLEL:-1 4}"
+[ ${#parallels[@]} -gt 0 ] || die "HS_BENCH_PARALLEL is empty"
+for p in "${parallels[@]}"; do
+	case $p in '' | *[!0-9]* | 0) die "HS_BENCH_PARALLEL=$p: want counts from 1 to 64" ;; esac
+	[ "$p" -le 64 ] || die "HS_BENCH_PARALLEL=$p: want counts from 1 to 64"
+done
 [ -x "$hs" ] || die "$hs missing: build first (ninja -C $build bench/hs_bench tools/kts-server)"
 [ -x "$kts" ] || die "$kts missing: build first (ninja -C $build tools/kts-server)"
 for t in openssl taskset timeout pgrep; do
@@ -142,13 +151,13 @@ field() { # field NAME LINE
 	sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p" <<<"$2"
 }
 
-# run_hs SERVER PORT PID TLS MODE [hs_bench options...]
+# run_hs SERVER PORT PID TLS MODE PARALLEL [hs_bench options...]
 run_hs() {
-	local server=$1 port=$2 pid=$3 tls=$4 mode=$5 out note='' res
-	shift 5
+	local server=$1 port=$2 pid=$3 tls=$4 mode=$5 par=$6 out note='' res
+	shift 6
 	out=$(timeout -k 5 $((secs + 40)) taskset -c "$ccpu" "$hs" --connect "127.0.0.1:$port" \
-		--tls "$tls" --mode "$mode" --seconds "$secs" --cafile "$tmp/cert.pem" \
-		--server-pid "$pid" "$@" 2>&1)
+		--tls "$tls" --mode "$mode" --seconds "$secs" --parallel "$par" \
+		--cafile "$tmp/cert.pem" --server-pid "$pid" "$@" 2>&1)
 	local rc=$?
 	echo "$server: $out"
 	if [ $rc -ne 0 ] || ! grep -q '^hs .* n=' <<<"$out" || grep -q FAILED <<<"$out"; then
@@ -156,7 +165,7 @@ run_hs() {
 		note=FAILED
 	fi
 	res=$(field resumed "$out")
-	add_result "$server" hs_bench "$tls" "$mode" "$(field n "$out")" "${res%/*}" \
+	add_result "$server" "hs_bench/$par" "$tls" "$mode" "$(field n "$out")" "${res%/*}" \
 		"$(field per_sec "$out")" "$(field server_cpu "$out")" "$(field per_server_cpu_s "$out")" "$note"
 }
 
@@ -239,22 +248,83 @@ else
 	status=1
 fi
 
+# nginx, one worker on the server core, as a busy site would run it: shared
+# session cache and tickets. Skipped (not a failure) when not installed.
+xport='' xpid=''
+nginx_bin=$(PATH=$PATH:/usr/sbin:/sbin command -v nginx || true)
+if [ -n "$nginx_bin" ]; then
+	mkdir "$tmp/nginx" || die "mkdir failed"
+	# As root, the worker would switch to nobody, who cannot read $tmp.
+	nginx_user=''
+	[ "$(id -u)" -ne 0 ] || nginx_user='user root;'
+	for ((i = 0; i < 5; i++)); do
+		xport=$((20000 + RANDOM % 40000)) # nginx cannot report a port it picked
+		cat >"$tmp/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+$nginx_user
+error_log $tmp/nginx/error.log;
+pid $tmp/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $tmp/nginx;
+	proxy_temp_path $tmp/nginx;
+	fastcgi_temp_path $tmp/nginx;
+	uwsgi_temp_path $tmp/nginx;
+	scgi_temp_path $tmp/nginx;
+	server {
+		listen 127.0.0.1:$xport ssl;
+		ssl_certificate $tmp/cert.pem;
+		ssl_certificate_key $tmp/key.pem;
+		ssl_protocols TLSv1.2 TLSv1.3;
+		ssl_session_cache shared:kts_bench:10m;
+		ssl_session_timeout 1h;
+		ssl_session_tickets on;
+		root $tmp/root;
+	}
+}
+EOF
+		: >"$tmp/nginx/error.log"
+		rm -f "$tmp/nginx/nginx.pid"
+		taskset -c "$scpu" timeout -k 5 "$server_bound" "$nginx_bin" -p "$tmp/nginx" \
+			-c "$tmp/nginx/nginx.conf" >"$tmp/nginx/out.log" 2>&1 &
+		pids+=("$!")
+		xpid=''
+		for ((j = 0; j < 50; j++)); do
+			sleep 0.1
+			[ -s "$tmp/nginx/nginx.pid" ] && xpid=$(pgrep -P "$(cat "$tmp/nginx/nginx.pid")" | head -n 1)
+			[ -z "$xpid" ] || break
+			grep -q emerg "$tmp/nginx/error.log" "$tmp/nginx/out.log" && break
+		done
+		[ -z "$xpid" ] || break
+		kill "${pids[-1]}" 2>/dev/null
+		wait "${pids[-1]}" 2>/dev/null
+	done
+	if [ -z "$xpid" ]; then
+		echo "$prog: nginx did not start:" >&2
+		cat "$tmp/nginx/error.log" "$tmp/nginx/out.log" | tail -n 5 | sed 's/^/  /' >&2
+		status=1
+	fi
+else
+	echo "nginx: SKIPPED: not installed (Debian package nginx-light)"
+fi
+
 for ((round = 1; round <= rounds; round++)); do
 	[ "$rounds" -eq 1 ] || echo "round $round"
-	if [ -n "$kport" ]; then
-		run_hs kts-server "$kport" "$kpid" 1.2 full
-		run_hs kts-server "$kport" "$kpid" 1.2 ticket
-		run_hs kts-server "$kport" "$kpid" 1.2 session-id
-		run_hs kts-server "$kport" "$kpid" 1.3 full
-		run_hs kts-server "$kport" "$kpid" 1.3 ticket
-	fi
-	if [ -n "$sport" ]; then
+	for par in "${parallels[@]}"; do
 		# s_server -www answers GET only (a HEAD gets no answer), hence --request get.
-		run_hs s_server "$sport" "$spid_ss" 1.2 full --request get
-		run_hs s_server "$sport" "$spid_ss" 1.2 ticket --request get
-		run_hs s_server "$sport" "$spid_ss" 1.2 session-id --request get
-		run_hs s_server "$sport" "$spid_ss" 1.3 full --request get
-		run_hs s_server "$sport" "$spid_ss" 1.3 ticket --request get
+		for srv in "kts-server $kport $kpid" "s_server $sport $spid_ss --request get" \
+			"nginx $xport $xpid"; do
+			read -r name port pid extra <<<"$srv"
+			[ -n "$pid" ] || continue
+			for run in "1.2 full" "1.2 ticket" "1.2 session-id" "1.3 full" "1.3 ticket"; do
+				# shellcheck disable=SC2086 # $run and $extra are word lists
+				run_hs "$name" "$port" "$pid" $run "$par" $extra
+			done
+		done
+	done
+	if [ -n "$sport" ]; then
 		run_stime s_server "$sport" "$spid_ss" 1.2 new full
 		run_stime s_server "$sport" "$spid_ss" 1.2 reuse ticket
 	fi
@@ -276,7 +346,7 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2fx", a / b; else print "?" }'; }
 echo
 [ "$rounds" -eq 1 ] || echo "medians of $rounds rounds (n and resumed: totals)"
-printf '%-10s %-8s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s\n' \
+printf '%-10s %-11s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s\n' \
 	server client tls mode n per_sec resumed srv_cpu per_cpu_s x_wall x_cpu
 for k in "${keys[@]}"; do
 	IFS='|' read -r server client tls mode <<<"$k"
@@ -287,11 +357,12 @@ for k in "${keys[@]}"; do
 		xc=$(ratio "$per" "$(median "${r_per[$server|$client|$tls|full]}")")
 	fi
 	[ "$cpu" = '?' ] || cpu="${cpu%%.*}%"
-	printf '%-10s %-8s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s %s\n' "$server" "$client" "$tls" \
+	printf '%-10s %-11s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s %s\n' "$server" "$client" "$tls" \
 		"$mode" "${r_n[$k]}" "$rate" "${r_res[$k]}/${r_n[$k]}" "$cpu" "$per" "$xw" "$xc" "${r_note[$k]:-}"
 done
-echo "per_sec: handshakes per wall second (one connection at a time); per_cpu_s: handshakes"
-echo "per second of server CPU (what one busy server core would do); x_wall/x_cpu: resumed"
-echo "over full for the same server, client and TLS version; s_time's session-id row ran"
-echo "against s_server -no_ticket. Goal: kts-server TLS 1.2 resumed x_cpu >= 5."
+echo "hs_bench/N: N client processes, each one connection at a time; per_sec: handshakes per"
+echo "wall second; per_cpu_s: handshakes per second of server CPU (what one busy server core"
+echo "would do); x_wall/x_cpu: resumed over full for the same server, client and TLS version;"
+echo "s_time's session-id row ran against s_server -no_ticket. Goal: kts-server TLS 1.2"
+echo "resumed x_cpu >= 5."
 exit $status

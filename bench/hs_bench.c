@@ -4,9 +4,11 @@
  * s_server -www). Plain OpenSSL, no kts code: it measures the server.
  *
  *   hs_bench --connect HOST:PORT --tls 1.2|1.3 --mode full|ticket|session-id
- *            [--seconds S] [--request head|get] [--cafile FILE] [--server-pid PID]
+ *            [--seconds S] [--parallel N] [--request head|get] [--cafile FILE]
+ *            [--server-pid PID]
  *
- * One connection at a time, for S seconds (default 5): TCP connect, handshake,
+ * N client processes (default 1), each one connection at a time, for S seconds
+ * (default 5): TCP connect, handshake,
  * "HEAD / HTTP/1.1" (or GET) with Connection: close, read until the server
  * closes (so it has finished its side, TLS 1.3 tickets included), close_notify,
  * close.
@@ -15,8 +17,10 @@
  *               session tickets (TLS 1.2 tickets or TLS 1.3 PSK tickets)
  *   session-id  TLS 1.2 only: no ticket extension (SSL_OP_NO_TICKET), so the
  *               server must resume from its session-ID cache
- * One untimed connection first (it also gets the first session). Output:
- *   hs tls=1.2 mode=ticket n=.. secs=.. per_sec=.. resumed=../.. cipher=..
+ * Each process makes one untimed connection first (it also gets the first
+ * session); the timed window starts once all have. With N > 1 the server has
+ * connections waiting while it works, as a busy server does. Output:
+ *   hs tls=1.2 mode=ticket parallel=N n=.. secs=.. per_sec=.. resumed=../.. cipher=..
  *      group=.. resp_bytes=.. client_cpu=..% [server_cpu=..% per_server_cpu_s=..]
  * server_* come from /proc/PID/stat of --server-pid (all its threads, user +
  * system) over the timed window: per_server_cpu_s is handshakes per second of
@@ -27,6 +31,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +43,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +53,7 @@
 #define PROG "hs_bench"
 #define IO_TIMEOUT_S 10 /* per socket operation: a stuck server fails the run */
 #define RESUMED_MIN_PCT 95
+#define MAX_PARALLEL 64
 
 enum mode { MODE_FULL, MODE_TICKET, MODE_SESSION_ID };
 static const char *const mode_names[] = { "full", "ticket", "session-id" };
@@ -72,14 +79,17 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " --connect HOST:PORT --tls 1.2|1.3 --mode full|ticket|session-id\n"
-		"                [--seconds S] [--request head|get] [--cafile FILE] [--server-pid PID]\n"
+		"                [--seconds S] [--parallel N] [--request head|get] [--cafile FILE]\n"
+		"                [--server-pid PID]\n"
 		"Sequential TLS handshakes, each with one request (Connection: close) whose\n"
 		"response is read to the server's close, for S seconds (default 5); prints\n"
 		"handshakes per second and how many were resumed.\n"
+		"  --parallel N        N client processes at once, 1 to %d (default 1)\n"
 		"  --request head|get  'HEAD / HTTP/1.1' (default) or 'GET / HTTP/1.1'\n"
 		"  --cafile FILE       verify the server's chain against FILE (default: no\n"
 		"                      verification; the handshake signature is checked anyway)\n"
-		"  --server-pid PID    also report that process's CPU use (from /proc)\n");
+		"  --server-pid PID    also report that process's CPU use (from /proc)\n",
+		MAX_PARALLEL);
 }
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
@@ -274,15 +284,72 @@ out:
 	return rc;
 }
 
+/* What one client process measured in the timed window. */
+struct result {
+	long n, nres;
+	long long resp_bytes;
+	double cpu_s;
+	int failed; /* msg says why */
+	struct params prm;
+	char msg[512];
+};
+/* Written in one piece to a pipe shared by all client processes. */
+_Static_assert(sizeof(struct result) <= PIPE_BUF, "a result must be one atomic pipe write");
+
+/* One client process: the warm-up connection, a byte on ready_fd, then (once
+ * go_fd reads EOF) connections for secs; the result goes to out_fd. */
+static __attribute__((noreturn)) void client_proc(struct bench *b, double secs, int ready_fd,
+						  int go_fd, int out_fd)
+{
+	struct result r;
+	char msg[sizeof(r.msg) - 64], c;
+	double t0, cpu0;
+
+	memset(&r, 0, sizeof(r));
+	if (one_conn(b, &(int){ 0 }, &r.prm, msg, sizeof(msg)) < 0) {
+		snprintf(r.msg, sizeof(r.msg), "first connection: %s", msg);
+		r.failed = 1;
+	} else if (b->mode != MODE_FULL && !b->sess) {
+		snprintf(r.msg, sizeof(r.msg), "the server gave no resumable session");
+		r.failed = 1;
+	}
+	if (write(ready_fd, "r", 1) != 1)
+		_exit(3);
+	if (!r.failed) {
+		while (read(go_fd, &c, 1) < 0 && errno == EINTR)
+			;
+		b->resp_bytes = 0;
+		cpu0 = self_cpu_s();
+		t0 = now_s();
+		do {
+			int resumed = 0;
+
+			if (one_conn(b, &resumed, NULL, msg, sizeof(msg)) < 0) {
+				snprintf(r.msg, sizeof(r.msg), "connection %ld: %s", r.n + 1, msg);
+				r.failed = 1;
+				break;
+			}
+			r.n++;
+			r.nres += resumed;
+		} while (now_s() - t0 < secs);
+		r.cpu_s = self_cpu_s() - cpu0;
+		r.resp_bytes = b->resp_bytes;
+	}
+	if (write(out_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+		_exit(3);
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
-	enum { OPT_CONNECT = 1, OPT_TLS, OPT_MODE, OPT_SECONDS, OPT_REQUEST, OPT_CAFILE, OPT_PID,
-	       OPT_HELP };
+	enum { OPT_CONNECT = 1, OPT_TLS, OPT_MODE, OPT_SECONDS, OPT_PARALLEL, OPT_REQUEST,
+	       OPT_CAFILE, OPT_PID, OPT_HELP };
 	static const struct option longopts[] = {
 		{ "connect", required_argument, NULL, OPT_CONNECT },
 		{ "tls", required_argument, NULL, OPT_TLS },
 		{ "mode", required_argument, NULL, OPT_MODE },
 		{ "seconds", required_argument, NULL, OPT_SECONDS },
+		{ "parallel", required_argument, NULL, OPT_PARALLEL },
 		{ "request", required_argument, NULL, OPT_REQUEST },
 		{ "cafile", required_argument, NULL, OPT_CAFILE },
 		{ "server-pid", required_argument, NULL, OPT_PID },
@@ -292,10 +359,11 @@ int main(int argc, char **argv)
 	static struct bench b;
 	const char *connect_spec = NULL, *tls = NULL, *cafile = NULL;
 	char msg[512] = "", line[256];
-	struct params prm;
-	double secs = 5, t0, t1, cpu0, cpu1, srv0 = -1, srv1 = -1, elapsed;
+	struct params prm = { "", "" };
+	double secs = 5, t0, t1, cpu = 0, srv0 = -1, srv1 = -1, elapsed;
 	long pid = 0, n = 0, nres = 0;
-	int opt, version, mode = -1, failed = 0;
+	long long resp_bytes = 0;
+	int opt, version, mode = -1, failed = 0, parallel = 1, ready[2], go[2], out[2];
 	char *end;
 
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -315,6 +383,16 @@ int main(int argc, char **argv)
 			if (errno || end == optarg || *end || !(secs >= 0.1 && secs <= 3600))
 				die("--seconds %s: want 0.1 to 3600", optarg);
 			break;
+		case OPT_PARALLEL: {
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > MAX_PARALLEL)
+				die("--parallel %s: want 1 to %d", optarg, MAX_PARALLEL);
+			parallel = (int)v;
+			break;
+		}
 		case OPT_REQUEST:
 			if (!strcmp(optarg, "head"))
 				b.request = requests[0];
@@ -366,42 +444,75 @@ int main(int argc, char **argv)
 		SSL_CTX_set_verify(b.ctx, SSL_VERIFY_PEER, NULL);
 	}
 
-	snprintf(line, sizeof(line), "hs tls=%s mode=%s", tls, mode_names[b.mode]);
-	/* Warm-up (untimed): also gives the resumed modes their first session. */
-	if (one_conn(&b, &(int){ 0 }, &prm, msg, sizeof(msg)) < 0) {
-		printf("%s FAILED: first connection: %s\n", line, msg);
-		return 1;
-	}
-	if (b.mode != MODE_FULL && !b.sess) {
-		printf("%s FAILED: the server gave no resumable session\n", line);
-		return 1;
-	}
+	snprintf(line, sizeof(line), "hs tls=%s mode=%s parallel=%d", tls, mode_names[b.mode],
+		 parallel);
+	if (pipe(ready) < 0 || pipe(go) < 0 || pipe(out) < 0)
+		die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	for (int i = 0; i < parallel; i++) {
+		pid_t c = fork();
 
+		if (c < 0)
+			die("fork: %s", strerror(errno));
+		if (c == 0) {
+			close(ready[0]);
+			close(go[1]);
+			close(out[0]);
+			client_proc(&b, secs, ready[1], go[0], out[1]);
+		}
+	}
+	close(ready[1]);
+	close(go[0]);
+	close(out[1]);
+	/* All warmed up (or failed), then the window opens for all at once. */
+	for (int got = 0; got < parallel;) {
+		char r[MAX_PARALLEL];
+		ssize_t k = read(ready[0], r, (size_t)(parallel - got));
+
+		if (k <= 0 && !(k < 0 && errno == EINTR))
+			die("a client process ended before it was ready");
+		got += k > 0 ? (int)k : 0;
+	}
 	if (pid)
 		srv0 = proc_cpu_s(pid);
-	b.resp_bytes = 0;
-	cpu0 = self_cpu_s();
 	t0 = now_s();
-	do {
-		int r = 0;
+	close(go[1]);
+	for (int i = 0; i < parallel; i++) {
+		struct result r;
+		ssize_t k = read(out[0], &r, sizeof(r));
 
-		if (one_conn(&b, &r, NULL, msg, sizeof(msg)) < 0) {
-			printf("%s FAILED: connection %ld: %s\n", line, n + 1, msg);
-			return 1;
+		if (k < 0 && errno == EINTR) {
+			i--;
+			continue;
 		}
-		n++;
-		nres += r;
-		t1 = now_s();
-	} while (t1 - t0 < secs);
-	cpu1 = self_cpu_s();
+		if (k != (ssize_t)sizeof(r))
+			die("a client process ended without a result");
+		if (r.failed && !failed) {
+			snprintf(msg, sizeof(msg), "%s", r.msg);
+			failed = 1;
+		}
+		if (r.prm.cipher[0])
+			prm = r.prm;
+		n += r.n;
+		nres += r.nres;
+		resp_bytes += r.resp_bytes;
+		cpu += r.cpu_s;
+	}
+	t1 = now_s();
 	if (pid)
 		srv1 = proc_cpu_s(pid);
+	while (wait(NULL) > 0 || errno == EINTR)
+		;
+	if (failed) {
+		printf("%s FAILED: %s\n", line, msg);
+		return 1;
+	}
 	elapsed = t1 - t0;
 
 	printf("%s n=%ld secs=%.2f per_sec=%.1f resumed=%ld/%ld cipher=%s group=%s resp_bytes=%lld "
 	       "client_cpu=%.0f%%",
 	       line, n, elapsed, (double)n / elapsed, nres, n, prm.cipher, prm.group,
-	       b.resp_bytes / n, 100 * (cpu1 - cpu0) / elapsed);
+	       n ? resp_bytes / n : 0, 100 * cpu / elapsed);
 	if (pid) {
 		if (srv0 < 0 || srv1 < 0)
 			printf(" server_cpu=? per_server_cpu_s=?");
