@@ -34,6 +34,7 @@
 #define HEAD_LIMIT (16 * 1024)     /* request head limit: larger gets 431 */
 #define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
 #define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
+#define THREAD_IDLE_S 30            /* a connection thread with no work for this long ends */
 
 #define WORKERS_MAX 256
 #define RESPAWN_MIN_S 1 /* a worker that dies sooner after its start is not restarted */
@@ -56,15 +57,22 @@ struct server {
 	int timeout_s;
 	int reasons;
 	int max_conn;
-	int wake_fd; /* eventfd: a connection slot was freed */
+	int wake_fd; /* eventfd: a slot was freed while all were taken */
 	pthread_mutex_t lock;
 	struct conn **slots;
 	int active;
 	int stopping;
+	/* Connection threads are reused: one that has served its connection waits
+	 * for the next (a thread per connection would cost a clone and an exit each,
+	 * about a tenth of a resumed handshake's CPU). */
+	pthread_cond_t work;  /* signalled when a connection is queued, or at stop */
+	struct conn *queue;   /* accepted connections waiting for an idle thread */
+	int waiting;          /* idle threads, not counting those already claimed */
 };
 
 struct conn {
 	struct server *srv;
+	struct conn *next; /* in srv->queue */
 	int fd;
 	int slot;
 	int idle; /* waiting for a request (or handshaking): may be cut at stop */
@@ -145,13 +153,15 @@ static void conn_release(struct conn *cn)
 {
 	struct server *srv = cn->srv;
 	uint64_t one = 1;
+	int was_full;
 
 	pthread_mutex_lock(&srv->lock);
 	srv->slots[cn->slot] = NULL;
-	srv->active--;
+	was_full = srv->active-- == srv->max_conn;
 	close(cn->fd); /* under the lock: stop() never shuts down a reused fd */
 	pthread_mutex_unlock(&srv->lock);
-	if (write(srv->wake_fd, &one, sizeof(one)) < 0) {
+	/* Only a full server has stopped accepting and waits for this. */
+	if (was_full && write(srv->wake_fd, &one, sizeof(one)) < 0) {
 		/* eventfd overflow cannot happen with one write per connection */
 	}
 	free(cn);
@@ -324,9 +334,8 @@ out:
 	free(buf);
 }
 
-static void *conn_main(void *arg)
+static void conn_main(struct conn *cn)
 {
-	struct conn *cn = arg;
 	struct server *srv = cn->srv;
 	struct timeval tv = { .tv_sec = srv->timeout_s, .tv_usec = 0 };
 	struct kts *c;
@@ -375,6 +384,33 @@ static void *conn_main(void *arg)
 done:
 	kts_free(c);
 	conn_release(cn);
+}
+
+/* Serve connections: the first one given, then queued ones until none comes
+ * for THREAD_IDLE_S or the server stops. */
+static void *conn_thread(void *arg)
+{
+	struct conn *cn = arg;
+	struct server *srv = cn->srv;
+
+	while (cn) {
+		struct timespec until;
+
+		conn_main(cn);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += THREAD_IDLE_S;
+		pthread_mutex_lock(&srv->lock);
+		srv->waiting++;
+		while (!srv->queue && !srv->stopping &&
+		       pthread_cond_timedwait(&srv->work, &srv->lock, &until) == 0)
+			;
+		cn = srv->queue;
+		if (cn)
+			srv->queue = cn->next; /* start_conn counted us out of waiting */
+		else
+			srv->waiting--;
+		pthread_mutex_unlock(&srv->lock);
+	}
 	return NULL;
 }
 
@@ -405,6 +441,18 @@ static void start_conn(struct server *srv, int fd, const struct sockaddr *sa, so
 	if (slot >= 0) {
 		srv->slots[slot] = cn;
 		srv->active++;
+		cn->slot = slot;
+		if (srv->waiting > 0) { /* an idle thread takes it */
+			struct conn **tail = &srv->queue;
+
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = cn;
+			srv->waiting--;
+			pthread_cond_signal(&srv->work);
+			pthread_mutex_unlock(&srv->lock);
+			return;
+		}
 	}
 	pthread_mutex_unlock(&srv->lock);
 	if (slot < 0) { /* cannot happen: main only accepts below the cap */
@@ -412,11 +460,10 @@ static void start_conn(struct server *srv, int fd, const struct sockaddr *sa, so
 		free(cn);
 		return;
 	}
-	cn->slot = slot;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 512 * 1024);
-	err = pthread_create(&tid, &attr, conn_main, cn);
+	err = pthread_create(&tid, &attr, conn_thread, cn);
 	pthread_attr_destroy(&attr);
 	if (err) {
 		logmsg("conn %s error: pthread_create: %s", cn->peer, strerror(err));
@@ -616,6 +663,14 @@ static int serve_process(struct server *srv, int lfd)
 	if (!srv->slots)
 		opts_die(PROG, "out of memory");
 	pthread_mutex_init(&srv->lock, NULL);
+	{
+		pthread_condattr_t ca; /* idle timeouts immune to clock changes */
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&srv->work, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0)
 		opts_die(PROG, "eventfd: %s", strerror(errno));
@@ -632,6 +687,7 @@ static int serve_process(struct server *srv, int lfd)
 	close(lfd);
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = 1;
+	pthread_cond_broadcast(&srv->work); /* idle threads end */
 	pthread_mutex_unlock(&srv->lock);
 	cut_conns(srv, 0);
 	wait_idle(srv, STOP_GRACE_MS);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""kts-server process behaviour: concurrent connections, the --max-conn cap,
-idle/read timeouts, graceful stop on SIGTERM/SIGINT, IPv6, startup errors, the chain sent; and
-kts-client's own error paths (usage, refused, --timeout)."""
+"""kts-server process behaviour: concurrent connections, thread reuse, the
+--max-conn cap, idle/read timeouts, graceful stop on SIGTERM/SIGINT, IPv6, startup
+errors, the chain sent; and kts-client's own error paths (usage, refused,
+--timeout)."""
 import os
 import re
 import signal
@@ -41,6 +42,35 @@ def concurrent():
 
 
 t.run("concurrent", concurrent)
+
+
+def thread_reuse():
+    # A connection thread serves the next connection instead of ending.
+    s2 = k.KtsServer(d, root, cert, key, name="srv-reuse")
+    task_dir = "/proc/%d/task" % s2.p.pid
+
+    def get():
+        r = k.kts_client(["--ca", cert, "--get", "/f.bin", "localhost:%d" % s2.port])
+        return r.returncode == 0 and k.sha256(r.stdout) == digest
+
+    def tasks_after_release():
+        # The thread is back in the pool a moment after the client is done.
+        time.sleep(0.3)
+        return sorted(os.listdir(task_dir))
+
+    before = sorted(os.listdir(task_dir))
+    ok1 = get()
+    after1 = tasks_after_release()
+    ok2 = get()
+    after2 = tasks_after_release()
+    t.check("sequential connections: both served", ok1 and ok2)
+    t.check("the first connection's thread stays for the next one",
+            len(after1) == len(before) + 1 and after2 == after1,
+            "threads before %r, after 1 %r, after 2 %r" % (before, after1, after2))
+    s2.stop()
+
+
+t.run("thread reuse", thread_reuse)
 
 
 def max_conn():
