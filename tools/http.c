@@ -312,6 +312,21 @@ const char *http_reason(int status)
 	}
 }
 
+void http_date(time_t t, char *buf)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm)) /* a year beyond int: not a clock a server has */
+		memset(&tm, 0, sizeof(tm));
+	snprintf(buf, HTTP_DATE_LEN, "Date: %.3s, %02u %.3s %04u %02u:%02u:%02u GMT\r\n",
+		 days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 32,
+		 months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000,
+		 (unsigned)tm.tm_hour % 24, (unsigned)tm.tm_min % 60, (unsigned)tm.tm_sec % 61);
+}
+
 const char *http_content_type(const char *name)
 {
 	static const struct { const char *ext, *type; } types[] = {

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define HTTP_PATH_MAX 4096
 
@@ -42,6 +43,12 @@ int http_target_to_path(const char *target, size_t tlen, char *out, size_t outle
 
 /* Reason phrase for a status code ("Not Found"); "Unknown" for others. */
 const char *http_reason(int status);
+
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" for t (IMF-fixdate, RFC 9110), into
+ * buf of at least HTTP_DATE_LEN bytes. English names whatever the locale, and no
+ * time zone lookup: strftime would read /etc/localtime on every call. */
+#define HTTP_DATE_LEN 40
+void http_date(time_t t, char *buf);
 
 /* Content-Type for a file name, by extension; application/octet-stream otherwise. */
 const char *http_content_type(const char *name);

@@ -174,15 +174,6 @@ static void cork(int fd, int on)
 	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
-static void date_header(char *buf, size_t len)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(buf, len, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-}
-
 /* Send a short text response. Returns 0 or -1 (connection broken; logged). */
 static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int head_only,
 		       const char *more)
@@ -191,7 +182,7 @@ static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int
 	size_t hl;
 	int bl, rc;
 
-	date_header(extra, sizeof(extra));
+	http_date(time(NULL), extra);
 	if (more)
 		strncat(extra, more, sizeof(extra) - strlen(extra) - 1);
 	bl = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
@@ -234,7 +225,7 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 	if (ffd < 0)
 		return send_simple(cn, c, -ffd, keep, head_only, NULL);
 
-	date_header(extra, sizeof(extra));
+	http_date(time(NULL), extra);
 	hl = http_format_head(out, sizeof(out), 200, http_content_type(name), (long long)st.st_size,
 			      keep, req->version_minor, extra);
 	cork(cn->fd, 1);

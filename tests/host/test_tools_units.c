@@ -140,6 +140,10 @@ static void test_format(void)
 		      strstr(buf, "\r\nAllow: GET\r\n\r\n") && n == strlen(buf),
 	      "format: status line, length, connection, extra, final CRLF");
 	CHECK(http_format_head(buf, 20, 200, NULL, 1, 1, 1, NULL) == 0, "format: too small -> 0");
+	http_date(784111777, buf); /* RFC 9110's example */
+	CHECK(strcmp(buf, "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n") == 0, "date: IMF-fixdate");
+	http_date(951782400, buf); /* a leap day */
+	CHECK(strcmp(buf, "Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n") == 0, "date: 29 Feb 2000");
 	CHECK(strcmp(http_content_type("a/b.HTML"), "text/html; charset=utf-8") == 0 &&
 		      strcmp(http_content_type("x.tar.gz"), "application/octet-stream") == 0 &&
 		      strcmp(http_content_type("dir.d/noext"), "application/octet-stream") == 0 &&
