@@ -2,8 +2,9 @@
  * handoff.c - move a finished OpenSSL session into kernel TLS.
  *
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
- * OpenSSL holding anything, derive keys, work out sequence numbers, install
- * into the kernel per direction, wipe the keys, apply the policy. Each
+ * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
+ * sequence numbers, install into the kernel per direction, wipe the keys,
+ * apply the policy. Each
  * direction that the kernel refuses stays with OpenSSL, with the reason kept.
  */
 #include <errno.h>
@@ -120,16 +121,9 @@ int kts_handoff(struct kts *c)
 		goto done;
 	}
 
-	/* 3. Keys and sequence numbers for each direction. */
-	if (!digest || derive_keys(c, version, digest, aead, keys) < 0) {
-		both_in_user(c, "could not derive the record keys");
-		goto done;
-	}
-	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
-
-	/* 4. Into the kernel: the ULP first, then RX, then TX. TX follows RX only:
-	 * OpenSSL reading records needs its own send path for the alerts it may
-	 * answer with, so a kernel TX under an OpenSSL RX is never set up. */
+	/* 3. The kernel's TLS layer, before any key is derived: a kernel without
+	 * it is common, and then there is nothing to derive for. Until a key is
+	 * installed the socket still behaves as plain TCP. */
 	err = kts_kernel_attach_ulp(c->fd);
 	if (err < 0) {
 		snprintf(why, sizeof(why), err == -ENOENT ? "kernel has no tls module (TCP_ULP: %s)"
@@ -138,6 +132,17 @@ int kts_handoff(struct kts *c)
 		both_in_user(c, why);
 		goto done;
 	}
+
+	/* 4. Keys and sequence numbers for each direction. */
+	if (!digest || derive_keys(c, version, digest, aead, keys) < 0) {
+		both_in_user(c, "could not derive the record keys");
+		goto done;
+	}
+	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
+
+	/* 5. Into the kernel: RX, then TX. TX follows RX only: OpenSSL reading
+	 * records needs its own send path for the alerts it may answer with, so a
+	 * kernel TX under an OpenSSL RX is never set up. */
 	for (int dir = KTS_RX; dir >= KTS_TX; dir--) {
 		if (dir == KTS_TX && c->path[KTS_RX] != KTS_PATH_KERNEL) {
 			stay_in_user(c, KTS_TX, "kept in userspace with RX");
@@ -172,11 +177,11 @@ int kts_handoff(struct kts *c)
 		kts_post_handshake_setup(c, digest, aead);
 
 done:
-	/* 5. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
+	/* 6. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	OPENSSL_cleanse(c->secret, sizeof(c->secret));
 
-	/* 6. "require" means both directions in the kernel, or no connection. */
+	/* 7. "require" means both directions in the kernel, or no connection. */
 	if (c->offload == KTS_OFFLOAD_REQUIRE) {
 		for (int dir = KTS_TX; dir <= KTS_RX; dir++)
 			if (c->path[dir] != KTS_PATH_KERNEL)
