@@ -135,7 +135,9 @@ int kts_handoff(struct kts *c)
 
 	/* 4. Keys and sequence numbers for each direction. */
 	if (!digest || derive_keys(c, version, digest, aead, keys) < 0) {
-		both_in_user(c, "could not derive the record keys");
+		both_in_user(c, version == TLS1_3_VERSION && !c->cfg->kernel_tls
+					? "the kernel had no tls module when the configuration was made"
+					: "could not derive the record keys");
 		goto done;
 	}
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);

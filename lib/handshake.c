@@ -67,9 +67,9 @@ static void msg_seen(int write_p, int version, int content_type, const void *buf
 		c->tickets_sent++;
 }
 
-void kts_handshake_callbacks(SSL_CTX *ctx)
+void kts_handshake_callbacks(SSL_CTX *ctx, int want_secrets)
 {
-	SSL_CTX_set_keylog_callback(ctx, keylog);
+	SSL_CTX_set_keylog_callback(ctx, want_secrets ? keylog : NULL);
 }
 
 void kts_conn_callbacks(struct kts *c)

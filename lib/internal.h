@@ -23,6 +23,7 @@ struct kts_config {
 	char *server_name;  /* client default SNI / verified name */
 	int verify;         /* KTS_VERIFY_* (clients) */
 	int offload;        /* enum kts_offload_policy */
+	int kernel_tls;     /* the kernel had the tls ULP when the config was made */
 	int ca_set;         /* the default trust store was replaced by the caller's */
 	X509 *cert;         /* leaf certificate, to check the key against */
 	EVP_PKEY *key;
@@ -116,8 +117,8 @@ int kts_ssl_result(struct kts *c, int ret, const char *what);
 /* config.c: drop a reference; the last one frees. */
 void kts_config_release(struct kts_config *cfg);
 
-/* handshake.c */
-void kts_handshake_callbacks(SSL_CTX *ctx);
+/* handshake.c: want_secrets collects the TLS 1.3 traffic secrets (key log). */
+void kts_handshake_callbacks(SSL_CTX *ctx, int want_secrets);
 void kts_conn_callbacks(struct kts *c);
 
 /* handoff.c: after the handshake, move what the kernel can take. */

@@ -18,6 +18,19 @@
 #define SOL_TLS 282
 #endif
 
+int kts_kernel_has_tls(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = kts_kernel_attach_ulp(fd);
+	close(fd);
+	if (rc == -ENOENT)
+		return 0;
+	return rc == -ENOTCONN || rc == 0 ? 1 : rc;
+}
+
 int kts_kernel_attach_ulp(int fd)
 {
 	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) < 0)

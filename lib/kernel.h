@@ -14,6 +14,11 @@
 #define KTS_RECORD_HANDSHAKE 22
 #define KTS_RECORD_DATA 23
 
+/* Does this kernel have the "tls" ULP? Asked of a fresh, unconnected TCP
+ * socket, which the ULP refuses with ENOTCONN when it exists (the kernel loads
+ * the module first if it may) and the kernel with ENOENT when it does not.
+ * Returns 1, 0, or -errno when the probe itself could not run. */
+int kts_kernel_has_tls(void);
 /* Attach the "tls" ULP to a connected TCP socket. Returns 0 or -errno. */
 int kts_kernel_attach_ulp(int fd);
 /* Install one direction (TLS_TX or TLS_RX). Returns 0 or -errno. */

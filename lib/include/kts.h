@@ -71,7 +71,11 @@ enum kts_offload_policy {
 struct kts_config;
 
 /* Create a configuration with defaults: TLS 1.2-1.3, verification on, offload auto.
- * Returns NULL only when memory or OpenSSL initialisation fails. */
+ * Returns NULL only when memory or OpenSSL initialisation fails. It checks once
+ * whether the kernel has kernel TLS (loading the tls module where the kernel
+ * may): a config made without it skips collecting TLS 1.3 traffic secrets, so
+ * its TLS 1.3 connections stay in userspace even if the module is loaded later.
+ * Load the module first (kmod-config/), or make a new config after loading it. */
 KTS_API struct kts_config *kts_config_new(void);
 /* Free a configuration. Connections made from it keep what they need. NULL is fine. */
 KTS_API void kts_config_free(struct kts_config *cfg);

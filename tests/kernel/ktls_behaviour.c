@@ -427,6 +427,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	test_cert_init();
+	{
+		/* Configs skip collecting TLS 1.3 secrets when this says no. */
+		int r = kts_kernel_has_tls();
+
+		printf("CASE kernel-has-tls probe=%d %s\n", r, r == 1 ? "ok" : "FAIL");
+		r == 1 ? passed++ : failed++;
+	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct behaviour *b = &cases[i];
 		struct pair p;

@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "kernel.h"
 #include "keysched.h"
 #include "kts.h"
 
@@ -71,6 +72,17 @@ static void test_offload_and_verify(void **state)
 	assert_int_equal(kts_config_set_verify(cfg, 0), KTS_OK);
 	assert_fails(kts_config_set_verify(cfg, KTS_VERIFY_NAME), KTS_ERR_ARG, "without the chain");
 	assert_fails(kts_config_set_verify(cfg, 0x10), KTS_ERR_ARG, "unknown flags");
+}
+
+/* The probe agrees with /proc/net/tls_stat, which exists once the tls module is
+ * loaded (the probe loads it first where the kernel may). */
+static void test_kernel_has_tls(void **state)
+{
+	int r = kts_kernel_has_tls();
+
+	(void)state;
+	assert_true(r == 0 || r == 1);
+	assert_int_equal(r, access("/proc/net/tls_stat", F_OK) == 0);
 }
 
 static void test_ciphers_alpn_name(void **state)
@@ -202,6 +214,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cert_and_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca, setup, teardown),
 		cmocka_unit_test(test_next_seq),
+		cmocka_unit_test(test_kernel_has_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
