@@ -1,5 +1,6 @@
 /* kts-server - a small HTTPS/1.1 static file server over kts.
- * One detached thread per connection, up to --max-conn at once; with
+ * One detached thread serves a connection at a time, then waits for the next;
+ * up to --max-conn connections at once; with
  * --workers N, N pre-forked processes accept on one listening socket. */
 #include <errno.h>
 #include <fcntl.h>
