@@ -66,7 +66,7 @@ struct server {
 	/* Connection threads are reused: one that has served its connection waits
 	 * for the next (a thread per connection would cost a clone and an exit each,
 	 * about a tenth of a resumed handshake's CPU). */
-	pthread_cond_t work;  /* signalled when a connection is queued, or at stop */
+	pthread_cond_t work;  /* signalled when a connection is queued */
 	struct conn *queue;   /* accepted connections waiting for an idle thread */
 	int waiting;          /* idle threads, not counting those already claimed */
 };
@@ -379,7 +379,9 @@ done:
 }
 
 /* Serve connections: the first one given, then queued ones until none comes
- * for THREAD_IDLE_S or the server stops. */
+ * for THREAD_IDLE_S. A stop does not end idle threads: they stay parked until
+ * the process exits, because a thread ending during exit() can be caught
+ * half-way through freeing OpenSSL's per-thread state. */
 static void *conn_thread(void *arg)
 {
 	struct conn *cn = arg;
@@ -393,8 +395,7 @@ static void *conn_thread(void *arg)
 		until.tv_sec += THREAD_IDLE_S;
 		pthread_mutex_lock(&srv->lock);
 		srv->waiting++;
-		while (!srv->queue && !srv->stopping &&
-		       pthread_cond_timedwait(&srv->work, &srv->lock, &until) == 0)
+		while (!srv->queue && pthread_cond_timedwait(&srv->work, &srv->lock, &until) == 0)
 			;
 		cn = srv->queue;
 		if (cn)
@@ -679,7 +680,6 @@ static int serve_process(struct server *srv, int lfd)
 	close(lfd);
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = 1;
-	pthread_cond_broadcast(&srv->work); /* idle threads end */
 	pthread_mutex_unlock(&srv->lock);
 	cut_conns(srv, 0);
 	wait_idle(srv, STOP_GRACE_MS);
