@@ -4,8 +4,8 @@
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
  * sequence numbers, install into the kernel per direction, wipe the keys,
- * apply the policy. Each
- * direction that the kernel refuses stays with OpenSSL, with the reason kept.
+ * apply the policy. Each direction that the kernel refuses stays with OpenSSL,
+ * with the reason kept.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -649,6 +649,7 @@ static int parse_int(const char *s, int lo, int hi, const char *what)
  * status. */
 static int serve_process(struct server *srv, int lfd)
 {
+	pthread_condattr_t ca;
 	sigset_t sigs;
 	int sfd;
 
@@ -656,14 +657,10 @@ static int serve_process(struct server *srv, int lfd)
 	if (!srv->slots)
 		opts_die(PROG, "out of memory");
 	pthread_mutex_init(&srv->lock, NULL);
-	{
-		pthread_condattr_t ca; /* idle timeouts immune to clock changes */
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&srv->work, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* idle timeouts ignore clock changes */
+	pthread_cond_init(&srv->work, &ca);
+	pthread_condattr_destroy(&ca);
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0)
 		opts_die(PROG, "eventfd: %s", strerror(errno));
