@@ -214,6 +214,16 @@ int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyrev, const
 	return rc ? kts_config_fail(cfg, rc, "%s", err) : KTS_OK;
 }
 
+int kts_config_refresh_ticket_keys(struct kts_config *cfg)
+{
+	if (!cfg)
+		return KTS_ERR_ARG;
+	if (kts_ticket_ring_refresh(cfg->ring) < 0)
+		return kts_config_fail(cfg, KTS_ERR_TLS,
+				       "ticket keys: could not step the automatic key chain");
+	return KTS_OK;
+}
+
 int kts_set_ticket_appdata(struct kts *c, const void *data, size_t len)
 {
 	struct ticket_data *td = ticket_data(c);

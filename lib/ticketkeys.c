@@ -269,6 +269,16 @@ out:
 	return rc;
 }
 
+int kts_ticket_ring_refresh(struct kts_ticket_ring *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	rc = refresh(r);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
 int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
 				unsigned char key[KTS_TICKET_KEY_LEN])
 {

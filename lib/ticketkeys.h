@@ -13,7 +13,8 @@
  * seeded with RAND_priv_bytes. Wall-clock time is cut into epochs of
  * `lifetime` seconds; epoch e's key (keyrev e) is derived from the chain's
  * link for e. Each step is one-way and passed links are wiped, so a later
- * memory dump yields no key of an expired ticket. Processes forked after the
+ * memory dump yields no key of an expired ticket (the ring steps on each lookup
+ * and on kts_ticket_ring_refresh: a process that does neither keeps its link). Processes forked after the
  * lifetime is set hold the same chain, so they issue and accept each other's
  * tickets (libtls makes per-process keys). After a gap of more than 100000
  * epochs the chain is reseeded instead of stepped (no stall; processes then
@@ -51,6 +52,11 @@ void kts_ticket_ring_set_lifetime(struct kts_ticket_ring *r, unsigned int second
  * or KTS_ERR_ARG / KTS_ERR_NOMEM with a message in err ("ticket key: ..."). */
 int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsigned char *key,
 			size_t keylen, char *err, size_t errlen);
+
+/* Bring the ring to the current time, as every lookup does first: drop expired
+ * keys and, in automatic mode, step the chain to the current epoch. Returns 0,
+ * or -1 if the chain could not be stepped. */
+int kts_ticket_ring_refresh(struct kts_ticket_ring *r);
 
 /* The key for a new ticket: copies its name and bytes out. Returns 1, 0 when
  * there is none (lifetime 0, or every added key expired), -1 on internal error. */

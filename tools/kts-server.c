@@ -36,6 +36,7 @@
 #define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
 #define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
 #define THREAD_IDLE_S 30            /* a connection thread with no work for this long ends */
+#define KEYS_REFRESH_S 30           /* idle processes step automatic ticket keys this often */
 
 #define WORKERS_MAX 256
 #define RESPAWN_MIN_S 1 /* a worker that dies sooner after its start is not restarted */
@@ -575,6 +576,14 @@ static void reload_keys(struct kts_config *cfg, struct keyfile *kf)
 		       newest);
 }
 
+/* Keep automatic ticket keys moving in a process that is not handshaking, so
+ * its memory holds no old key (kts_config_refresh_ticket_keys). */
+static void refresh_keys(struct server *srv)
+{
+	if (kts_config_refresh_ticket_keys(srv->cfg) < 0)
+		logmsg("error: %s", kts_config_error(srv->cfg));
+}
+
 static void run(struct server *srv, int lfd, int sfd)
 {
 	for (;;) {
@@ -588,10 +597,15 @@ static void run(struct server *srv, int lfd, int sfd)
 		p[2].fd = full ? -1 : lfd;
 		p[2].events = POLLIN;
 		p[0].revents = p[1].revents = p[2].revents = 0;
-		if (poll(p, 3, -1) < 0) {
+		switch (poll(p, 3, KEYS_REFRESH_S * 1000)) {
+		case -1:
 			if (errno == EINTR)
 				continue;
 			opts_die(PROG, "poll: %s", strerror(errno));
+			break;
+		case 0:
+			refresh_keys(srv);
+			continue;
 		}
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
@@ -771,14 +785,17 @@ static int supervise(struct server *srv, int lfd, int n)
 			if (w[i].pid > 0)
 				kill(w[i].pid, SIGTERM);
 	while (live > 0) {
+		struct timespec tick = { .tv_sec = KEYS_REFRESH_S, .tv_nsec = 0 };
 		siginfo_t si;
 		pid_t pid;
 		int status;
 
-		if (sigwaitinfo(&sigs, &si) < 0) {
-			if (errno == EINTR)
-				continue;
-			opts_die(PROG, "sigwaitinfo: %s", strerror(errno));
+		if (sigtimedwait(&sigs, &si, &tick) < 0) {
+			if (errno == EAGAIN) /* workers forked from now on get current keys */
+				refresh_keys(srv);
+			else if (errno != EINTR)
+				opts_die(PROG, "sigtimedwait: %s", strerror(errno));
+			continue;
 		}
 		if (si.si_signo == SIGHUP) {
 			/* Our own copy too: workers restarted later start from it. */

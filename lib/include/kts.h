@@ -214,6 +214,15 @@ KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
 KTS_API int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyrev,
 				      const unsigned char *key, size_t keylen);
 
+/* Server: bring the ticket keys to the current time without a handshake: drop
+ * expired keys and move the automatic key chain to the current lifetime
+ * (every handshake does this first). A process that forks workers and serves
+ * nothing itself should call it at least once per lifetime: its memory then
+ * holds no key older than the previous lifetime (a dump of it cannot decrypt
+ * older tickets), and workers it forks later share keys with the running
+ * ones even after months. Thread-safe. KTS_OK also when resumption is off. */
+KTS_API int kts_config_refresh_ticket_keys(struct kts_config *cfg);
+
 /* Server: a session cache for TLS 1.2 session-ID resumption, in shared memory,
  * so worker processes forked after this call share it. entries (16..1000000,
  * else KTS_ERR_ARG) is rounded up to a multiple of 8; each takes 2 KiB of

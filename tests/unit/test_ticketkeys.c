@@ -308,6 +308,59 @@ static void test_auto_shared_across_fork(void **state)
 	kts_ticket_ring_free(r);
 }
 
+/* The key of epoch `at` as a child forked now derives it: name then key. */
+static void forked_key_at(struct kts_ticket_ring *r, time_t at, unsigned char out[NAME + KEYLEN])
+{
+	int fds[2], status;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fake_now = at;
+		kts_ticket_ring_encrypt_key(r, out, out + NAME);
+		_exit(write(fds[1], out, NAME + KEYLEN) == NAME + KEYLEN ? 0 : 1);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], out, NAME + KEYLEN), NAME + KEYLEN);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A parent that only forks keeps sharing keys with what it forks, months later,
+ * if it refreshes its ring now and then; without refreshing, a gap of over
+ * 100000 epochs reseeds and the keys differ. */
+static void test_refresh_keeps_chain(void **state)
+{
+	const time_t start = 6000, later = 6000 + 60 * (time_t)50001,
+		     much_later = 6000 + 60 * (time_t)100002;
+	unsigned char child[NAME + KEYLEN], name[NAME], key[KEYLEN];
+	struct kts_ticket_ring *r;
+
+	(void)state;
+	for (int refreshed = 1; refreshed >= 0; refreshed--) {
+		r = ring_at(start, 60);
+		if (refreshed) {
+			fake_now = later;
+			assert_int_equal(kts_ticket_ring_refresh(r), 0);
+		}
+		forked_key_at(r, much_later, child);
+		fake_now = much_later;
+		assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key), 1);
+		assert_int_equal(be32(name), much_later / 60);
+		assert_int_equal(be32(child), much_later / 60);
+		if (refreshed) {
+			assert_memory_equal(name, child, NAME);
+			assert_memory_equal(key, child + NAME, KEYLEN);
+		} else {
+			assert_memory_not_equal(key, child + NAME, KEYLEN);
+		}
+		kts_ticket_ring_free(r);
+	}
+}
+
 /* Keys added while other threads look keys up: every copy matches its name. */
 static void *lookup_loop(void *arg)
 {
@@ -712,6 +765,9 @@ static void test_setters(void **state)
 	assert_fails(e->cfg, kts_config_add_ticket_key(e->cfg, 7, key, KEYLEN),
 		     "ticket key: keyrev 7 already added with different bytes");
 
+	assert_int_equal(kts_config_refresh_ticket_keys(e->cfg), KTS_OK);
+	assert_int_equal(kts_config_refresh_ticket_keys(NULL), KTS_ERR_ARG);
+
 	assert_int_equal(kts_config_set_num_tickets(e->cfg, 3), KTS_OK);
 	handshake(&h, e->cfg, e->cctx, NULL, NULL);
 	assert_int_equal(h.nst, e->version == 13 ? 3 : 1);
@@ -767,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_key_name),
 		cmocka_unit_test(test_auto_rotation),
 		cmocka_unit_test(test_auto_shared_across_fork),
+		cmocka_unit_test(test_refresh_keeps_chain),
 		cmocka_unit_test(test_threads),
 		HS_TESTS(env12),
 		HS_TESTS(env13),
