@@ -33,6 +33,13 @@ function err(msg) { print "ERROR: " msg; errors++ }
 		print line
 		split(line, w, " ")
 		sp = w[1] + 0; sf = w[3] + 0; summary = 1
+	} else if (line ~ /^EXPECT-REKEY /) {
+		if (line !~ /^EXPECT-REKEY TlsTxRekeyOk=[0-9]+ TlsRxRekeyOk=[0-9]+$/) {
+			err(cur ": malformed EXPECT-REKEY line: " line)
+		} else {
+			split(line, w, /[ =]/)
+			ektx += w[3]; ekrx += w[5]
+		}
 	} else if (line ~ /^EXPECT /) {
 		if (line !~ /^EXPECT TlsTxSw=[0-9]+ TlsRxSw=[0-9]+$/) {
 			err(cur ": malformed EXPECT line: " line)
@@ -75,6 +82,16 @@ END {
 			err("/proc/net/tls_stat deltas differ from the EXPECT lines")
 	} else if (!missing) {
 		err("/proc/net/tls_stat has no TlsTxSw/TlsRxSw counters")
+	}
+	# Key replacements (Linux 6.14+ counts them; older kernels must expect none).
+	if (done && ("TlsTxRekeyOk" in after) && ("TlsRxRekeyOk" in before)) {
+		dktx = after["TlsTxRekeyOk"] - before["TlsTxRekeyOk"]
+		dkrx = after["TlsRxRekeyOk"] - before["TlsRxRekeyOk"]
+		print "tls_stat: TlsTxRekeyOk +" dktx " TlsRxRekeyOk +" dkrx " (expected +" ektx + 0 " +" ekrx + 0 ")"
+		if (dktx != ektx || dkrx != ekrx)
+			err("/proc/net/tls_stat rekey deltas differ from the EXPECT-REKEY lines")
+	} else if (done && ektx + ekrx > 0) {
+		err("EXPECT-REKEY lines expect key replacements, but tls_stat has no rekey counters")
 	}
 	print passed + 0, failed + 0, errors + 0 > totfile
 	exit (errors || failed) ? 1 : 0

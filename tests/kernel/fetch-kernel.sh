@@ -3,7 +3,10 @@
 #   <path to vmlinuz>
 #   <modules dir: .../lib/modules/<release>, or "none" when everything is builtin>
 # KTS_KERNEL (+ KTS_MODULES) use your own kernel; otherwise the newest Debian
-# linux-image-<ver>+debNN-cloud-amd64 (>= 6.12) is downloaded once and cached.
+# linux-image-<ver>+debNN-cloud-amd64 (>= KTS_KERNEL_MIN, default 6.12) is
+# downloaded once and cached: from the host's apt sources, or with
+# KTS_KERNEL_SUITE=<suite> (e.g. trixie-backports) from that Debian suite
+# through a private apt state in the cache (the host's apt is not touched).
 set -euo pipefail
 
 die() { echo "fetch-kernel: $*" >&2; exit 1; }
@@ -25,17 +28,48 @@ for tool in apt-cache apt-get dpkg-deb depmod; do
 done
 
 cache=${KTS_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kts/kernel}
+min=${KTS_KERNEL_MIN:-6.12}
+[[ $min =~ ^[0-9]+\.[0-9]+$ ]] || die "KTS_KERNEL_MIN=$min: want MAJOR.MINOR"
+suite=${KTS_KERNEL_SUITE:-}
+origin=${suite:-host} # recorded with each cached kernel
 
-# Newest signed cloud kernel >= 6.12 (6.12 is where kTLS was verified for kts;
+apt_opts=()
+[[ $EUID -ne 0 ]] || apt_opts=(-o APT::Sandbox::User=root) # else apt drops to _apt
+if [[ -n $suite ]]; then
+	[[ $suite =~ ^[a-z0-9-]+$ ]] || die "KTS_KERNEL_SUITE=$suite: want a Debian suite name"
+	state=$cache/apt-$suite
+	mkdir -p "$state/lists/partial" "$state/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
+		>"$state/sources.list"
+	apt_opts+=(-o "Dir::Etc::sourcelist=$state/sources.list" -o Dir::Etc::sourceparts=-
+		-o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state"
+		-o "Dir::Cache::archives=$state/archives")
+	# Lists younger than a day are used as they are; offline, older ones (or
+	# the cached kernels) still serve.
+	if [[ -z $(find "$state/lists" -name '*_Packages*' -mtime -1 2>/dev/null) ]]; then
+		apt-get "${apt_opts[@]}" -q update >&2 ||
+			echo "fetch-kernel: apt-get update for $suite failed; using what is cached" >&2
+	fi
+fi
+
+at_least_min() { awk -F. -v M="${min%.*}" -v m="${min#*.}" '$1 > M || ($1 == M && $2 >= m)'; }
+
+# Newest signed cloud kernel >= min (6.12 is where kTLS was verified for kts;
 # 6.1's 6.1.0-N naming and the -dbg/-unsigned packages do not match).
-pkg=$(apt-cache search --names-only '^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+(deb[0-9]+|bpo)-cloud-amd64$' |
-	awk '{print $1}' | sed 's/^linux-image-//' |
-	awk -F. '$1 > 6 || ($1 == 6 && $2 >= 12)' | sort -V | tail -n1)
+pkg=$(apt-cache "${apt_opts[@]}" search --names-only \
+	'^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+(deb[0-9]+|bpo)-cloud-amd64$' 2>/dev/null |
+	awk '{print $1}' | sed 's/^linux-image-//' | at_least_min | sort -V | tail -n1)
 
 if [[ -z $pkg ]]; then
-	# Offline or no package lists: fall back to the newest kernel already cached.
-	pkg=$(ls "$cache" 2>/dev/null | sort -V | tail -n1 || true)
-	[[ -n $pkg ]] || die "apt-cache knows no linux-image-6.12+ *-cloud-amd64 package. Run 'apt-get update' (Debian 12: the kernel comes from bookworm-security or bookworm-backports), or set KTS_KERNEL and KTS_MODULES"
+	# Offline or no package lists: the newest kernel already cached from the
+	# same origin.
+	pkg=$(for d in "$cache"/*/; do
+		n=$(basename "$d")
+		[[ $n != apt-* && -d $d/lib/modules/$n ]] || continue
+		# Kernels cached before origins were recorded came from the host's sources.
+		[[ $(cat "$d/origin" 2>/dev/null || echo host) == "$origin" ]] && echo "$n"
+	done | at_least_min | sort -V | tail -n1 || true)
+	[[ -n $pkg ]] || die "apt-cache knows no linux-image-$min+ *-cloud-amd64 package${suite:+ in $suite}. Run 'apt-get update' (Debian 12: the kernel comes from bookworm-security or bookworm-backports), or set KTS_KERNEL and KTS_MODULES"
 	echo "fetch-kernel: apt lists have no cloud kernel; using cached $pkg" >&2
 fi
 
@@ -45,17 +79,32 @@ if [[ ! -f $dir/lib/modules/$pkg/modules.dep ]]; then
 	mkdir -p "$cache"
 	tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
 	trap 'rm -rf "$tmp"' EXIT
-	# As root, apt would try to drop to user _apt, who cannot write into $tmp.
-	sandbox=()
-	[[ $EUID -ne 0 ]] || sandbox=(-o APT::Sandbox::User=root)
-	(cd "$tmp" && apt-get download -q "${sandbox[@]}" "linux-image-$pkg" >&2) ||
+	(cd "$tmp" && apt-get download -q "${apt_opts[@]}" "linux-image-$pkg" >&2) ||
 		die "apt-get download linux-image-$pkg failed (no access to the Debian mirror?)"
-	dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/root"
+	# Newer kernels split the image package: vmlinuz, the modules and
+	# modules.builtin/order come in the linux-binary-, linux-modules- and
+	# linux-base-<release> it depends on.
+	parts=$(dpkg-deb -f "$tmp"/linux-image-*.deb Depends | tr ',|' '\n' | awk '{print $1}' |
+		grep -Fx -e "linux-binary-$pkg" -e "linux-modules-$pkg" -e "linux-base-$pkg" || true)
+	if [[ -n $parts ]]; then
+		# shellcheck disable=SC2086 # package names, no spaces
+		(cd "$tmp" && apt-get download -q "${apt_opts[@]}" $parts >&2) ||
+			die "apt-get download $parts failed"
+	fi
+	for deb in "$tmp"/*.deb; do
+		dpkg-deb -x "$deb" "$tmp/root"
+	done
+	# Split packages install under /usr/lib/modules (vmlinuz included); depmod
+	# and the callers look under /lib/modules.
+	[[ -e $tmp/root/lib ]] || ln -s usr/lib "$tmp/root/lib"
 	# The package ships no modules.dep; modprobe --show-depends needs one.
 	depmod -b "$tmp/root" "$pkg"
+	echo "$origin" >"$tmp/root/origin"
 	rm -rf "$dir"
 	mv "$tmp/root" "$dir" # atomic, so a concurrent run never sees half a tree
 fi
 
-[[ -f $dir/boot/vmlinuz-$pkg ]] || die "$dir/boot/vmlinuz-$pkg missing (corrupt cache? remove $dir)"
-printf '%s\n%s\n' "$dir/boot/vmlinuz-$pkg" "$dir/lib/modules/$pkg"
+vmlinuz=$dir/boot/vmlinuz-$pkg
+[[ -f $vmlinuz ]] || vmlinuz=$dir/lib/modules/$pkg/vmlinuz
+[[ -f $vmlinuz ]] || die "no vmlinuz in $dir (corrupt cache? remove $dir)"
+printf '%s\n%s\n' "$vmlinuz" "$dir/lib/modules/$pkg"

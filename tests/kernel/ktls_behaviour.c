@@ -5,7 +5,8 @@
  * non-blocking sockets and the "require" policy.
  *
  * Output: "CASE <name> tx=<path> rx=<path> <ok|FAIL>" per case, then
- * "N passed, N failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (see run-tests.sh).
+ * "N passed, N failed", "EXPECT TlsTxSw=N TlsRxSw=N" and "EXPECT-REKEY
+ * TlsTxRekeyOk=N TlsRxRekeyOk=N" (see run-tests.sh).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@ struct pair {
 };
 
 static int counts[2];
+static int rekeys[2]; /* expected TlsTxRekeyOk, TlsRxRekeyOk */
 static char why[512];
 
 static void *openssl_handshake(void *arg)
@@ -200,6 +202,9 @@ static int case_keyupdate(struct pair *p)
 	if (!can_rekey)
 		return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_UNSUPPORTED,
 				    "KeyUpdate and this kernel cannot replace the keys");
+	/* Both probes' second installs, kts' answer; the peer's two KeyUpdates. */
+	rekeys[0] += 3;
+	rekeys[1] += 2;
 	n = kts_read(p->k, buf, sizeof(buf));
 	if (n != 5 || memcmp(buf, "after", 5) != 0)
 		return snprintf(why, sizeof(why), "after the peer's KeyUpdate: %zd '%s'", n,
@@ -487,6 +492,7 @@ int main(int argc, char **argv)
 	}
 	printf("%d passed, %d failed\n", passed, failed);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
+	printf("EXPECT-REKEY TlsTxRekeyOk=%d TlsRxRekeyOk=%d\n", rekeys[0], rekeys[1]);
 	test_cert_free();
 	return failed ? 1 : 0;
 }

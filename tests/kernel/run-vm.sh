@@ -56,7 +56,11 @@ kern=$("$here/fetch-kernel.sh") || die "no kernel (see above)"
 vmlinuz=${kern%%$'\n'*} moddir=${kern#*$'\n'}
 "$here/mkinitramfs.sh" "$work/initramfs.cpio.gz" "$moddir" "${bins[@]}"
 
-log=$logdir/kernel-vm-$tag.log
+# The release in the name: one binary set may run under several kernels.
+release=${moddir%/}
+release=${release##*/}
+[[ $moddir != none ]] || release=${vmlinuz##*/}
+log=$logdir/kernel-vm-$tag-$release.log
 t0=$EPOCHREALTIME rc=0
 # -cpu: AES-NI/PCLMUL/SSE4 for the fast cipher modules; "max" or AVX break TCG boots.
 timeout "${KTS_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg \
@@ -66,7 +70,7 @@ timeout "${KTS_VM_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg \
 secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 [[ $rc -ne 124 ]] || echo "run-vm: qemu killed after ${KTS_VM_TIMEOUT:-900}s (KTS_VM_TIMEOUT)" >>"$log"
 [[ $rc -eq 0 || $rc -eq 124 ]] || echo "run-vm: qemu exited with status $rc" >>"$log"
-check "vm: ${vmlinuz##*/}, ${secs}s boot+tests, log $log" "$log"
+check "vm: $release, ${secs}s boot+tests, log $log" "$log"
 
 # --- natively, where the host kernel itself has kTLS ---
 host_ktls() {
