@@ -317,7 +317,7 @@ for ((round = 1; round <= rounds; round++)); do
 		for srv in "kts-server $kport $kpid" "s_server $sport $spid_ss --request get" \
 			"nginx $xport $xpid"; do
 			read -r name port pid extra <<<"$srv"
-			[ -n "$pid" ] || continue
+			[[ $port =~ ^[0-9]+$ && $pid =~ ^[0-9]+$ ]] || continue # did not start
 			for run in "1.2 full" "1.2 ticket" "1.2 session-id" "1.3 full" "1.3 ticket"; do
 				# shellcheck disable=SC2086 # $run and $extra are word lists
 				run_hs "$name" "$port" "$pid" $run "$par" $extra
