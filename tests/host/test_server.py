@@ -55,7 +55,7 @@ def thread_reuse():
 
     def tasks_after_release():
         # The thread is back in the pool a moment after the client is done.
-        time.sleep(0.3)
+        time.sleep(0.5)
         return sorted(os.listdir(task_dir))
 
     before = sorted(os.listdir(task_dir))
