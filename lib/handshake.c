@@ -8,22 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "internal.h"
 #include "session_file.h"
-
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
 
 /* Key log lines are "LABEL <client_random hex> <secret hex>". Only the first
  * application traffic secrets matter; everything else is ignored. */
@@ -46,7 +36,8 @@ static void keylog(const SSL *ssl, const char *line)
 	if (!hex)
 		return;
 	for (hex++; hex[0] && hex[1] && n < sizeof(c->secret[dir]); hex += 2, n++) {
-		int hi = hexval(hex[0]), lo = hexval(hex[1]);
+		int hi = OPENSSL_hexchar2int((unsigned char)hex[0]);
+		int lo = OPENSSL_hexchar2int((unsigned char)hex[1]);
 		if (hi < 0 || lo < 0)
 			break;
 		c->secret[dir][n] = (unsigned char)(hi << 4 | lo);
