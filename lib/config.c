@@ -20,6 +20,14 @@
 /* Largest PEM file kts reads: far above any real chain, small enough to refuse junk. */
 #define KTS_MAX_PEM (1 << 20)
 
+/* The key log (TLS 1.3 secrets, which OpenSSL hex-formats on every handshake)
+ * only where a connection may be offloaded: the kernel had kTLS when the config
+ * was made and the policy is not off. */
+static void update_keylog(struct kts_config *cfg)
+{
+	kts_handshake_callbacks(cfg->ctx, cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF);
+}
+
 struct kts_config *kts_config_new(void)
 {
 	struct kts_config *cfg = calloc(1, sizeof(*cfg));
@@ -53,10 +61,8 @@ struct kts_config *kts_config_new(void)
 					   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_default_verify_paths(cfg->ctx);
 	ERR_clear_error();
-	/* Without kTLS no connection can be offloaded: skip collecting TLS 1.3
-	 * secrets, which OpenSSL formats as hex text for every handshake. */
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
-	kts_handshake_callbacks(cfg->ctx, cfg->kernel_tls);
+	update_keylog(cfg);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
 	if (kts_server_resumption_init(cfg) != KTS_OK) {
 		kts_config_free(cfg);
@@ -429,7 +435,7 @@ int kts_config_set_offload(struct kts_config *cfg, int policy)
 	if (policy != KTS_OFFLOAD_AUTO && policy != KTS_OFFLOAD_REQUIRE && policy != KTS_OFFLOAD_OFF)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "offload: unknown policy %d", policy);
 	cfg->offload = policy;
-	kts_handshake_callbacks(cfg->ctx, cfg->kernel_tls && policy != KTS_OFFLOAD_OFF);
+	update_keylog(cfg);
 	return KTS_OK;
 }
 
