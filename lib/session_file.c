@@ -189,6 +189,13 @@ static SSL_SESSION *newest_block(const char *buf, size_t len, size_t *start, siz
 	return NULL;
 }
 
+SSL_SESSION *kts_session_file_parse(const char *buf, size_t len)
+{
+	size_t start, end;
+
+	return newest_block(buf, len, &start, &end);
+}
+
 /* Load the newest session from f (locked) and the absolute bounds of its
  * block. 0 or -1 and errno. */
 static int load(int f, SSL_SESSION **sess, off_t *start, off_t *end)

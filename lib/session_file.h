@@ -14,4 +14,8 @@
  * (!SSL_is_server(ssl)) to it. Server connections are ignored. */
 int kts_client_session_new(SSL *ssl, SSL_SESSION *sess);
 
+/* The session a reader takes from len bytes of session file content (the last
+ * complete PEM block), or NULL. For tests and fuzzing: no file involved. */
+SSL_SESSION *kts_session_file_parse(const char *buf, size_t len);
+
 #endif
