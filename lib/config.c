@@ -28,6 +28,25 @@ static void update_keylog(struct kts_config *cfg)
 	kts_handshake_callbacks(cfg->ctx, cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF);
 }
 
+/* trust_id = SHA-256(label) when a new set of trust anchors starts. */
+static void trust_reset(struct kts_config *cfg, const char *label)
+{
+	EVP_Digest(label, strlen(label), cfg->trust_id, NULL, EVP_sha256(), NULL);
+}
+
+/* trust_id = SHA-256(trust_id || kind || data) for each anchor added. */
+static int trust_add(struct kts_config *cfg, char kind, const void *data, size_t len)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(md, cfg->trust_id, sizeof(cfg->trust_id)) == 1 &&
+		 EVP_DigestUpdate(md, &kind, 1) == 1 && EVP_DigestUpdate(md, data, len) == 1 &&
+		 EVP_DigestFinal_ex(md, cfg->trust_id, NULL) == 1;
+
+	EVP_MD_CTX_free(md);
+	return ok ? KTS_OK : kts_config_fail(cfg, KTS_ERR_NOMEM, "CA: out of memory");
+}
+
 struct kts_config *kts_config_new(void)
 {
 	struct kts_config *cfg = calloc(1, sizeof(*cfg));
@@ -60,6 +79,7 @@ struct kts_config *kts_config_new(void)
 	SSL_CTX_set_mode(cfg->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_default_verify_paths(cfg->ctx);
+	trust_reset(cfg, "system default store");
 	ERR_clear_error();
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
 	update_keylog(cfg);
@@ -258,6 +278,41 @@ int kts_config_set_key_file(struct kts_config *cfg, const char *path)
 	return load_pem_file(cfg, "key file", path, set_key);
 }
 
+/* A CA file counts by its content (what OpenSSL just loaded from it). */
+static int trust_add_file(struct kts_config *cfg, const char *path)
+{
+	unsigned char buf[8192], sum[32];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ok = md && fd >= 0 &&
+		EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+	ssize_t n;
+
+	errno = 0;
+	while (ok && (n = read(fd, buf, sizeof(buf))) != 0)
+		ok = n > 0 ? EVP_DigestUpdate(md, buf, (size_t)n) == 1 : errno == EINTR;
+	ok = ok && EVP_DigestFinal_ex(md, sum, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: reading it again: %s", path,
+				       strerror(errno ? errno : ENOMEM));
+	return trust_add(cfg, 'F', sum, sizeof(sum));
+}
+
+/* A hashed directory is looked up lazily by OpenSSL: it counts by its path. */
+static int trust_add_dir(struct kts_config *cfg, const char *dir)
+{
+	char *real = realpath(dir, NULL);
+	int rc;
+
+	if (!real)
+		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: %s", dir, strerror(errno));
+	rc = trust_add(cfg, 'D', real, strlen(real));
+	free(real);
+	return rc;
+}
+
 /* The first CA the caller names replaces the system store instead of adding to it. */
 static int load_ca(struct kts_config *cfg, const char *file, const char *dir)
 {
@@ -276,12 +331,13 @@ static int load_ca(struct kts_config *cfg, const char *file, const char *dir)
 		if (!store)
 			return kts_config_fail(cfg, KTS_ERR_NOMEM, "CA %s: out of memory", name);
 		SSL_CTX_set_cert_store(cfg->ctx, store);
+		trust_reset(cfg, "caller's trust anchors");
 		cfg->ca_set = 1;
 	}
 	if (SSL_CTX_load_verify_locations(cfg->ctx, file, dir) != 1)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "CA %s: %s", name,
 				       kts_ssl_reason(reason, sizeof(reason)));
-	return KTS_OK;
+	return file ? trust_add_file(cfg, file) : trust_add_dir(cfg, dir);
 }
 
 int kts_config_set_ca_file(struct kts_config *cfg, const char *path)

@@ -25,6 +25,10 @@ struct kts_config {
 	int offload;        /* enum kts_offload_policy */
 	int kernel_tls;     /* the kernel had the tls ULP when the config was made */
 	int ca_set;         /* the default trust store was replaced by the caller's */
+	/* Which trust anchors verify peers: SHA-256 chained over each CA file's
+	 * content and each CA directory's path (or the system default). Client
+	 * sessions are tagged with it (session_file.c). */
+	unsigned char trust_id[32];
 	X509 *cert;         /* leaf certificate, to check the key against */
 	EVP_PKEY *key;
 	unsigned char *alpn; /* ALPN list in wire format (length-prefixed names) */

@@ -64,6 +64,10 @@
 #include "session_file.h"
 
 #define BEGIN_LINE "-----BEGIN SSL SESSION PARAMETERS-----"
+/* Client sessions record the verification rules they were made under in
+ * their session ID context (SSL_MAX_SID_CTX_LENGTH bytes). */
+#define RULES_LABEL "kts client verification rules v1"
+#define RULES_TAG_LEN 32
 /* Readers look at most at this many bytes, the end of the file. */
 #define SESSION_READ_MAX (64 * 1024)
 /* Larger sessions are not saved: a block and a crashed writer's partial
@@ -281,18 +285,46 @@ out:
 	ERR_clear_error();
 }
 
+/* The verification rules a client connection applies, as 32 bytes:
+ * SHA-256 of the flags and the trust anchors (config.c's trust_id). The
+ * server name is kept apart, as the session's host name. */
+static void rules_tag(const struct kts_config *cfg, int verify, unsigned char tag[RULES_TAG_LEN])
+{
+	unsigned char in[sizeof(RULES_LABEL) + 1 + sizeof(cfg->trust_id)];
+
+	memcpy(in, RULES_LABEL, sizeof(RULES_LABEL));
+	in[sizeof(RULES_LABEL)] = (unsigned char)verify;
+	memcpy(in + sizeof(RULES_LABEL) + 1, cfg->trust_id, sizeof(cfg->trust_id));
+	EVP_Digest(in, sizeof(in), tag, NULL, EVP_sha256(), NULL);
+}
+
+int kts_client_session_tag(const struct kts_config *cfg, int verify, SSL_SESSION *sess)
+{
+	unsigned char tag[RULES_TAG_LEN];
+
+	rules_tag(cfg, verify, tag);
+	return SSL_SESSION_set1_id_context(sess, tag, sizeof(tag)) == 1 ? 0 : -1;
+}
+
 /* OpenSSL calls this for each new client session: at the end of a TLS 1.2
  * handshake, and for each TLS 1.3 ticket, possibly long after the handshake. */
 int kts_client_session_new(SSL *ssl, SSL_SESSION *sess)
 {
 	const struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	const struct kts *c = SSL_get_app_data(ssl);
+	int verify = c ? c->verify : cfg ? cfg->verify : 0;
 
 	if (!cfg || cfg->session_fd < 0 || SSL_is_server(ssl) || !SSL_SESSION_is_resumable(sess))
 		return 0;
+	/* A verifying connection has a verified peer by now; never vouch otherwise. */
+	if (verify && SSL_get_verify_result(ssl) != X509_V_OK)
+		return 0;
 	/* Record the name this session was verified for (OpenSSL only keeps the
-	 * SNI, and none is sent for an address), so it is never offered to another. */
-	if (c && c->server_name && SSL_SESSION_set1_hostname(sess, c->server_name) != 1)
+	 * SNI, and none is sent for an address), so it is never offered to another,
+	 * and the rules it was verified under, in the session ID context that
+	 * client sessions have no other use for. */
+	if ((c && c->server_name && SSL_SESSION_set1_hostname(sess, c->server_name) != 1) ||
+	    kts_client_session_tag(cfg, verify, sess) < 0)
 		return 0;
 	save(cfg->session_fd, sess);
 	return 0; /* no reference kept */
@@ -326,21 +358,42 @@ int kts_config_set_session_fd(struct kts_config *cfg, int fd)
 	return KTS_OK;
 }
 
-/* A session from the file is offered only if it can still resume, and only
- * to the server name it was made with (resuming skips certificate checks). */
+/* Made no later than now and not expired; garbage times are not. */
+static int in_lifetime(SSL_SESSION *sess, time_t now)
+{
+	long made = SSL_SESSION_get_time(sess), timeout = SSL_SESSION_get_timeout(sess);
+
+	return made >= 0 && timeout > 0 && now >= made && now - made < timeout;
+}
+
+/* Verified under the rules this connection applies: tagged by kts with the
+ * same flags and trust anchors (sessions written by other programs carry no
+ * tag, and ones from unverified connections carry another). */
+static int same_rules(const struct kts *c, SSL_SESSION *sess)
+{
+	unsigned char tag[RULES_TAG_LEN];
+	unsigned int len;
+	const unsigned char *have = SSL_SESSION_get0_id_context(sess, &len);
+
+	rules_tag(c->cfg, c->verify, tag);
+	return len == sizeof(tag) && CRYPTO_memcmp(have, tag, sizeof(tag)) == 0;
+}
+
+/* A session from the file is offered only if it can still resume, and, as
+ * resuming skips certificate checks, only to a connection that would have
+ * accepted its peer: same verification rules, same server name. */
 static int usable(const struct kts *c, SSL_SESSION *sess)
 {
 	const char *host = SSL_SESSION_get0_hostname(sess);
-	time_t now = time(NULL);
 
 	/* A connection that verifies a name only takes a session made for that
 	 * name (kts records it in every session it saves); one without a name
 	 * verifies no name, so a session from the same config is no weaker. */
 	int same_name = !c->server_name || (host && strcasecmp(host, c->server_name) == 0);
 
-	return SSL_SESSION_is_resumable(sess) &&
-	       now < (time_t)SSL_SESSION_get_time(sess) + (time_t)SSL_SESSION_get_timeout(sess) &&
-	       same_name;
+	/* A connection that verifies nothing cannot be weakened by any session. */
+	return SSL_SESSION_is_resumable(sess) && in_lifetime(sess, time(NULL)) && same_name &&
+	       (!c->verify || same_rules(c, sess));
 }
 
 int kts_client_session_offer(struct kts *c)

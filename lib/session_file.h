@@ -14,6 +14,12 @@
  * (!SSL_is_server(ssl)) to it. Server connections are ignored. */
 int kts_client_session_new(SSL *ssl, SSL_SESSION *sess);
 
+/* Record in sess (its session ID context, unused by clients) the verification
+ * rules of a client connection of cfg with verify flags: what the session
+ * file reader compares before offering it. 0, or -1 out of memory. */
+struct kts_config;
+int kts_client_session_tag(const struct kts_config *cfg, int verify, SSL_SESSION *sess);
+
 /* The session a reader takes from len bytes of session file content (the last
  * complete PEM block), or NULL. For tests and fuzzing: no file involved. */
 SSL_SESSION *kts_session_file_parse(const char *buf, size_t len);

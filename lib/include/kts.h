@@ -176,7 +176,14 @@ KTS_API int kts_close(struct kts *c);
  * RX), the file gets the newest resumable session, never a non-resumable one.
  * Writes are serialised with flock(2) across processes sharing the file and
  * leave either the old or the new session; each is synced to disk, inside the
- * kts_read that receives a TLS 1.3 ticket. kts does not close fd. */
+ * kts_read that receives a TLS 1.3 ticket. kts does not close fd.
+ * Resuming skips verification, so a session is offered only to a connection
+ * that applies the verification rules it was saved under (KTS_VERIFY_* flags,
+ * trust anchors: each CA file's content, each CA directory's path, or the
+ * system store) and has the same server name; a connection that verifies
+ * nothing takes any. Sessions from unverified connections, from other trust
+ * anchors or flags, and files written by other programs are never offered to
+ * a verifying connection: it makes a full, verified handshake instead. */
 KTS_API int kts_config_set_session_fd(struct kts_config *cfg, int fd);
 
 /* Server: session ID context, 1..32 bytes (random by default). Servers that

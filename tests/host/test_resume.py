@@ -5,7 +5,9 @@
   ticket, TLS 1.2 session ID, TLS 1.3 ticket), two servers sharing a
   --ticket-keys file and --session-id, --workers with a shared session cache,
   key rotation by SIGHUP (renewal of tickets under an older key), unknown keys,
-  tampered and bad kts-client session files, bad --ticket-keys files.
+  tampered and bad kts-client session files, bad --ticket-keys files, and
+  sessions never resumed under other verification rules than they were made
+  under (--insecure, another CA, openssl s_client without verification).
 Application data bound into tickets is not reachable from the tools (unit tests)."""
 import os
 import signal
@@ -15,7 +17,7 @@ import time
 
 import ktshost as k
 
-t = k.Suite("resume", deadline=80)
+t = k.Suite("resume", deadline=110)
 d = k.tmpdir()
 cert, key = k.make_cert(d)
 root = os.path.join(d, "root")
@@ -518,6 +520,51 @@ def bad_key_files():
             r.returncode == 1 and b"needs --session-lifetime" in r.stderr, r.stderr.decode())
 
 
+def verification_rules():
+    """A session is only resumed under the verification rules it was made
+    under: an unverified one (kts-client --insecure, or openssl s_client
+    -sess_out without verification) must not let a verifying client skip the
+    check the server's self-signed certificate fails."""
+    other_cert, _ = k.make_cert(k.tmpdir(), cn="localhost")
+
+    def run(sess, *args):
+        r = k.kts_client(["--status", "--session-file", sess, "--get", "/file.bin"] + list(args) +
+                         ["localhost:%d" % srv_t.port], timeout=20)
+        err = r.stderr.decode(errors="replace")
+        st = k.parse_status(err)
+        return r.returncode, st["resumed"] if st else None, k.sha256(r.stdout) == digest, err
+
+    def refused(name, r):
+        rc, resumed, body_ok, err = r
+        t.check(name, rc != 0 and not body_ok and resumed != "yes" and "certificate" in err,
+                "rc %d resumed=%s body_ok=%s\n%s" % (rc, resumed, body_ok, err))
+
+    for v in ("1.2", "1.3"):
+        sess = fresh("insecure")
+        check_resumed("TLS %s --insecure: full" % v, run(sess, "--insecure", "--tls", v), "no")
+        check_resumed("TLS %s --insecure: resumes its own session" % v,
+                      run(sess, "--insecure", "--tls", v))
+        refused("TLS %s verifying client: not resumed from the --insecure session, "
+                "verification fails" % v, run(sess, "--tls", v))
+        sess = fresh("verified")
+        check_resumed("TLS %s --ca cert: full" % v, run(sess, "--ca", cert, "--tls", v), "no")
+        refused("TLS %s --ca other: not resumed from a session verified under another CA" % v,
+                run(sess, "--ca", other_cert, "--tls", v))
+        check_resumed("TLS %s --ca cert: still resumes" % v, run(sess, "--ca", cert, "--tls", v))
+
+        # Written by another program without verification.
+        sess = fresh("s_client-unverified.pem")
+        rc, how, ok, err = k.s_client(srv_t.port, "-sess_out", sess, "-tls" + v.replace(".", "_"))
+        t.check("TLS %s s_client -sess_out without verification: New" % v,
+                rc == 0 and how == "New" and "self-signed" in k.s_client.last_stdout + err, err)
+        os.chmod(sess, 0o600)
+        refused("TLS %s verifying kts-client: s_client's unverified session not resumed" % v,
+                run(sess, "--tls", v))
+        check_resumed("TLS %s kts-client --ca cert: full handshake from a file kts did not "
+                      "tag" % v, run(sess, "--ca", cert, "--tls", v), "no")
+
+
+t.run("verification rules", verification_rules)
 t.run("kts-client <-> kts-server", kts_pairs)
 t.run("kts-client pipe mode", pipe_mode)
 t.run("kts-client -> s_server", s_server_pairs)

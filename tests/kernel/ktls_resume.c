@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "kts.h"
@@ -152,6 +153,82 @@ out:
 	SSL_CTX_free(octx);
 	return ok;
 }
+
+/* A config for a kts client that verifies (CA file ca, or the default store
+ * if NULL) or not, names "localhost" and keeps sessions in fd. */
+static struct kts_config *client_config(int version, int verify, const char *ca, int fd)
+{
+	struct kts_config *c = verify ? kts_config_new() : test_kts_config(version, &test_suites[0], 0);
+
+	if (!c || kts_config_set_server_name(c, "localhost") != KTS_OK ||
+	    (ca && kts_config_set_ca_file(c, ca) != KTS_OK) ||
+	    kts_config_parse_protocols(c, version == 13 ? "1.3" : "1.2") != KTS_OK ||
+	    kts_config_set_session_fd(c, fd) != KTS_OK) {
+		snprintf(why, sizeof(why), "client config: %s", c ? kts_config_error(c) : "no memory");
+		kts_config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Client: a session saved by a connection that verified nothing (tickets via
+ * kernel RX) must never let a verifying one skip verification: against the
+ * self-signed server the verifying client fails as a full handshake would.
+ * A session it verified itself (CA = the server's certificate) resumes. */
+static int case_client_unverified(int version)
+{
+	SSL_CTX *octx = test_ssl_ctx(version, &test_suites[0], 1);
+	char path[] = "/tmp/kts-session-XXXXXX", ca[] = "/tmp/kts-ca-XXXXXX";
+	int fd = mkstemp(path), cafd = mkstemp(ca), fds[2], ok = 0;
+	struct kts_config *insecure = NULL, *system = NULL, *trusting = NULL;
+	FILE *f = fdopen(cafd, "w");
+	struct kts *k;
+	SSL *ossl;
+
+	unlink(path);
+	if (!f || PEM_write_X509(f, test_cert()) != 1 || fclose(f) != 0 ||
+	    !(insecure = client_config(version, 0, NULL, fd)) ||
+	    !(system = client_config(version, 1, NULL, fd)) ||
+	    !(trusting = client_config(version, 1, ca, fd)))
+		goto out;
+	k = connect_pair(insecure, 0, octx, NULL, &ossl, fds);
+	ok = !why[0] && paths_ok(k, "insecure");
+	done_pair(k, ossl, fds);
+	if (ok && lseek(fd, 0, SEEK_END) <= 0)
+		ok = !snprintf(why, sizeof(why), "insecure client saved no session");
+	if (!ok)
+		goto out;
+	k = connect_pair(system, 0, octx, NULL, &ossl, fds);
+	ok = strstr(why, "certificate") && !kts_session_resumed(k);
+	done_pair(k, ossl, fds);
+	if (!ok) {
+		char was[sizeof(why)];
+
+		snprintf(was, sizeof(was), "%s", why[0] ? why : "resumed and read the data");
+		snprintf(why, sizeof(why), "verifying client after an unverified session: %.400s", was);
+		goto out;
+	}
+	why[0] = '\0';
+	for (int i = 0; ok && i < 2; i++) {
+		k = connect_pair(trusting, 0, octx, NULL, &ossl, fds);
+		ok = !why[0] && paths_ok(k, "trusting");
+		if (ok && kts_session_resumed(k) != i)
+			ok = !snprintf(why, sizeof(why), "trusting client, connection %d: resumed=%d",
+				       i + 1, kts_session_resumed(k));
+		done_pair(k, ossl, fds);
+	}
+out:
+	close(fd);
+	unlink(ca);
+	kts_config_free(insecure);
+	kts_config_free(system);
+	kts_config_free(trusting);
+	SSL_CTX_free(octx);
+	return ok;
+}
+
+static int case_client_unverified_tls13(void) { return case_client_unverified(13); }
+static int case_client_unverified_tls12(void) { return case_client_unverified(12); }
 
 /* Server: resumption on, the kernel owns TX; the OpenSSL client collects the
  * tickets it gets (including one kts_issue_ticket sends after the handoff,
@@ -354,6 +431,8 @@ static const struct {
 	int (*run)(void);
 } cases[] = {
 	{"resume-client-file-tls13", case_client_file},
+	{"resume-client-unverified-tls13", case_client_unverified_tls13},
+	{"resume-client-unverified-tls12", case_client_unverified_tls12},
 	{"resume-server-ticket-tls13", case_tls13_ticket},
 	{"resume-server-late-ticket-tls13", case_tls13_late_ticket},
 	{"resume-server-ticket-tls12", case_tls12_ticket},

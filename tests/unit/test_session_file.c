@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include <openssl/ssl.h>
 
 #include "internal.h"
+#include "session_file.h"
 #include "testutil.h"
 
 static char dir[] = "/tmp/kts-session-XXXXXX";
@@ -120,6 +122,8 @@ static SSL_SESSION *fake_session(unsigned tag, unsigned serial, size_t pad, int 
 	assert_int_equal(SSL_SESSION_set1_hostname(s, host), 1);
 	SSL_SESSION_set_time(s, (long)time(NULL));
 	SSL_SESSION_set_timeout(s, 3600);
+	/* As kts tags the sessions of cfg's (verifying) connections. */
+	assert_int_equal(kts_client_session_tag(cfg, cfg->verify, s), 0);
 	if (resumable)
 		assert_int_equal(SSL_SESSION_set1_id(s, id, sizeof(id)), 1);
 	return s;
@@ -378,6 +382,128 @@ static void test_server_name(void **state)
 	assert_null(offered_by(cfg, "b.example"));
 }
 
+/* Crafted times (overflowing made + timeout, negative, in the future) only
+ * mean no session. */
+static void test_bad_times(void **state)
+{
+	/* {made, timeout}; made 0 stands for an hour from now. (OpenSSL itself
+	 * refuses negative timeouts and reads 0 as 3 seconds.) */
+	static const long times[][2] = {
+		{LONG_MAX, LONG_MAX}, {LONG_MAX - 10, 100}, {-1, 3600}, {0, LONG_MAX}, {0, 60},
+	};
+	SSL_SESSION *s;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		s = fake_session(9, (unsigned)i, 0, 1);
+		SSL_SESSION_set_time(s, times[i][0] ? times[i][0] : (long)time(NULL) + 3600);
+		SSL_SESSION_set_timeout(s, times[i][1]);
+		save(s);
+		SSL_SESSION_free(s);
+		if (offered())
+			fail_msg("times {%ld, %ld} offered", times[i][0], times[i][1]);
+	}
+	s = fake_session(9, 99, 0, 1);
+	SSL_SESSION_set_timeout(s, LONG_MAX); /* made now, never expires: fine */
+	save(s);
+	SSL_SESSION_free(s);
+	assert_offers(9, 99);
+}
+
+/* A CA file holding the test certificate, at path p, after a comment (so
+ * that files of the same anchor can differ in content). */
+static void write_ca(const char *p, const char *comment)
+{
+	FILE *f = fopen(p, "w");
+
+	assert_non_null(f);
+	fputs(comment, f);
+	assert_int_equal(PEM_write_X509(f, test_cert()), 1);
+	fclose(f);
+}
+
+static struct kts_config *config_with(int verify, const char *ca)
+{
+	struct kts_config *c = kts_config_new();
+
+	assert_non_null(c);
+	assert_int_equal(kts_config_set_verify(c, verify), KTS_OK);
+	if (ca)
+		assert_int_equal(kts_config_set_ca_file(c, ca), KTS_OK);
+	assert_int_equal(kts_config_set_session_fd(c, fd), KTS_OK);
+	return c;
+}
+
+/* 1 if a session saved by `from` is offered to `to`. */
+static int crosses(struct kts_config *from, struct kts_config *to)
+{
+	SSL_SESSION *s = fake_session(10, 1, 0, 1), *got;
+
+	save_via(from, s, 0);
+	SSL_SESSION_free(s);
+	got = offered_by(to, NULL);
+	SSL_SESSION_free(got);
+	return got != NULL;
+}
+
+/* A session goes only to connections that verify under the rules it was
+ * verified under (flags, trust anchors), or to ones that verify nothing. */
+static void test_verification_rules(void **state)
+{
+	const int full = KTS_VERIFY_PEER | KTS_VERIFY_NAME;
+	struct kts_config *unverified, *peer_only, *ca_a, *ca_a_copy, *ca_b;
+	char a[320], a_copy[320], b[320];
+	SSL_SESSION *s;
+	size_t len;
+	char *pem;
+
+	(void)state;
+	test_cert_init();
+	snprintf(a, sizeof(a), "%s", in_dir("ca-a.pem"));
+	snprintf(a_copy, sizeof(a_copy), "%s", in_dir("ca-a-copy.pem"));
+	snprintf(b, sizeof(b), "%s", in_dir("ca-b.pem"));
+	write_ca(a, "# a\n");
+	write_ca(a_copy, "# a\n");
+	write_ca(b, "# b: other bytes, so other anchors as far as kts knows\n");
+	unverified = config_with(0, NULL);
+	peer_only = config_with(KTS_VERIFY_PEER, NULL);
+	ca_a = config_with(full, a);
+	ca_a_copy = config_with(full, a_copy);
+	ca_b = config_with(full, b);
+
+	/* The hole: unverified sessions must not reach a verifying connection. */
+	assert_false(crosses(unverified, cfg));
+	assert_false(crosses(unverified, ca_a));
+	assert_true(crosses(unverified, unverified));
+	/* Verified sessions are good for weaker rules, never for others. */
+	assert_true(crosses(cfg, cfg));
+	assert_true(crosses(cfg, unverified));
+	assert_false(crosses(peer_only, cfg));
+	assert_false(crosses(cfg, peer_only));
+	assert_false(crosses(cfg, ca_a));
+	assert_false(crosses(ca_a, cfg));
+	assert_false(crosses(ca_a, ca_b));
+	assert_true(crosses(ca_a, ca_a));
+	assert_true(crosses(ca_a, ca_a_copy)); /* anchors count by content */
+
+	/* Written by another program (no kts tag): only for unverified connections. */
+	s = fake_session(10, 2, 0, 1);
+	assert_int_equal(SSL_SESSION_set1_id_context(s, (const unsigned char *)"", 0), 1);
+	pem = pem_of(s, &len);
+	put(pem, len);
+	assert_no_session();
+	s = (SSL_SESSION_free(s), offered_by(unverified, NULL));
+	assert_non_null(s);
+	SSL_SESSION_free(s);
+	free(pem);
+
+	kts_config_free(unverified);
+	kts_config_free(peer_only);
+	kts_config_free(ca_a);
+	kts_config_free(ca_a_copy);
+	kts_config_free(ca_b);
+}
+
 /* ---- writing ------------------------------------------------------------------ */
 
 static void test_roundtrip(void **state)
@@ -632,13 +758,14 @@ static int ack_sni(SSL *ssl, int *alert, void *arg)
 }
 
 /* Connect a kts client (user path, socketpair) made from c_cfg to an
- * OpenSSL server on sctx; returns the client, the server SSL in *server. */
-static struct kts *connect_pair(struct kts_config *c_cfg, SSL_CTX *sctx, const char *name,
-				SSL **server, int sv[2])
+ * OpenSSL server on sctx: the client's handshake result, the client in *out
+ * and the server SSL in *server. */
+static int try_connect(struct kts_config *c_cfg, SSL_CTX *sctx, const char *name,
+		       struct kts **out, SSL **server, int sv[2])
 {
 	struct kts *c = kts_client_new(c_cfg);
 	SSL *s = SSL_new(sctx);
-	int cdone = 0, sdone = 0;
+	int cdone = 0, sdone = 0, rc = KTS_WANT_READ;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	assert_non_null(c);
@@ -649,23 +776,30 @@ static struct kts *connect_pair(struct kts_config *c_cfg, SSL_CTX *sctx, const c
 	SSL_set_fd(s, sv[0]);
 	for (int i = 0; i < 1000 && !(cdone && sdone); i++) {
 		if (!cdone) {
-			int r = kts_handshake(c);
-			if (r == KTS_OK)
+			rc = kts_handshake(c);
+			if (rc != KTS_WANT_READ && rc != KTS_WANT_WRITE)
 				cdone = 1;
-			else if (r != KTS_WANT_READ && r != KTS_WANT_WRITE)
-				fail_msg("client handshake: %s", kts_error(c));
 		}
 		if (!sdone) {
 			int r = SSL_accept(s);
-			if (r == 1)
+			if (r == 1 || (SSL_get_error(s, r) != SSL_ERROR_WANT_READ &&
+				       SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE))
 				sdone = 1;
-			else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ &&
-				 SSL_get_error(s, r) != SSL_ERROR_WANT_WRITE)
-				fail_msg("server handshake failed");
 		}
 	}
-	assert_true(cdone && sdone);
+	assert_true(cdone);
+	*out = c;
 	*server = s;
+	return rc;
+}
+
+static struct kts *connect_pair(struct kts_config *c_cfg, SSL_CTX *sctx, const char *name,
+				SSL **server, int sv[2])
+{
+	struct kts *c;
+
+	if (try_connect(c_cfg, sctx, name, &c, server, sv) != KTS_OK)
+		fail_msg("client handshake: %s", kts_error(c));
 	return c;
 }
 
@@ -728,6 +862,61 @@ static void handshakes(int version)
 	kts_config_free(ccfg);
 }
 
+/* The hole this guards: a session saved by a client that verified nothing
+ * must not let a verifying client skip verification. The server's
+ * certificate is self-signed: a full handshake of the verifying client
+ * fails, and so must the one that finds the unverified session. */
+static void unverified_then_verifying(int version)
+{
+	struct kts_config *insecure = test_kts_config(version, &test_suites[0], 0);
+	struct kts_config *verifying = kts_config_new();
+	SSL_CTX *sctx = test_ssl_ctx(version, &test_suites[0], 1);
+	struct kts *c;
+	char buf[16];
+	SSL *s;
+	int sv[2];
+
+	assert_non_null(insecure);
+	assert_non_null(verifying);
+	SSL_CTX_set_tlsext_servername_callback(sctx, ack_sni);
+	assert_int_equal(kts_config_set_offload(insecure, KTS_OFFLOAD_OFF), KTS_OK);
+	assert_int_equal(kts_config_set_offload(verifying, KTS_OFFLOAD_OFF), KTS_OK);
+	assert_int_equal(kts_config_set_session_fd(insecure, fd), KTS_OK);
+	assert_int_equal(kts_config_set_session_fd(verifying, fd), KTS_OK);
+
+	c = connect_pair(insecure, sctx, "localhost", &s, sv);
+	if (version == 13)
+		assert_int_equal(kts_read(c, buf, sizeof(buf)), KTS_WANT_READ); /* tickets */
+	assert_true(file_size() > 0);
+	disconnect(c, s, sv);
+	/* The insecure config itself resumes from it. */
+	c = connect_pair(insecure, sctx, "localhost", &s, sv);
+	assert_int_equal(kts_session_resumed(c), 1);
+	disconnect(c, s, sv);
+
+	assert_int_equal(try_connect(verifying, sctx, "localhost", &c, &s, sv), KTS_ERR_TLS);
+	assert_int_equal(kts_session_resumed(c), 0);
+	if (!strstr(kts_error(c), "certificate"))
+		fail_msg("expected a verification error, got '%s'", kts_error(c));
+	disconnect(c, s, sv);
+
+	SSL_CTX_free(sctx);
+	kts_config_free(insecure);
+	kts_config_free(verifying);
+}
+
+static void test_unverified_session_tls12(void **state)
+{
+	(void)state;
+	unverified_then_verifying(12);
+}
+
+static void test_unverified_session_tls13(void **state)
+{
+	(void)state;
+	unverified_then_verifying(13);
+}
+
 static void test_handshake_tls12(void **state)
 {
 	(void)state;
@@ -747,6 +936,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_other_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_times, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verification_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlinked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_resumable_never_written, setup, teardown),
@@ -757,6 +948,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_tls12, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_tls13, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unverified_session_tls12, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unverified_session_tls13, setup, teardown),
 	};
 	int rc;
 
