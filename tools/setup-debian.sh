@@ -2,12 +2,14 @@
 # Install what kts needs on Debian 12 (as root), only the packages that are missing.
 #   setup-debian.sh build   compiler, meson, OpenSSL, liburing
 #   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
-#                           qemu and friends for the real-kernel test tier
+#                           qemu and friends for the real-kernel test tier,
+#                           clang and its libFuzzer runtime for fuzz/
 set -euo pipefail
 
 build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev openssl curl)
 test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind
-      qemu-system-x86 busybox-static cpio kmod xz-utils)
+      qemu-system-x86 busybox-static cpio kmod xz-utils
+      clang libclang-rt-14-dev llvm)
 
 case ${1:-build} in
 build) want=("${build[@]}") ;;
