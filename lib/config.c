@@ -17,6 +17,13 @@
 #include "internal.h"
 #include "kernel.h"
 
+/* TLS 1.2 default: forward secrecy (ECDHE) and AEAD only, the suites the
+ * kernel can carry; no CBC (Lucky13 and friends), no static RSA. */
+#define KTS_DEFAULT_CIPHERS                                                                  \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                          \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                          \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
 /* Largest PEM file kts reads: far above any real chain, small enough to refuse junk. */
 #define KTS_MAX_PEM (1 << 20)
 
@@ -65,6 +72,7 @@ struct kts_config *kts_config_new(void)
 	cfg->num_tickets = -1;
 	SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_max_proto_version(cfg->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_cipher_list(cfg->ctx, KTS_DEFAULT_CIPHERS);
 	/* Renegotiation would change keys under the kernel; compression is never offloadable. */
 	SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					      SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);

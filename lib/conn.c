@@ -15,16 +15,6 @@
 #include "internal.h"
 #include "kernel.h"
 
-/* TLS alerts (RFC 8446 6). */
-#define ALERT_WARNING 1
-#define ALERT_FATAL 2
-#define ALERT_CLOSE_NOTIFY 0
-#define ALERT_BAD_RECORD_MAC 20
-#define ALERT_RECORD_OVERFLOW 22
-#define ALERT_DECODE_ERROR 50
-#define ALERT_UNEXPECTED_MESSAGE 10
-#define ALERT_USER_CANCELED 90
-
 static struct kts *conn_new(struct kts_config *cfg, int is_server)
 {
 	struct kts *c;
@@ -120,37 +110,24 @@ int kts_set_server_name(struct kts *c, const char *name)
 	return KTS_OK;
 }
 
-/* Best effort: tell the peer why we stop when the kernel owns TX. (After an
- * RX authentication failure the kernel has marked the socket failed and
- * refuses this send; the peer then only sees the connection close.) */
-static void send_fatal_alert(struct kts *c, unsigned char desc)
-{
-	unsigned char alert[2] = {ALERT_FATAL, desc};
-
-	if (c->path[KTS_TX] == KTS_PATH_KERNEL && !c->tx_closed)
-		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert), MSG_DONTWAIT);
-	c->tx_closed = 1;
-}
-
 static int kernel_rx_error(struct kts *c, int err)
 {
 	switch (err) {
 	case -EAGAIN:
 		return KTS_WANT_READ;
 	case -EBADMSG:
-		send_fatal_alert(c, ALERT_BAD_RECORD_MAC);
-		return kts_fail_fatal(c, KTS_ERR_TLS,
-				      "read: record failed authentication (bad_record_mac)");
+		return kts_refuse(c, ALERT_BAD_RECORD_MAC, KTS_ERR_TLS,
+				  "read: record failed authentication (bad_record_mac)");
 	case -EMSGSIZE:
-		send_fatal_alert(c, ALERT_RECORD_OVERFLOW);
-		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record too large (record_overflow)");
+		return kts_refuse(c, ALERT_RECORD_OVERFLOW, KTS_ERR_TLS,
+				  "read: record too large (record_overflow)");
 	case -EINVAL:
-		send_fatal_alert(c, ALERT_DECODE_ERROR);
-		return kts_fail_fatal(c, KTS_ERR_TLS, "read: malformed record header (bad version or length)");
+		return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS,
+				  "read: malformed record header (bad version or length)");
 	case -EKEYEXPIRED:
-		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-				      "read: peer updated its traffic keys (KeyUpdate) and the "
-				      "kernel holds records under the new keys");
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
+				  "read: peer updated its traffic keys (KeyUpdate) and the "
+				  "kernel holds records under the new keys");
 	case -EPROTO:
 		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record type lost (control message truncated)");
 	default:
@@ -188,8 +165,8 @@ static int kernel_control(struct kts *c, unsigned char type, unsigned char head[
 					 SSL_alert_desc_string_long(head[1]));
 		return 0;
 	}
-	send_fatal_alert(c, ALERT_UNEXPECTED_MESSAGE);
-	*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected record type %u", type);
+	*result = kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
+			     "read: unexpected record type %u", type);
 	return 0;
 }
 
@@ -208,8 +185,8 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 					      "read: peer closed the connection without close_notify");
 		if (type == KTS_RECORD_DATA && c->hs_len > 0)
-			return kts_fail_fatal(c, KTS_ERR_TLS,
-					      "read: application data inside a handshake message");
+			return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
+					  "read: application data inside a handshake message");
 		if (type == KTS_RECORD_DATA)
 			return n;
 		if (type == KTS_RECORD_HANDSHAKE) {
@@ -238,7 +215,8 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 	if (c->path[KTS_RX] == KTS_PATH_KERNEL) {
 		/* Move a queued KeyUpdate answer along; a full send buffer must not
 		 * stop reading (the next write finishes it). */
-		if (c->tx_hs_len > 0 && (rc = kts_post_handshake_flush(c)) != KTS_OK &&
+		if ((c->tx_hs_len > 0 || c->tx_alert_pending) &&
+		    (rc = kts_post_handshake_flush(c)) != KTS_OK &&
 		    rc != KTS_WANT_WRITE)
 			return rc;
 		return kernel_read(c, buf, len);
@@ -264,13 +242,18 @@ static int check_writable(struct kts *c)
 	return KTS_OK;
 }
 
+/* What a kernel TX call returned, checked against the socket's state: a
+ * count after the peer reset the connection is bytes lost, not sent. */
 static ssize_t kernel_tx_result(struct kts *c, ssize_t n, const char *what)
 {
-	if (n >= 0)
+	int err = n >= 0 ? kts_kernel_tx_broken(c->fd) : errno;
+
+	if (n >= 0 && err == 0)
 		return n;
-	if (errno == EAGAIN)
+	if (err == EAGAIN)
 		return KTS_WANT_WRITE;
-	return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
+	c->tx_closed = 1; /* no alert can follow */
+	return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(err));
 }
 
 ssize_t kts_write(struct kts *c, const void *buf, size_t len)
@@ -386,10 +369,9 @@ int kts_close(struct kts *c)
 			n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
 						   sizeof(close_notify), 0);
 		while (n == -EINTR);
-		if (n == -EAGAIN)
-			return KTS_WANT_WRITE;
-		if (n < 0)
-			return kts_fail_fatal(c, KTS_ERR_SYS, "close: %s", strerror((int)-n));
+		errno = n < 0 ? (int)-n : 0;
+		if ((ret = (int)kernel_tx_result(c, n < 0 ? -1 : n, "close")) < 0)
+			return ret;
 	} else {
 		ERR_clear_error();
 		errno = 0;

@@ -89,6 +89,8 @@ struct kts {
 	unsigned char *tx_hs;             /* handshake bytes queued for kernel TX */
 	size_t tx_hs_len;
 	int tx_rekey_pending;             /* install the next TX secret once tx_hs is out */
+	int tx_alert_pending;             /* a warning alert (tx_alert) to send after tx_hs */
+	unsigned char tx_alert;
 
 	char error[KTS_ERRLEN];
 };
@@ -104,6 +106,15 @@ void kts_post_handshake_free(struct kts *c);
 int kts_post_handshake_flush(struct kts *c);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
+
+/* alert.c: alerts through kernel TX (no-ops while OpenSSL owns TX).
+ * fatal: best effort, no more records after it. refuse: a fatal alert, then
+ * kts_fail_fatal. warning: queued behind tx_hs, sent by kts_post_handshake_flush
+ * (KTS_OK, KTS_WANT_WRITE while queued, or an error). */
+void kts_alert_fatal(struct kts *c, unsigned char desc);
+int kts_refuse(struct kts *c, unsigned char desc, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+int kts_alert_warning(struct kts *c, unsigned char desc);
 
 /* error.c: set the message and return code (a negative KTS_ERR_*). */
 int kts_fail(struct kts *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -11,8 +11,9 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <arpa/inet.h>
-#include <unistd.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #ifndef SOL_TLS
 #define SOL_TLS 282
@@ -98,6 +99,21 @@ ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size
 	*CMSG_DATA(cm) = type;
 	n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 	return n < 0 ? -errno : n;
+}
+
+int kts_kernel_tx_broken(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = 0};
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	/* POLLERR: a hard socket error (a reset); POLLHUP: both directions shut,
+	 * so nothing more can be sent. Soft errors (ICMP) show in neither. */
+	if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP)))
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+		err = EPIPE; /* the error was already taken: the socket is shut */
+	return err;
 }
 
 /* A connected loopback TCP pair, for probes. */

@@ -9,10 +9,7 @@
 #include <sys/types.h>
 
 #include "keysched.h"
-
-#define KTS_RECORD_ALERT 21
-#define KTS_RECORD_HANDSHAKE 22
-#define KTS_RECORD_DATA 23
+#include "tls_wire.h"
 
 /* Does this kernel have the "tls" ULP? Asked of a fresh, unconnected TCP
  * socket, which the ULP refuses with ENOTCONN when it exists (the kernel loads
@@ -31,6 +28,12 @@ ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char 
  * with extra send flags (MSG_DONTWAIT). Returns bytes sent or -errno. */
 ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len,
 			       int flags);
+
+/* After kernel TX took bytes: is the connection dead all the same? kTLS
+ * reports a positive count for data it took into a record even when TCP
+ * then refused it (the peer reset), so every later send "succeeds" too.
+ * Returns 0, or the socket's errno (EPIPE if it was already taken). */
+int kts_kernel_tx_broken(int fd);
 
 /* Can this kernel replace the keys of a kTLS socket (TLS 1.3 KeyUpdate)?
  * Tried on a throwaway loopback connection: install TLS_TX twice. Returns 1,

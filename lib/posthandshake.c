@@ -1,5 +1,6 @@
 /*
- * posthandshake.c - TLS 1.3 handshake messages after the handoff.
+ * posthandshake.c - handshake messages after the handoff: TLS 1.3 tickets and
+ * KeyUpdate, and TLS 1.2 renegotiation (refused).
  *
  * Once the kernel owns a direction, OpenSSL never sees that socket direction
  * again, but some handshake messages still concern it:
@@ -27,7 +28,6 @@
 #include "kernel.h"
 #include "record.h"
 
-#define HS_HEADER 4
 /* A message is handed to OpenSSL as one record, so it must fit one. */
 #define HS_MAX KTS_RECORD_MAX_PLAIN
 
@@ -72,6 +72,19 @@ int kts_post_handshake_flush(struct kts *c)
 		/* A short send left a fragment out; the rest follows as its own record. */
 		memmove(c->tx_hs, c->tx_hs + n, c->tx_hs_len - (size_t)n);
 		c->tx_hs_len -= (size_t)n;
+	}
+	while (c->tx_alert_pending) {
+		unsigned char alert[2] = {ALERT_WARNING, c->tx_alert};
+		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert), 0);
+
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN)
+			return KTS_WANT_WRITE;
+		if (n != sizeof(alert)) /* two bytes go in one record or not at all */
+			return kts_fail_fatal(c, KTS_ERR_SYS, "sending an alert: %s",
+					      strerror(n < 0 ? (int)-n : EPIPE));
+		c->tx_alert_pending = 0;
 	}
 	if (c->tx_rekey_pending) {
 		/* Our KeyUpdate is out: from here on the kernel sends under the next key. */
@@ -132,8 +145,10 @@ static int feed_openssl(struct kts *c, const unsigned char *secret, const unsign
 	ret = SSL_read(c->ssl, &dummy, 1);
 	if (ret > 0 || SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ) {
 		char reason[256];
-		rc = kts_fail_fatal(c, KTS_ERR_TLS, "read: OpenSSL rejected a post-handshake message: %s",
-				    kts_ssl_reason(reason, sizeof(reason)));
+		/* OpenSSL's own alert went nowhere (its write side is fenced). */
+		rc = kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS,
+				"read: OpenSSL rejected a post-handshake message: %s",
+				kts_ssl_reason(reason, sizeof(reason)));
 	}
 	c->ossl_seq[KTS_RX]++;
 	SSL_set0_rbio(c->ssl, BIO_new_mem_buf("", 0)); /* fenced again */
@@ -183,29 +198,31 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 	int requested, err, rc;
 
 	if (len != HS_HEADER + 1 || msg[4] > 1)
-		return kts_fail_fatal(c, KTS_ERR_TLS, "read: malformed KeyUpdate");
+		return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS, "read: malformed KeyUpdate");
 	requested = msg[4] == 1;
+	/* Where kts cannot follow, it says so with internal_error (RFC 8446 6.2:
+	 * unable to continue for reasons unrelated to the peer). */
 	if (requested && c->path[KTS_TX] != KTS_PATH_KERNEL)
-		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-				      "read: peer requested a KeyUpdate while OpenSSL owns TX and "
-				      "the kernel owns RX; not supported");
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
+				  "read: peer requested a KeyUpdate while OpenSSL owns TX and "
+				  "the kernel owns RX; not supported");
 	if (!kernel_can_rekey(c->cfg))
-		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-				      "read: peer sent a KeyUpdate and this kernel cannot replace "
-				      "the keys of a kTLS socket (Linux 6.14 or later can)");
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
+				  "read: peer sent a KeyUpdate and this kernel cannot replace "
+				  "the keys of a kTLS socket (Linux 6.14 or later can)");
 	memcpy(old, c->rx_secret, c->secret_size);
 	err = kernel_rekey(c, KTS_RX, c->rx_secret);
 	if (err == -EBUSY || err == -EINVAL || err == -EOPNOTSUPP || err == -ENOPROTOOPT) {
 		OPENSSL_cleanse(old, sizeof(old));
-		return kts_fail_fatal(c, KTS_ERR_UNSUPPORTED,
-				      "read: peer sent a KeyUpdate and this kernel cannot replace "
-				      "the keys of a kTLS socket (%s; Linux 6.14 or later can)",
-				      strerror(-err));
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
+				  "read: peer sent a KeyUpdate and this kernel cannot replace "
+				  "the keys of a kTLS socket (%s; Linux 6.14 or later can)",
+				  strerror(-err));
 	}
 	if (err < 0) {
 		OPENSSL_cleanse(old, sizeof(old));
-		return kts_fail_fatal(c, KTS_ERR_SYS, "read: installing updated RX keys: %s",
-				      strerror(-err));
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_SYS,
+				  "read: installing updated RX keys: %s", strerror(-err));
 	}
 	/* OpenSSL's read side follows: it reads the update under the old key. */
 	rc = feed_openssl(c, old, quiet, sizeof(quiet));
@@ -222,9 +239,27 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 	return rc == KTS_WANT_WRITE ? KTS_OK : rc; /* the next write finishes it */
 }
 
+/* TLS 1.2: the only handshake messages a peer may send now start a
+ * renegotiation, which kts refuses as OpenSSL does (SSL_OP_NO_RENEGOTIATION):
+ * a no_renegotiation warning, and the connection carries on (RFC 5246 7.2.2). */
+static int refuse_renegotiation(struct kts *c, const unsigned char *msg, size_t len)
+{
+	int rc;
+
+	if ((c->is_server && msg[0] == HS_CLIENT_HELLO) ||
+	    (!c->is_server && msg[0] == HS_HELLO_REQUEST && len == HS_HEADER)) {
+		rc = kts_alert_warning(c, ALERT_NO_RENEGOTIATION);
+		return rc == KTS_WANT_WRITE ? KTS_OK : rc; /* goes out ahead of the next write */
+	}
+	return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
+			  "read: peer sent handshake message type %u after the handshake", msg[0]);
+}
+
 /* One whole handshake message from kernel RX. */
 static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
 {
+	if (c->version == TLS1_2_VERSION)
+		return refuse_renegotiation(c, msg, len);
 	switch (msg[0]) {
 	case SSL3_MT_NEWSESSION_TICKET:
 		if (c->is_server)
@@ -235,17 +270,18 @@ static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
 	default:
 		break;
 	}
-	return kts_fail_fatal(c, KTS_ERR_TLS,
-			      "read: peer sent handshake message type %u after the handshake",
-			      msg[0]);
+	return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
+			  "read: peer sent handshake message type %u after the handshake", msg[0]);
 }
 
 int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 {
 	size_t used = 0, whole = 0;
 
-	if (c->version != TLS1_3_VERSION || c->secret_size == 0)
-		return kts_fail_fatal(c, KTS_ERR_TLS, "read: unexpected handshake record");
+	/* TLS 1.3 messages go on to OpenSSL under the secrets kept at handoff. */
+	if (c->version == TLS1_3_VERSION ? c->secret_size == 0 : c->version != TLS1_2_VERSION)
+		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
+				  "read: unexpected handshake record");
 	if (!c->hs && !(c->hs = malloc(HS_MAX)))
 		return kts_fail_fatal(c, KTS_ERR_NOMEM, "read: out of memory");
 	for (;;) {
@@ -265,7 +301,8 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 			c->hs_len -= whole;
 		}
 		if (c->hs_len >= HS_HEADER && whole > HS_MAX)
-			return kts_fail_fatal(c, KTS_ERR_TLS, "read: handshake message too large");
+			return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
+					  "read: handshake message too large");
 		if (used == n)
 			break;
 	}
@@ -284,9 +321,9 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 		if (got == -EAGAIN)
 			return KTS_WANT_READ; /* c->hs keeps the part; the next read appends */
 		if (got <= 0 || type != KTS_RECORD_HANDSHAKE)
-			return kts_fail_fatal(c, KTS_ERR_TLS,
-					      "read: handshake message cut short (%s)",
-					      got < 0 ? strerror((int)-got) : "another record type");
+			return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
+					  "read: handshake message cut short (%s)",
+					  got < 0 ? strerror((int)-got) : "another record type");
 		rc = kts_post_handshake(c, more, (size_t)got);
 		OPENSSL_cleanse(more, sizeof(more));
 		return rc;

@@ -105,7 +105,9 @@ KTS_API int kts_config_set_protocols(struct kts_config *cfg, int min_version, in
 /* Parse "1.2", "1.3" or "1.2-1.3" (also "all") into a protocol range. */
 KTS_API int kts_config_parse_protocols(struct kts_config *cfg, const char *spec);
 
-/* TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites (colon-separated). */
+/* TLS 1.2 cipher list (OpenSSL syntax) and TLS 1.3 suites (colon-separated).
+ * The TLS 1.2 default is ECDHE with AES-GCM or ChaCha20-Poly1305 only: forward
+ * secrecy, no CBC, no static RSA, and all of it offloadable. */
 KTS_API int kts_config_set_ciphers(struct kts_config *cfg, const char *list);
 KTS_API int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list);
 
@@ -162,6 +164,11 @@ KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t c
  * path keeps them in the socket, where poll sees them). Read them before
  * waiting for POLLIN. */
 KTS_API size_t kts_pending(const struct kts *c);
+
+/* kts_write, kts_sendfile and kts_close on the kernel path check the socket
+ * after each send: once the peer has reset the connection they return
+ * KTS_ERR_SYS ("Connection reset by peer"), never a count for bytes the
+ * kernel took into a record it could not send. */
 
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);

@@ -2,7 +2,8 @@
 """Interop with the openssl command:
   kts-client -> openssl s_server -WWW (file download) and s_server -rev (echo),
   openssl s_client -> kts-server (HTTP request on stdin),
-for TLS 1.2 and 1.3 x AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305."""
+for TLS 1.2 and 1.3 x AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305; and the
+TLS 1.2 defaults (ECDHE + AEAD only) against s_client offering CBC or static RSA."""
 import os
 import subprocess
 
@@ -80,6 +81,36 @@ def s_client_to_server(tls, version, cipher):
             lines[-1]["rx"] == want, srv.stderr()[-1500:])
 
 
+def default_ciphers():
+    """TLS 1.2 defaults are ECDHE + AEAD: s_client offering only CBC or static
+    RSA suites gets no handshake; a server's own --ciphers list wins."""
+    rd = k.tmpdir()
+    rcert, rkey = os.path.join(rd, "rsa.pem"), os.path.join(rd, "rsa.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rkey,
+                    "-out", rcert, "-days", "2", "-subj", "/CN=localhost"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    srv = k.KtsServer(d, root, rcert, rkey, name="rsa-defaults")
+    try:
+        for cipher in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA",
+                       "ECDHE-RSA-AES256-SHA384"):
+            rc, how, resp, why = k.s_client(srv.port, "-tls1_2", "-cipher", cipher)
+            t.check("default ciphers refuse " + cipher,
+                    rc != 0 and not resp and "handshake failure" in why, why)
+        rc, how, resp, why = k.s_client(srv.port, "-tls1_2", "-cipher",
+                                        "ECDHE-RSA-AES128-GCM-SHA256")
+        t.check("default ciphers take ECDHE-RSA-AES128-GCM-SHA256", rc == 0 and how == "New", why)
+    finally:
+        srv.stop()
+    srv = k.KtsServer(d, root, rcert, rkey, "--ciphers", "AES128-SHA", name="rsa-cbc")
+    try:
+        rc, how, resp, why = k.s_client(srv.port, "-tls1_2", "-cipher", "AES128-SHA")
+        t.check("--ciphers AES128-SHA: the caller's list wins", rc == 0 and how == "New" and
+                resp.startswith(b"HTTP/1.1 200 "), why)
+    finally:
+        srv.stop()
+
+
+t.run("default ciphers", default_ciphers)
 for tls, version, cipher, _ in k.MATRIX:
     t.run("s_server " + cipher, client_to_s_server, tls, version, cipher)
     t.run("s_server -rev " + cipher, client_to_s_server_rev, tls, version, cipher)

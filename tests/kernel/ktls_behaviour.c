@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +108,8 @@ static void pair_close(struct pair *p)
 	SSL_free(p->ssl);
 	SSL_CTX_free(p->ctx);
 	close(p->fds[0]);
-	close(p->fds[1]);
+	if (p->fds[1] >= 0)
+		close(p->fds[1]);
 }
 
 /* rc must be code and kts_error must mention needle. */
@@ -177,6 +179,22 @@ static int case_ticket(struct pair *p)
 	return ok;
 }
 
+/* The OpenSSL peer's next read fails with reason (an alert it received). */
+static int peer_got_alert(SSL *ssl, int reason)
+{
+	char buf[8];
+	unsigned long e;
+
+	ERR_clear_error();
+	if (SSL_read(ssl, buf, sizeof(buf)) > 0)
+		return snprintf(why, sizeof(why), "peer read data, want an alert"), 0;
+	e = ERR_peek_last_error();
+	if (ERR_GET_REASON(e) != reason)
+		return snprintf(why, sizeof(why), "peer: '%s', want reason %d", ERR_reason_error_string(e),
+				reason), 0;
+	return 1;
+}
+
 /* Data before a KeyUpdate arrives intact. On a kernel that cannot take new
  * keys (before 6.14, like Debian 12's 6.12) the KeyUpdate is a clear error,
  * never garbage. On one that can, kts installs the next RX key and reads on;
@@ -200,8 +218,10 @@ static int case_keyupdate(struct pair *p)
 	if (n != 6 || memcmp(buf, "before", 6) != 0)
 		return snprintf(why, sizeof(why), "data before KeyUpdate: %zd", n), 0;
 	if (!can_rekey)
+		/* ... and the peer hears why: internal_error through kernel TX. */
 		return expect_error(p->k, kts_read(p->k, buf, sizeof(buf)), KTS_ERR_UNSUPPORTED,
-				    "KeyUpdate and this kernel cannot replace the keys");
+				    "KeyUpdate and this kernel cannot replace the keys") &&
+		       peer_got_alert(p->ssl, SSL_R_TLSV1_ALERT_INTERNAL_ERROR);
 	/* Both probes' second installs, kts' answer; the peer's two KeyUpdates. */
 	rekeys[0] += 3;
 	rekeys[1] += 2;
@@ -423,6 +443,212 @@ static int case_late_ticket_blocked(struct pair *p)
 	return 1;
 }
 
+/* TLS 1.2 renegotiation is refused on the kernel path as OpenSSL refuses it
+ * on the userspace path: a no_renegotiation warning through kernel TX, and
+ * the connection carries on. The peer (kts, kernel TX) sends a ClientHello
+ * as a handshake record, then data; kts reads the data, and the peer's
+ * socket holds the warning ahead of what kts writes next. */
+static int case_renegotiation_refused(struct pair *p)
+{
+	static const unsigned char hello[] = {1, 0, 0, 4, 3, 3, 0, 0}; /* ClientHello, cut down */
+	unsigned char rec[16], type;
+	char buf[16];
+	ssize_t n;
+
+	if (kts_kernel_send_record(p->fds[1], KTS_RECORD_HANDSHAKE, hello, sizeof(hello), 0) !=
+		    (ssize_t)sizeof(hello) ||
+	    kts_write(p->k2, "after", 5) != 5)
+		return snprintf(why, sizeof(why), "peer could not send"), 0;
+	n = kts_read(p->k, buf, sizeof(buf));
+	if (n != 5 || memcmp(buf, "after", 5) != 0)
+		return snprintf(why, sizeof(why), "read after a renegotiation: %zd '%s'", n,
+				n < 0 ? kts_error(p->k) : ""), 0;
+	if (kts_write(p->k, "on", 2) != 2)
+		return snprintf(why, sizeof(why), "write after: %s", kts_error(p->k)), 0;
+	n = kts_kernel_recv(p->fds[1], rec, sizeof(rec), 0, &type);
+	if (n != 2 || type != KTS_RECORD_ALERT || rec[0] != 1 || rec[1] != 100)
+		return snprintf(why, sizeof(why), "peer got %zd bytes of type %u (%u %u), want the "
+				"no_renegotiation warning", n, type, rec[0], rec[1]), 0;
+	n = kts_read(p->k2, buf, sizeof(buf));
+	return (n == 2 && memcmp(buf, "on", 2) == 0) ||
+	       (snprintf(why, sizeof(why), "peer read after the warning: %zd", n), 0);
+}
+
+/* The OpenSSL end asks for renegotiation (client: ClientHello; server:
+ * HelloRequest); its handshake or read result lands in reason. */
+struct renegotiator {
+	SSL *ssl;
+	unsigned long reason;
+};
+
+static void *renegotiate(void *arg)
+{
+	struct renegotiator *r = arg;
+	char buf[8];
+
+	ERR_clear_error();
+	if (SSL_renegotiate(r->ssl) == 1 && SSL_do_handshake(r->ssl) == 1)
+		SSL_read(r->ssl, buf, sizeof(buf));
+	r->reason = ERR_GET_REASON(ERR_peek_last_error());
+	return NULL;
+}
+
+/* A real OpenSSL peer that renegotiates hears no_renegotiation (and gives up
+ * with a fatal handshake_failure, which kts, still reading, reports) instead
+ * of an unexpected EOF. kts server (ClientHello) or client (HelloRequest). */
+static int case_renegotiation_openssl(struct pair *p)
+{
+	struct renegotiator r = {.ssl = p->ssl};
+	pthread_t th;
+	char buf[8];
+	ssize_t n;
+
+	pthread_create(&th, NULL, renegotiate, &r);
+	n = kts_read(p->k, buf, sizeof(buf));
+	pthread_join(th, NULL);
+	if (r.reason != SSL_R_NO_RENEGOTIATION)
+		return snprintf(why, sizeof(why), "peer: %s, want 'no renegotiation'",
+				r.reason ? ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, r.reason))
+					 : "no error"), 0;
+	return expect_error(p->k, n, KTS_ERR_TLS, "handshake failure");
+}
+
+/* The peer stops reading, then resets the connection (SO_LINGER 0): kernel
+ * TX must report the reset within a call or two instead of taking one
+ * record after another into a dead socket, and close must fail too.
+ * use_sendfile picks kts_sendfile (16 MiB file) or kts_write. */
+static int reset_while_sending(struct pair *p, int use_sendfile)
+{
+	static char chunk[16384];
+	struct pollfd pfd = {.fd = p->fds[0], .events = POLLOUT};
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+	char path[] = "/tmp/kts-reset-XXXXXX";
+	int fd = mkstemp(path), calls = 0, rc;
+	size_t after = 0;
+	off_t off = 0;
+	ssize_t n;
+
+	if (fd < 0 || ftruncate(fd, 16 << 20) < 0)
+		return snprintf(why, sizeof(why), "temp file: %s", strerror(errno)), 0;
+	unlink(path);
+	fcntl(p->fds[0], F_SETFL, fcntl(p->fds[0], F_GETFL) | O_NONBLOCK);
+	/* Fill everything up to the peer's receive buffer. */
+	while ((n = use_sendfile ? kts_sendfile(p->k, fd, &off, (16 << 20) - (size_t)off)
+				 : kts_write(p->k, chunk, sizeof(chunk))) > 0)
+		;
+	if (n != KTS_WANT_WRITE) {
+		close(fd);
+		return snprintf(why, sizeof(why), "filling: %zd %s", n, kts_error(p->k)), 0;
+	}
+	setsockopt(p->fds[1], SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(p->fds[1]);
+	p->fds[1] = -1;
+	/* Within about a second the sender must see the error. */
+	for (calls = 0; calls < 100; calls++) {
+		n = use_sendfile ? kts_sendfile(p->k, fd, &off, (16 << 20) - (size_t)off)
+				 : kts_write(p->k, chunk, sizeof(chunk));
+		if (n == KTS_WANT_WRITE) {
+			poll(&pfd, 1, 10);
+			continue;
+		}
+		if (n <= 0)
+			break;
+		after += (size_t)n;
+	}
+	close(fd);
+	if (n >= 0 || n == KTS_WANT_WRITE)
+		return snprintf(why, sizeof(why), "still sending after the reset: %zu bytes in %d calls",
+				after, calls), 0;
+	if (n != KTS_ERR_SYS || (!strstr(kts_error(p->k), "reset") && !strstr(kts_error(p->k), "pipe")))
+		return snprintf(why, sizeof(why), "error after reset: %zd '%s'", n, kts_error(p->k)), 0;
+	if (after > 2 * sizeof(chunk))
+		return snprintf(why, sizeof(why), "%zu bytes 'sent' after the reset", after), 0;
+	rc = kts_close(p->k);
+	if (rc >= 0)
+		return snprintf(why, sizeof(why), "close after the reset succeeded"), 0;
+	return 1;
+}
+
+static int case_reset_write(struct pair *p) { return reset_while_sending(p, 0); }
+static int case_reset_sendfile(struct pair *p) { return reset_while_sending(p, 1); }
+
+/* The same with a blocking sender (as kts-server's threads are): the reset
+ * comes while kts_sendfile or kts_write waits in the kernel for room. */
+struct resetter {
+	int fd;
+	_Atomic int done;
+};
+
+static void *reset_later(void *arg)
+{
+	struct resetter *r = arg;
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+
+	usleep(300 * 1000);
+	setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(r->fd);
+	r->done = 1;
+	return NULL;
+}
+
+static int reset_while_blocked(struct pair *p, int use_sendfile)
+{
+	static char chunk[16384];
+	struct resetter r = {.fd = p->fds[1]};
+	char path[] = "/tmp/kts-reset-XXXXXX";
+	int fd = mkstemp(path), calls = 0, after_calls = 0;
+	size_t after = 0;
+	off_t off = 0;
+	pthread_t th;
+	ssize_t n;
+
+	if (fd < 0 || ftruncate(fd, 16 << 20) < 0)
+		return snprintf(why, sizeof(why), "temp file: %s", strerror(errno)), 0;
+	unlink(path);
+	p->fds[1] = -1;
+	pthread_create(&th, NULL, reset_later, &r);
+	for (calls = 0; calls < 2000; calls++) {
+		int was_reset = r.done;
+
+		n = use_sendfile ? kts_sendfile(p->k, fd, &off, (16 << 20) - (size_t)off)
+				 : kts_write(p->k, chunk, sizeof(chunk));
+		if (n <= 0)
+			break;
+		if (was_reset) {
+			after += (size_t)n;
+			after_calls++;
+		}
+	}
+	pthread_join(th, NULL);
+	close(fd);
+	if (n >= 0 || after_calls > 1 || after > 4 * sizeof(chunk))
+		return snprintf(why, sizeof(why), "%d calls 'sent' %zu bytes after the reset, then %zd",
+				after_calls, after, n), 0;
+	if (n != KTS_ERR_SYS || (!strstr(kts_error(p->k), "reset") && !strstr(kts_error(p->k), "pipe")))
+		return snprintf(why, sizeof(why), "error after reset: %zd '%s'", n, kts_error(p->k)), 0;
+	return kts_close(p->k) < 0 ||
+	       (snprintf(why, sizeof(why), "close after the reset succeeded"), 0);
+}
+
+static int case_reset_blocked_write(struct pair *p) { return reset_while_blocked(p, 0); }
+static int case_reset_blocked_sendfile(struct pair *p) { return reset_while_blocked(p, 1); }
+
+/* A reset while idle: the close_notify kts sends afterwards cannot arrive,
+ * and kts_close says so instead of succeeding. */
+static int case_reset_close(struct pair *p)
+{
+	struct linger hard = {.l_onoff = 1, .l_linger = 0};
+	int rc;
+
+	setsockopt(p->fds[1], SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+	close(p->fds[1]);
+	p->fds[1] = -1;
+	usleep(10000);
+	rc = kts_close(p->k);
+	return rc == KTS_ERR_SYS ||
+	       (snprintf(why, sizeof(why), "close after a reset: %d '%s'", rc, kts_error(p->k)), 0);
+}
+
 /* "require" succeeds when the kernel can take both directions. */
 static int case_require(struct pair *p)
 {
@@ -450,6 +676,14 @@ static const struct behaviour cases[] = {
 	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
 	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE, 0},
 	{"late-ticket-full-sendbuf", case_late_ticket_blocked, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 3600},
+	{"renegotiation-refused-tls12", case_renegotiation_refused, 12, 1, 0, 1, KTS_OFFLOAD_AUTO, 0},
+	{"renegotiation-openssl-tls12", case_renegotiation_openssl, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"hello-request-openssl-tls12", case_renegotiation_openssl, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"reset-during-write", case_reset_write, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"reset-during-sendfile", case_reset_sendfile, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"reset-then-close", case_reset_close, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"reset-blocked-write", case_reset_blocked_write, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"reset-blocked-sendfile", case_reset_blocked_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
 };
 
 int main(int argc, char **argv)
@@ -460,6 +694,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [--expect kernel] (these cases need kernel TLS)\n", argv[0]);
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN); /* kernel sendfile to a reset peer raises it, as in servers */
 	test_cert_init();
 	{
 		/* Configs skip collecting TLS 1.3 secrets when this says no. */

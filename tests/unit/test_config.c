@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "kernel.h"
@@ -83,6 +84,36 @@ static void test_kernel_has_tls(void **state)
 	(void)state;
 	assert_true(r == 0 || r == 1);
 	assert_int_equal(r, access("/proc/net/tls_stat", F_OK) == 0);
+}
+
+/* TLS 1.2 by default: ECDHE and AEAD only (no CBC, no static RSA), each
+ * offloadable; TLS 1.3 suites are all AEAD anyway. A caller's list wins. */
+static void test_default_ciphers(void **state)
+{
+	struct kts *c = kts_client_new(cfg);
+	STACK_OF(SSL_CIPHER) *list;
+	int tls12 = 0;
+
+	(void)state;
+	assert_non_null(c);
+	list = SSL_get_ciphers(kts_ssl(c));
+	for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {
+		const SSL_CIPHER *ci = sk_SSL_CIPHER_value(list, i);
+
+		if (SSL_CIPHER_get_kx_nid(ci) == NID_kx_any)
+			continue; /* TLS 1.3 */
+		tls12++;
+		if (!SSL_CIPHER_is_aead(ci) || SSL_CIPHER_get_kx_nid(ci) != NID_kx_ecdhe)
+			fail_msg("default TLS 1.2 cipher %s is not ECDHE+AEAD", SSL_CIPHER_get_name(ci));
+	}
+	assert_int_equal(tls12, 6);
+	kts_free(c);
+	assert_int_equal(kts_config_set_ciphers(cfg, "AES128-SHA"), KTS_OK);
+	c = kts_client_new(cfg);
+	list = SSL_get_ciphers(kts_ssl(c));
+	assert_string_equal(SSL_CIPHER_get_name(sk_SSL_CIPHER_value(list, sk_SSL_CIPHER_num(list) - 1)),
+			    "AES128-SHA");
+	kts_free(c);
 }
 
 static void test_ciphers_alpn_name(void **state)
@@ -211,6 +242,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_offload_and_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ciphers_alpn_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_default_ciphers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cert_and_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ca, setup, teardown),
 		cmocka_unit_test(test_next_seq),
