@@ -68,6 +68,8 @@ struct kts {
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */
 	int tx_closed;           /* close_notify sent */
+	unsigned int sessions_saved; /* client: sessions written to the session file */
+	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last one */
 
 	/* Secrets captured during the handshake, zeroed at handoff. */
 	unsigned char secret[2][64]; /* TLS 1.3 traffic secrets: [0] client, [1] server */

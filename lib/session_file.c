@@ -68,6 +68,9 @@
  * their session ID context (SSL_MAX_SID_CTX_LENGTH bytes). */
 #define RULES_LABEL "kts client verification rules v1"
 #define RULES_TAG_LEN 32
+/* Saves per connection: a burst, then one per interval. */
+#define SESSION_SAVES_BURST 4
+#define SESSION_SAVES_INTERVAL 60
 /* Readers look at most at this many bytes, the end of the file. */
 #define SESSION_READ_MAX (64 * 1024)
 /* Larger sessions are not saved: a block and a crashed writer's partial
@@ -306,15 +309,35 @@ int kts_client_session_tag(const struct kts_config *cfg, int verify, SSL_SESSION
 	return SSL_SESSION_set1_id_context(sess, tag, sizeof(tag)) == 1 ? 0 : -1;
 }
 
+/* The first SESSION_SAVES_BURST sessions of a connection are saved, then at
+ * most one per SESSION_SAVES_INTERVAL seconds (long-lived connections still
+ * get late tickets into the file). */
+static int save_allowed(struct kts *c)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (c->sessions_saved >= SESSION_SAVES_BURST &&
+	    now.tv_sec - c->last_save < SESSION_SAVES_INTERVAL)
+		return 0;
+	c->sessions_saved++;
+	c->last_save = now.tv_sec;
+	return 1;
+}
+
 /* OpenSSL calls this for each new client session: at the end of a TLS 1.2
  * handshake, and for each TLS 1.3 ticket, possibly long after the handshake. */
 int kts_client_session_new(SSL *ssl, SSL_SESSION *sess)
 {
 	const struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-	const struct kts *c = SSL_get_app_data(ssl);
+	struct kts *c = SSL_get_app_data(ssl);
 	int verify = c ? c->verify : cfg ? cfg->verify : 0;
 
 	if (!cfg || cfg->session_fd < 0 || SSL_is_server(ssl) || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	/* Each save rewrites and syncs the file: a server sending thousands of
+	 * tickets must not make a connection do thousands of them. */
+	if (c && !save_allowed(c))
 		return 0;
 	/* A verifying connection has a verified peer by now; never vouch otherwise. */
 	if (verify && SSL_get_verify_result(ssl) != X509_V_OK)

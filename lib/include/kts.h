@@ -183,7 +183,9 @@ KTS_API int kts_close(struct kts *c);
  * RX), the file gets the newest resumable session, never a non-resumable one.
  * Writes are serialised with flock(2) across processes sharing the file and
  * leave either the old or the new session; each is synced to disk, inside the
- * kts_read that receives a TLS 1.3 ticket. kts does not close fd.
+ * kts_read that receives a TLS 1.3 ticket; a connection writes the file for
+ * its first 4 sessions, then at most once a minute (a server flooding tickets
+ * costs no flood of disk syncs). kts does not close fd.
  * Resuming skips verification, so a session is offered only to a connection
  * that applies the verification rules it was saved under (KTS_VERIFY_* flags,
  * trust anchors: each CA file's content, each CA directory's path, or the

@@ -917,6 +917,52 @@ static void test_unverified_session_tls13(void **state)
 	unverified_then_verifying(13);
 }
 
+/* A server that sends a flood of TLS 1.3 tickets: the client takes them all
+ * (OpenSSL makes a session of each) but writes the file only for the first
+ * few, not once per ticket (each write is synced to disk): the file keeps an
+ * early ticket, not the last one. */
+static void test_ticket_flood(void **state)
+{
+	struct kts_config *ccfg = test_kts_config(13, &test_suites[0], 0);
+	SSL_CTX *sctx = test_ssl_ctx(13, &test_suites[0], 1);
+	const unsigned char *t1, *t2;
+	SSL_SESSION *last, *saved;
+	size_t l1, l2;
+	char buf[16];
+	struct kts *c;
+	ssize_t n;
+	SSL *s;
+	int sv[2];
+
+	(void)state;
+	SSL_CTX_set_tlsext_servername_callback(sctx, ack_sni);
+	SSL_CTX_set_num_tickets(sctx, 200);
+	assert_int_equal(kts_config_set_offload(ccfg, KTS_OFFLOAD_OFF), KTS_OK);
+	assert_int_equal(kts_config_set_session_fd(ccfg, fd), KTS_OK);
+	c = connect_pair(ccfg, sctx, "localhost", &s, sv);
+	/* The tickets fill the socket: the server writes as the client drains. */
+	n = KTS_WANT_READ;
+	for (int i = 0, wrote = 0; i < 100000 && n == KTS_WANT_READ; i++) {
+		wrote = wrote || SSL_write(s, "x", 1) == 1;
+		n = kts_read(c, buf, sizeof(buf));
+	}
+	if (n != 1)
+		fail_msg("read after the tickets: %zd %s", n, kts_error(c));
+	last = SSL_get1_session(kts_ssl(c));
+	saved = offered_by(ccfg, "localhost");
+	assert_non_null(saved);
+	SSL_SESSION_get0_ticket(last, &t1, &l1);
+	SSL_SESSION_get0_ticket(saved, &t2, &l2);
+	assert_true(l1 > 0 && l2 > 0);
+	if (l1 == l2 && memcmp(t1, t2, l1) == 0)
+		fail_msg("the file holds the last of 200 tickets: every ticket was written");
+	SSL_SESSION_free(last);
+	SSL_SESSION_free(saved);
+	disconnect(c, s, sv);
+	SSL_CTX_free(sctx);
+	kts_config_free(ccfg);
+}
+
 static void test_handshake_tls12(void **state)
 {
 	(void)state;
@@ -949,6 +995,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handshake_tls12, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_tls13, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unverified_session_tls12, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ticket_flood, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unverified_session_tls13, setup, teardown),
 	};
 	int rc;
