@@ -110,95 +110,23 @@ int kts_set_server_name(struct kts *c, const char *name)
 	return KTS_OK;
 }
 
-static int kernel_rx_error(struct kts *c, int err)
-{
-	switch (err) {
-	case -EAGAIN:
-		return KTS_WANT_READ;
-	case -EBADMSG:
-		return kts_refuse(c, ALERT_BAD_RECORD_MAC, KTS_ERR_TLS,
-				  "read: record failed authentication (bad_record_mac)");
-	case -EMSGSIZE:
-		return kts_refuse(c, ALERT_RECORD_OVERFLOW, KTS_ERR_TLS,
-				  "read: record too large (record_overflow)");
-	case -EINVAL:
-		return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS,
-				  "read: malformed record header (bad version or length)");
-	case -EKEYEXPIRED:
-		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
-				  "read: peer updated its traffic keys (KeyUpdate) and the "
-				  "kernel holds records under the new keys");
-	case -EPROTO:
-		return kts_fail_fatal(c, KTS_ERR_TLS, "read: record type lost (control message truncated)");
-	default:
-		return kts_fail_fatal(c, KTS_ERR_SYS, "read: %s", strerror(-err));
-	}
-}
-
-/* An alert or unknown record reached us through the kernel; head holds its
- * first bytes (have of them). Returns 1 to read on (a harmless warning), else 0
- * with the read's result in *result: 0 for close_notify, or an error. */
-static int kernel_control(struct kts *c, unsigned char type, unsigned char head[2], size_t have,
-			  ssize_t *result)
-{
-	/* A tiny caller buffer got part of the record; the rest follows with the same type. */
-	while (have < 2) {
-		unsigned char t;
-		ssize_t n = kts_kernel_recv(c->fd, head + have, 2 - have, 0, &t);
-		if (n <= 0 || t != type)
-			break;
-		have += (size_t)n;
-	}
-	if (type == KTS_RECORD_ALERT && have == 2) {
-		if (head[1] == ALERT_CLOSE_NOTIFY) {
-			c->rx_eof = 1;
-			*result = 0;
-			return 0;
-		}
-		/* Warnings are informational in TLS 1.2 (no_renegotiation...); TLS 1.3
-		 * keeps only user_canceled as one (RFC 8446 6). */
-		if (head[0] == ALERT_WARNING &&
-		    (head[1] == ALERT_USER_CANCELED || c->version == TLS1_2_VERSION))
-			return 1;
-		*result = kts_fail_fatal(c, KTS_ERR_TLS, "read: peer sent %s alert: %s",
-					 head[0] == ALERT_FATAL ? "fatal" : "warning",
-					 SSL_alert_desc_string_long(head[1]));
-		return 0;
-	}
-	*result = kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
-			     "read: unexpected record type %u", type);
-	return 0;
-}
-
 static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 {
 	for (;;) {
-		unsigned char type, head[2] = {0, 0};
+		unsigned char type;
 		ssize_t n = kts_kernel_recv(c->fd, buf, len, 0, &type);
-		size_t have;
 
 		if (n == -EINTR)
 			continue;
-		if (n < 0)
-			return kernel_rx_error(c, (int)n);
-		if (n == 0)
-			return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
-					      "read: peer closed the connection without close_notify");
-		if (type == KTS_RECORD_DATA && c->hs_len > 0)
-			return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
-					  "read: application data inside a handshake message");
-		if (type == KTS_RECORD_DATA)
-			return n;
-		if (type == KTS_RECORD_HANDSHAKE) {
-			int rc = kts_post_handshake(c, buf, (size_t)n);
-			OPENSSL_cleanse(buf, (size_t)n); /* a ticket is no business of the caller */
-			if (rc != KTS_OK)
+		n = n < 0 ? kts_rx_error(c, (int)n) : kts_rx_record(c, type, buf, (size_t)n);
+		/* Send what the record asked for (an answer, an alert) right away;
+		 * a full send buffer must not stop reading: the next write finishes it. */
+		if (c->tx_hs_len > 0 || c->tx_alert_pending) {
+			int rc = kts_post_handshake_flush(c);
+			if (n == KTS_RX_AGAIN && rc < 0 && rc != KTS_WANT_WRITE)
 				return rc;
-			continue;
 		}
-		have = n < 2 ? (size_t)n : 2;
-		memcpy(head, buf, have);
-		if (!kernel_control(c, type, head, have, &n))
+		if (n != KTS_RX_AGAIN)
 			return n;
 	}
 }

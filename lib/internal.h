@@ -91,32 +91,45 @@ struct kts {
 	unsigned char *tx_hs;             /* handshake bytes queued for kernel TX */
 	size_t tx_hs_len;
 	int tx_rekey_pending;             /* install the next TX secret once tx_hs is out */
-	int tx_alert_pending;             /* a warning alert (tx_alert) to send after tx_hs */
-	unsigned char tx_alert;
+	int tx_alert_pending;             /* an alert (tx_alert: level, description) to send */
+	unsigned char tx_alert[2];
+	unsigned char rx_alert[2];        /* an alert read in parts from kernel RX */
+	size_t rx_alert_len;
 
 	char error[KTS_ERRLEN];
 };
 
-/* posthandshake.c: a handshake record the kernel handed up (TLS 1.3
- * NewSessionTicket, KeyUpdate). data holds the first n bytes of it. Returns
- * KTS_OK when handled (read on), or an error. */
+/* posthandshake.c: bytes of handshake records the kernel handed up (TLS 1.3
+ * NewSessionTicket, KeyUpdate; TLS 1.2 renegotiation). Handles each whole
+ * message and keeps a partial one for the next call. Returns KTS_OK (read
+ * on), or an error. */
 int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n);
 /* Wipe and free a partly read handshake message and queued TX bytes. */
 void kts_post_handshake_free(struct kts *c);
-/* Send handshake bytes queued for kernel TX (a ticket, a KeyUpdate answer)
- * ahead of anything else. KTS_OK when none are left, KTS_WANT_WRITE, or an error. */
+/* Send what is queued for kernel TX (a ticket, a KeyUpdate answer, an alert)
+ * ahead of anything else. KTS_OK when none are left, KTS_WANT_WRITE, or an
+ * error. A queued fatal alert goes out best effort, once, and the result is
+ * the connection's failure code. */
 int kts_post_handshake_flush(struct kts *c);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 
-/* alert.c: alerts through kernel TX (no-ops while OpenSSL owns TX).
- * fatal: best effort, no more records after it. refuse: a fatal alert, then
- * kts_fail_fatal. warning: queued behind tx_hs, sent by kts_post_handshake_flush
- * (KTS_OK, KTS_WANT_WRITE while queued, or an error). */
-void kts_alert_fatal(struct kts *c, unsigned char desc);
+/* alert.c: alerts for kernel TX, queued for kts_post_handshake_flush (no-ops
+ * while OpenSSL owns TX). refuse: queue a fatal alert (dropping queued
+ * handshake bytes: nothing follows it) and fail the connection with the
+ * message. warning: queue a warning alert behind queued handshake bytes. */
 int kts_refuse(struct kts *c, unsigned char desc, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-int kts_alert_warning(struct kts *c, unsigned char desc);
+void kts_alert_warning(struct kts *c, unsigned char desc);
+
+/* rx.c: one read from kernel RX, interpreted without I/O. record: n bytes
+ * (0 = TCP EOF) of content type `type` in buf. Returns n for application data
+ * (left in buf), 0 at close_notify, KTS_RX_AGAIN when kts consumed the record
+ * (read on), or an error. error: a failed read's -errno as a kts code. Both
+ * may queue records to send (kts_post_handshake_flush). */
+#define KTS_RX_AGAIN (-1)
+ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n);
+int kts_rx_error(struct kts *c, int err);
 
 /* error.c: set the message and return code (a negative KTS_ERR_*). */
 int kts_fail(struct kts *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 
@@ -31,12 +32,18 @@
 /* A message is handed to OpenSSL as one record, so it must fit one. */
 #define HS_MAX KTS_RECORD_MAX_PLAIN
 
-void kts_post_handshake_free(struct kts *c)
+/* The receive buffer only: queued TX bytes stay until they are sent. */
+static void free_rx(struct kts *c)
 {
 	if (c->hs)
 		OPENSSL_clear_free(c->hs, HS_MAX);
 	c->hs = NULL;
 	c->hs_len = 0;
+}
+
+void kts_post_handshake_free(struct kts *c)
+{
+	free_rx(c);
 	if (c->tx_hs)
 		OPENSSL_clear_free(c->tx_hs, HS_MAX);
 	c->tx_hs = NULL;
@@ -59,6 +66,14 @@ static int queue_tx(struct kts *c, const unsigned char *msg, size_t len)
 
 int kts_post_handshake_flush(struct kts *c)
 {
+	if (c->tx_alert_pending && c->tx_alert[0] == ALERT_FATAL) {
+		/* Best effort: after an RX authentication failure the kernel has
+		 * marked the socket failed and refuses it; the peer sees the close. */
+		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, c->tx_alert, 2, MSG_DONTWAIT);
+		c->tx_alert_pending = 0;
+		c->tx_closed = 1;
+		return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
+	}
 	while (c->tx_hs_len > 0) {
 		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, c->tx_hs,
 						   c->tx_hs_len, 0);
@@ -74,14 +89,13 @@ int kts_post_handshake_flush(struct kts *c)
 		c->tx_hs_len -= (size_t)n;
 	}
 	while (c->tx_alert_pending) {
-		unsigned char alert[2] = {ALERT_WARNING, c->tx_alert};
-		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, alert, sizeof(alert), 0);
+		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, c->tx_alert, 2, 0);
 
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN)
 			return KTS_WANT_WRITE;
-		if (n != sizeof(alert)) /* two bytes go in one record or not at all */
+		if (n != 2) /* two bytes go in one record or not at all */
 			return kts_fail_fatal(c, KTS_ERR_SYS, "sending an alert: %s",
 					      strerror(n < 0 ? (int)-n : EPIPE));
 		c->tx_alert_pending = 0;
@@ -232,11 +246,9 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 		return rc;
 	/* Answer before any more data goes out; the TX key changes once it has. */
 	rc = queue_tx(c, quiet, sizeof(quiet));
-	if (rc != KTS_OK)
-		return rc;
-	c->tx_rekey_pending = 1;
-	rc = kts_post_handshake_flush(c);
-	return rc == KTS_WANT_WRITE ? KTS_OK : rc; /* the next write finishes it */
+	if (rc == KTS_OK)
+		c->tx_rekey_pending = 1;
+	return rc;
 }
 
 /* TLS 1.2: the only handshake messages a peer may send now start a
@@ -244,12 +256,10 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
  * a no_renegotiation warning, and the connection carries on (RFC 5246 7.2.2). */
 static int refuse_renegotiation(struct kts *c, const unsigned char *msg, size_t len)
 {
-	int rc;
-
 	if ((c->is_server && msg[0] == HS_CLIENT_HELLO) ||
 	    (!c->is_server && msg[0] == HS_HELLO_REQUEST && len == HS_HEADER)) {
-		rc = kts_alert_warning(c, ALERT_NO_RENEGOTIATION);
-		return rc == KTS_WANT_WRITE ? KTS_OK : rc; /* goes out ahead of the next write */
+		kts_alert_warning(c, ALERT_NO_RENEGOTIATION);
+		return KTS_OK;
 	}
 	return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
 			  "read: peer sent handshake message type %u after the handshake", msg[0]);
@@ -306,28 +316,10 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 		if (used == n)
 			break;
 	}
-	if (c->hs_len == 0) {
-		kts_post_handshake_free(c);
-		return KTS_OK;
-	}
-	/* The rest of the message follows in handshake records right behind. */
-	for (;;) {
-		unsigned char more[512], type;
-		ssize_t got = kts_kernel_recv(c->fd, more, sizeof(more), 0, &type);
-		int rc;
-
-		if (got == -EINTR)
-			continue;
-		if (got == -EAGAIN)
-			return KTS_WANT_READ; /* c->hs keeps the part; the next read appends */
-		if (got <= 0 || type != KTS_RECORD_HANDSHAKE)
-			return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
-					  "read: handshake message cut short (%s)",
-					  got < 0 ? strerror((int)-got) : "another record type");
-		rc = kts_post_handshake(c, more, (size_t)got);
-		OPENSSL_cleanse(more, sizeof(more));
-		return rc;
-	}
+	/* A partial message waits in c->hs for the records behind it. */
+	if (c->hs_len == 0)
+		free_rx(c);
+	return KTS_OK;
 }
 
 int kts_issue_ticket(struct kts *c)
