@@ -165,10 +165,11 @@ KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t c
  * waiting for POLLIN. */
 KTS_API size_t kts_pending(const struct kts *c);
 
-/* kts_write, kts_sendfile and kts_close on the kernel path check the socket
- * after each send: once the peer has reset the connection they return
- * KTS_ERR_SYS ("Connection reset by peer"), never a count for bytes the
- * kernel took into a record it could not send. */
+/* After a peer reset, kTLS reports bytes it took into a record as sent. kts
+ * checks the socket after each kernel sendfile, short send and close, so
+ * kts_write, kts_sendfile and kts_close return KTS_ERR_SYS ("Connection
+ * reset by peer") at the latest on the call after the reset, and kts_close
+ * never succeeds on a connection whose data the peer cannot have received. */
 
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);
