@@ -103,7 +103,8 @@ static int open_beneath(const struct fsroot *r, const char *rel)
 	return fd;
 }
 
-int fsroot_open(const struct fsroot *r, const char *rel, struct stat *st, const char **name)
+int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct stat *st,
+		const char **name)
 {
 	char idx[PATH_MAX];
 	int fd = open_beneath(r, rel);
@@ -128,6 +129,9 @@ int fsroot_open(const struct fsroot *r, const char *rel, struct stat *st, const 
 			return -500;
 		}
 		*name = "index.html";
+	} else if (dir_only) { /* "/file.txt/": not a directory */
+		close(fd);
+		return -404;
 	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);

@@ -209,7 +209,9 @@ int http_target_to_path(const char *target, size_t tlen, char *out, size_t outle
 		o += i - s;
 	}
 	out[o] = '\0';
-	*trailing_slash = n == 0 || dec[n - 1] == '/';
+	/* "/a/" and "/a/." (RFC 3986 5.2.4: "/a/") name a directory. */
+	*trailing_slash = n == 0 || dec[n - 1] == '/' ||
+			  (n >= 2 && dec[n - 1] == '.' && dec[n - 2] == '/');
 	return 0;
 }
 

@@ -223,7 +223,7 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 		return send_simple(cn, c, 403, keep, head_only, NULL);
 	if (req->path_status) /* a malformed target: answer and close */
 		return send_simple(cn, c, req->path_status, 0, head_only, NULL) < 0 ? -1 : 1;
-	ffd = fsroot_open(&srv->root, req->path, &st, &name);
+	ffd = fsroot_open(&srv->root, req->path, req->trailing_slash, &st, &name);
 	if (ffd < 0)
 		return send_simple(cn, c, -ffd, keep, head_only, NULL);
 

@@ -101,6 +101,10 @@ t.run("abs", expect, "absolute-form target", "http://localhost/a.txt", 200, file
 t.run("404", expect, "GET /missing -> 404", "/missing", 404)
 t.run("404dir", expect, "directory without index.html -> 404", "/noindex/", 404)
 t.run("404notdir", expect, "GET /a.txt/x -> 404", "/a.txt/x", 404)
+t.run("404slash", expect, "GET /a.txt/ (a file with a trailing slash) -> 404", "/a.txt/", 404)
+t.run("404slashlink", expect, "GET /in-link.txt/ (symlink to a file, trailing slash) -> 404",
+      "/in-link.txt/", 404)
+t.run("404slashdot", expect, "GET /a.txt/. -> 404 (the '.' keeps the slash)", "/a.txt/.", 404)
 t.run("fifo", expect, "GET /fifo (not a regular file) -> 404", "/fifo", 404)
 r405 = expect("POST / -> 405", "/", 405, method="POST")
 t.check("405 has Allow: GET, HEAD", r405.headers.get("allow") == "GET, HEAD",
@@ -148,6 +152,9 @@ t.check("HEAD: 200, Content-Length of the file, no body",
         and rest == b"", "status %d headers %r rest %r" % (resp.status, resp.headers, rest))
 resp, rest = get1("/missing", method="HEAD")
 t.check("HEAD of a missing file: 404 without body", resp.status == 404 and rest == b"",
+        "status %d rest %r" % (resp.status, rest))
+resp, rest = get1("/a.txt/", method="HEAD")
+t.check("HEAD /a.txt/ (a file with a trailing slash): 404", resp.status == 404 and rest == b"",
         "status %d rest %r" % (resp.status, rest))
 
 

@@ -106,6 +106,12 @@ static void test_paths(void)
 	CHECK(path("/%2E%2e", out, &sl) == 403, "path: mixed case escape -> 403");
 	CHECK(path("/a/..%2fb", out, &sl) == 403, "path: ..%%2f -> 403");
 	CHECK(path("/a/...", out, &sl) == 0 && strcmp(out, "a/...") == 0, "path: ... is a name");
+	CHECK(path("/a.txt", out, &sl) == 0 && !sl && path("/a.txt/", out, &sl) == 0 && sl &&
+		      strcmp(out, "a.txt") == 0,
+	      "path: trailing slash noted");
+	CHECK(path("/a.txt/.", out, &sl) == 0 && sl && strcmp(out, "a.txt") == 0 &&
+		      path("/a.txt/%2e", out, &sl) == 0 && sl && path("/a.", out, &sl) == 0 && !sl,
+	      "path: a final . segment means a trailing slash (a. does not)");
 	CHECK(path("/..a", out, &sl) == 0 && strcmp(out, "..a") == 0, "path: ..a is a name");
 	CHECK(path("/%", out, &sl) == 400 && path("/%4", out, &sl) == 400 &&
 		      path("/%4g", out, &sl) == 400,
