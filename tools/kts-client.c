@@ -331,6 +331,27 @@ static int open_session_file(struct kts_config *cfg, const char *path)
 
 /* ---- main --------------------------------------------------------------------- */
 
+/* What main sets up, released on every exit: errors end the process with
+ * opts_die() from deep inside (a status other than 2xx, a failed read...). */
+static struct {
+	struct kts_config *cfg;
+	struct kts *c;
+	int fd, sfd;
+} res = { NULL, NULL, -1, -1 };
+
+static void release(void)
+{
+	kts_free(res.c);
+	res.c = NULL;
+	if (res.fd >= 0)
+		close(res.fd);
+	if (res.sfd >= 0)
+		close(res.sfd);
+	res.fd = res.sfd = -1;
+	kts_config_free(res.cfg);
+	res.cfg = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -350,7 +371,7 @@ int main(int argc, char **argv)
 	struct kts_config *cfg;
 	struct kts *c;
 	const char *servername = NULL, *get = NULL, *session_file = NULL;
-	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc, sfd = -1;
+	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc;
 	char err[512], hosthdr[ADDR_STR_MAX];
 
 	memset(&o, 0, sizeof(o));
@@ -397,7 +418,8 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 
-	cfg = kts_config_new();
+	atexit(release);
+	cfg = res.cfg = kts_config_new();
 	if (!cfg)
 		opts_die(PROG, "cannot create TLS configuration");
 	if (opts_apply(cfg, &o, err, sizeof(err)) < 0)
@@ -407,12 +429,12 @@ int main(int argc, char **argv)
 	if (get && kts_config_set_alpn(cfg, "http/1.1") < 0)
 		opts_die(PROG, "alpn: %s", kts_config_error(cfg));
 	if (session_file)
-		sfd = open_session_file(cfg, session_file);
+		res.sfd = open_session_file(cfg, session_file);
 
-	fd = addr_connect(&target, err, sizeof(err));
+	fd = res.fd = addr_connect(&target, err, sizeof(err));
 	if (fd < 0)
 		opts_die(PROG, "%s", err);
-	c = kts_client_new(cfg);
+	c = res.c = kts_client_new(cfg);
 	if (!c)
 		opts_die(PROG, "new connection: %s", kts_config_error(cfg));
 	if (servername && kts_set_server_name(c, servername) < 0)
@@ -434,10 +456,5 @@ int main(int argc, char **argv)
 	} else {
 		pump(c, fd, timeout_ms);
 	}
-	kts_free(c);
-	close(fd);
-	kts_config_free(cfg);
-	if (sfd >= 0)
-		close(sfd);
-	return 0;
+	return 0; /* release() frees the rest */
 }

@@ -432,6 +432,38 @@ def kts_client(args, stdin=None, input=None, timeout=60, stdout=None):
                           stderr=subprocess.PIPE, timeout=timeout)
 
 
+def is_asan_build(path):
+    """Was the binary at path built with AddressSanitizer?"""
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def leak_checked(name, args, input=b"", timeout=60):
+    """Run a tool (kts-client, kts-server) under a leak checker: LeakSanitizer in an
+    ASan build, valgrind otherwise, counting every kind of leak (memory still
+    reachable at exit included: a tool that exits with its connection allocated
+    shows only as reachable). Returns (CompletedProcess, checker, leak report or
+    ""); checker is None (and nothing run) when neither is available."""
+    path = tool(name)
+    env = dict(os.environ)
+    if is_asan_build(path):
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=1"
+        argv, checker = [path], "LeakSanitizer"
+    elif shutil.which("valgrind"):
+        argv = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=all",
+                "--errors-for-leak-kinds=all", "--error-exitcode=99", path]
+        checker = "valgrind"
+    else:
+        return None, None, ""
+    r = subprocess.run(argv + list(args), input=input, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout, env=env)
+    err = r.stderr.decode(errors="replace")
+    leaked = "LeakSanitizer" in err or re.search(r"blocks are (definitely|indirectly|possibly"
+                                                  r" lost|still reachable)", err) or \
+        (checker == "valgrind" and r.returncode == 99)
+    return r, checker, err if leaked else ""
+
+
 def parse_status(text):
     """The --status line of a client (dict) or None."""
     m = STATUS_RE.search(text)

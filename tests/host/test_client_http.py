@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kts-client --get against canned HTTP responses from a Python TLS server:
 the request it sends, chunked bodies, interim 1xx, bodies delimited by close,
-truncation, non-2xx statuses and malformed responses."""
+truncation, non-2xx statuses and malformed responses; and that every failing
+exit frees what kts-client allocated (LeakSanitizer or valgrind)."""
 import os
 
 import ktshost as k
@@ -64,6 +65,35 @@ t.check("malformed response: exit 1", r.returncode == 1 and "malformed response"
 
 r, err, _ = get(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
 t.check("malformed chunk: exit 1", r.returncode == 1 and "chunked" in err, err)
+
+
+
+def no_leak(name, response, clean=True, args=(), want=b"", ca=True):
+    """kts-client --get failing against a canned response frees all it allocated."""
+    srv = k.CannedServer(cert, key, response, clean=clean)
+    r, checker, leak = k.leak_checked("kts-client", (["--ca", cert] if ca else []) +
+                                      ["--timeout", "20"] + list(args) +
+                                      ["--get", "/x", "localhost:%d" % srv.port], timeout=90)
+    srv.join()
+    if checker is None:
+        t.skip("no leaks: " + name, "neither an ASan build nor valgrind")
+        return
+    err = r.stderr.decode(errors="replace")
+    t.check("no leaks (%s): %s" % (checker, name), r.returncode == 1 and not leak and
+            want in r.stderr, "rc %d\n%s" % (r.returncode, (leak or err)[-1500:]))
+
+
+no_leak("404", b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", want=b"answered 404")
+no_leak("301", b"HTTP/1.1 301 Moved\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n",
+        want=b"answered 301")
+no_leak("500 with --include", b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\nbad",
+        args=["--include"], want=b"answered 500")
+no_leak("malformed response", b"SPDY/9 nonsense\r\n\r\n", want=b"malformed response")
+no_leak("truncated body", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        want=b"truncated")
+no_leak("TCP close without close_notify", b"HTTP/1.0 200 OK\r\n\r\nbody", clean=False,
+        want=b"kts-client: read")
+no_leak("certificate not trusted", b"", ca=False, want=b"certificate verification failed")
 
 r = k.kts_client(["--get", "no-slash", "localhost:1"])
 err = r.stderr.decode(errors="replace")
