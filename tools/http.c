@@ -281,6 +281,8 @@ int http_parse_request(const char *buf, size_t len, size_t limit, struct http_re
 				return -400;
 		} else if (name_is(name, nlen, "Transfer-Encoding")) {
 			req->has_te = 1;
+		} else if (name_is(name, nlen, "Expect")) {
+			req->expect_continue |= list_has(val, vlen, "100-continue");
 		}
 	}
 	if (hosts > 1)

@@ -20,6 +20,7 @@ struct http_request {
 	int keep_alive;            /* version default adjusted by Connection */
 	int has_host;              /* a Host header was present */
 	int has_te;                /* a Transfer-Encoding header was present */
+	int expect_continue;       /* Expect: 100-continue */
 	long long content_length;  /* -1 when absent */
 	int path_status;           /* 0 ok; else 400 (bad escape), 403 (traversal), 414 */
 	char path[HTTP_PATH_MAX];  /* decoded, relative to the root: no leading '/',

@@ -177,7 +177,7 @@ static void pump(struct kts *c, int fd, int timeout_ms)
 /* ---- --get mode ----------------------------------------------------------- */
 
 static void http_get(struct kts *c, int fd, const char *path, const char *hosthdr,
-		     int include, int timeout_ms)
+		     int include, struct deadline *dl, int timeout_ms)
 {
 	static char buf[BUF_SIZE + 1];
 	char req[HTTP_PATH_MAX + 1024];
@@ -196,7 +196,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		     path, hosthdr);
 	if (n < 0 || (size_t)n >= sizeof(req))
 		opts_die(PROG, "--get: path too long");
-	rc = tio_write_all(c, fd, req, (size_t)n, timeout_ms);
+	rc = tio_write_all(c, fd, req, (size_t)n, dl);
 	if (rc < 0)
 		kfail(c, rc, "write");
 
@@ -207,7 +207,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		if (used < 0)
 			opts_die(PROG, "malformed response from server");
 		if (used == 0) {
-			ssize_t r = tio_read(c, fd, buf + have, BUF_SIZE - have, timeout_ms);
+			ssize_t r = tio_read(c, fd, buf + have, BUF_SIZE - have, dl);
 
 			if (r == 0)
 				opts_die(PROG, "server closed the connection before a response");
@@ -245,7 +245,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 				break;
 			have = 0;
 			{
-				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, timeout_ms);
+				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, dl);
 
 				if (r == 0)
 					opts_die(PROG, "response body truncated (connection closed)");
@@ -269,7 +269,7 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 			if (got == want)
 				break;
 			{
-				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, timeout_ms);
+				ssize_t r = tio_read(c, fd, buf, BUF_SIZE, dl);
 
 				if (r == 0 && resp.content_length < 0)
 					break; /* body delimited by close */
@@ -283,7 +283,8 @@ static void http_get(struct kts *c, int fd, const char *path, const char *hosthd
 		}
 	}
 	/* Best effort: the body is complete whatever the close does. */
-	(void)tio_close(c, fd, timeout_ms < 0 ? 5000 : timeout_ms);
+	deadline_total(dl, deadline_now(), timeout_ms < 0 ? 5000 : timeout_ms);
+	(void)tio_close(c, fd, dl);
 }
 
 /* ---- session file ------------------------------------------------------------- */
@@ -370,6 +371,7 @@ int main(int argc, char **argv)
 	struct addr_spec target;
 	struct kts_config *cfg;
 	struct kts *c;
+	struct deadline dl;
 	const char *servername = NULL, *get = NULL, *session_file = NULL;
 	int opt, insecure = 0, include = 0, timeout_ms = -1, fd, rc;
 	char err[512], hosthdr[ADDR_STR_MAX];
@@ -443,7 +445,9 @@ int main(int argc, char **argv)
 		opts_die(PROG, "fcntl: %s", strerror(errno));
 	if (kts_attach(c, fd) < 0)
 		kfail(c, KTS_ERR_SYS, "attach");
-	rc = tio_handshake(c, fd, timeout_ms);
+	/* --timeout: give up when nothing has moved for that long. */
+	deadline_progress(&dl, deadline_now(), timeout_ms, 1);
+	rc = tio_handshake(c, fd, &dl);
 	if (rc < 0)
 		kfail(c, rc, "handshake");
 	if (o.status)
@@ -452,7 +456,7 @@ int main(int argc, char **argv)
 	if (get) {
 		addr_host_header(servername ? servername : target.host, target.port, hosthdr,
 				 sizeof(hosthdr));
-		http_get(c, fd, get, hosthdr, include, timeout_ms);
+		http_get(c, fd, get, hosthdr, include, &dl, timeout_ms);
 	} else {
 		pump(c, fd, timeout_ms);
 	}

@@ -1,7 +1,9 @@
 /* kts-server - a small HTTPS/1.1 static file server over kts.
  * One detached thread serves a connection at a time, then waits for the next;
- * up to --max-conn connections at once; with
- * --workers N, N pre-forked processes accept on one listening socket. */
+ * up to --max-conn connections at once, further ones are refused; with
+ * --workers N, N pre-forked processes accept on one listening socket.
+ * Every wait on a client has a deadline (deadline.h): the handshake and each
+ * request complete within --timeout, sends move data every --timeout. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,9 +27,11 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "deadline.h"
 #include "fsroot.h"
 #include "http.h"
 #include "opts.h"
+#include "ratelimit.h"
 #include "ticketfile.h"
 #include "tio.h"
 
@@ -36,7 +40,12 @@
 #define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
 #define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
 #define THREAD_IDLE_S 30            /* a connection thread with no work for this long ends */
-#define KEYS_REFRESH_S 30           /* idle processes step automatic ticket keys this often */
+#define KEYS_REFRESH_S 30           /* step automatic ticket keys this often */
+#define SEND_MIN_PROGRESS (16 * 1024) /* a send moves a full TLS record per --timeout, or fails */
+#define LINGER_MAX_MS 2000          /* lingering close: at most this long (and --timeout) ... */
+#define LINGER_QUIET_MS 250         /* ... and until the client is silent this long */
+#define REFUSE_LOG_MS 1000          /* at most one "refused" line a second */
+#define REFUSE_GRACE_MS 50          /* --workers: a full worker leaves new clients to the others */
 
 #define WORKERS_MAX 256
 #define RESPAWN_MIN_S 1 /* a worker that dies sooner after its start is not restarted */
@@ -57,9 +66,12 @@ struct server {
 	struct keyfile keys;
 	struct fsroot root;
 	int timeout_s;
+	int64_t timeout_ms;
 	int reasons;
 	int max_conn;
+	int shared_listen; /* --workers: other processes accept on the socket too */
 	int wake_fd; /* eventfd: a slot was freed while all were taken */
+	struct ratelimit refusals;
 	pthread_mutex_t lock;
 	struct conn **slots;
 	int active;
@@ -93,8 +105,10 @@ static void usage(FILE *f)
 		"  --cert FILE             certificate chain (PEM)\n"
 		"  --key FILE              private key (PEM)\n"
 		"  --root DIR              document root\n"
-		"  --timeout SECONDS       idle/read/write timeout per connection (default 30)\n"
-		"  --max-conn N            concurrent connections (default 256)\n"
+		"  --timeout SECONDS       handshake and request deadline, idle time between\n"
+		"                          requests, send stall limit (default 30)\n"
+		"  --max-conn N            concurrent connections (default 256); more are\n"
+		"                          refused (accepted and closed)\n"
 		"  --workers N             pre-fork N worker processes (default 1: no fork)\n"
 		"  --session-lifetime SECONDS\n"
 		"                          resumption: ticket/session lifetime, 0 (off, the\n"
@@ -139,6 +153,22 @@ static void logmsg(const char *fmt, ...)
 
 /* ---- connection bookkeeping ------------------------------------------------ */
 
+/* A counter or flag of srv, read under its lock. */
+static int locked_get(struct server *srv, const int *field)
+{
+	int v;
+
+	pthread_mutex_lock(&srv->lock);
+	v = *field;
+	pthread_mutex_unlock(&srv->lock);
+	return v;
+}
+
+static int active_count(struct server *srv)
+{
+	return locked_get(srv, &srv->active);
+}
+
 /* Mark the connection idle or busy. Returns 1 if the server is stopping. */
 static int conn_set_idle(struct conn *cn, int idle)
 {
@@ -176,11 +206,35 @@ static void cork(int fd, int on)
 	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
+/* A response's deadline: it fails when less than SEND_MIN_PROGRESS bytes
+ * (or what is left) move in --timeout. */
+static void send_deadline(const struct server *srv, struct deadline *dl)
+{
+	deadline_progress(dl, deadline_now(), srv->timeout_ms, SEND_MIN_PROGRESS);
+}
+
+/* Log a failed send; with total > 0, sent of the total body bytes went out. */
+static void send_failed(struct conn *cn, struct kts *c, int rc, long long sent, long long total)
+{
+	char m[256], part[64] = "";
+
+	if (total > 0)
+		snprintf(part, sizeof(part), " (%lld of %lld body bytes sent)", sent, total);
+	if (rc == TIO_TIMEOUT)
+		logmsg("conn %s error: send: under %d KiB taken in %d s, the client is not "
+		       "reading%s",
+		       cn->peer, SEND_MIN_PROGRESS / 1024, cn->srv->timeout_s, part);
+	else
+		logmsg("conn %s error: %s%s", cn->peer, tio_message(c, rc, "send", m, sizeof(m)),
+		       part);
+}
+
 /* Send a short text response. Returns 0 or -1 (connection broken; logged). */
 static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int head_only,
 		       const char *more)
 {
-	char extra[256], body[128], out[1024], m[256];
+	char extra[256], body[128], out[1024];
+	struct deadline dl;
 	size_t hl;
 	int bl, rc;
 
@@ -194,9 +248,10 @@ static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int
 		memcpy(out + hl, body, (size_t)bl);
 		hl += (size_t)bl;
 	}
-	rc = tio_write_all(c, cn->fd, out, hl, 0);
+	send_deadline(cn->srv, &dl);
+	rc = tio_write_all(c, cn->fd, out, hl, &dl);
 	if (rc < 0) {
-		logmsg("conn %s error: %s", cn->peer, tio_message(c, rc, "send", m, sizeof(m)));
+		send_failed(cn, c, rc, 0, 0);
 		return -1;
 	}
 	return 0;
@@ -209,8 +264,9 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 	struct server *srv = cn->srv;
 	int head_only = req->method == HTTP_HEAD;
 	const char *name;
+	struct deadline dl;
 	struct stat st;
-	char extra[256], out[1024], m[256];
+	char extra[256], out[1024];
 	size_t hl;
 	off_t off = 0;
 	int ffd, rc;
@@ -230,18 +286,26 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 	http_date(time(NULL), extra);
 	hl = http_format_head(out, sizeof(out), 200, http_content_type(name), (long long)st.st_size,
 			      keep, req->version_minor, extra);
+	send_deadline(srv, &dl); /* head and body together */
 	cork(cn->fd, 1);
-	rc = tio_write_all(c, cn->fd, out, hl, 0);
+	rc = tio_write_all(c, cn->fd, out, hl, &dl);
 	if (rc == 0 && !head_only && st.st_size > 0)
-		rc = tio_sendfile_all(c, cn->fd, ffd, &off, (size_t)st.st_size, 0);
+		rc = tio_sendfile_all(c, cn->fd, ffd, &off, (size_t)st.st_size, &dl);
 	cork(cn->fd, 0);
 	close(ffd);
 	if (rc < 0) {
-		logmsg("conn %s error: %s", cn->peer, tio_message(c, rc, "send", m, sizeof(m)));
+		send_failed(cn, c, rc, (long long)off, head_only ? 0 : (long long)st.st_size);
 		return -1;
 	}
 	return 0;
 }
+
+/* ---- requests ------------------------------------------------------------------- */
+
+/* How a connection ends: cleanly (close_notify, then a lingering close so the
+ * client reads our last response), or at once (the connection broke, or the
+ * client does not read). */
+enum ending { END_CLEAN, END_ABORT };
 
 /* Did the peer just drop the connection (no close_notify, or a reset)? Between
  * requests that is how many HTTP clients leave: not worth a log line. */
@@ -251,43 +315,116 @@ static int unclean_eof(const struct kts *c, ssize_t rc)
 	       (rc == KTS_ERR_SYS && strstr(kts_error(c), strerror(ECONNRESET)));
 }
 
-/* Read request heads and answer them until the connection should end. */
-static void serve(struct conn *cn, struct kts *c)
+/* A read for a request gave no data (n <= 0; have bytes of the request so
+ * far). A close_notify, or --timeout between requests, ends the connection
+ * quietly; errors are logged unless the server is stopping (it cuts idle
+ * connections) or the client just left between requests. */
+static enum ending read_ended(struct conn *cn, struct kts *c, ssize_t n, size_t have)
 {
-	char *buf = malloc(HEAD_LIMIT), m[256];
+	char m[256];
+
+	if (n == 0 || n == TIO_TIMEOUT)
+		return END_CLEAN;
+	if (!locked_get(cn->srv, &cn->srv->stopping) && !(have == 0 && unclean_eof(c, n)))
+		logmsg("conn %s error: %s", cn->peer, tio_message(c, (int)n, "read", m, sizeof(m)));
+	return END_ABORT;
+}
+
+/* The request did not arrive within --timeout: log what came, answer 408. */
+static enum ending too_slow(struct conn *cn, struct kts *c, const char *what)
+{
+	logmsg("conn %s error: %s within %d s: answered 408", cn->peer, what, cn->srv->timeout_s);
+	return send_simple(cn, c, 408, 0, 0, NULL) < 0 ? END_ABORT : END_CLEAN;
+}
+
+/* Read and drop a request body of len bytes, the first of them in buf[0, *have),
+ * before dl. Returns 0 (buf then holds what follows the body), or 1 when the
+ * connection ends (*end: how). */
+static int drop_body(struct conn *cn, struct kts *c, char *buf, size_t *have, long long len,
+		     struct deadline *dl, enum ending *end)
+{
+	long long left = len;
+	char what[96];
+	ssize_t n;
+
+	while (left > 0) {
+		if (*have > 0) {
+			size_t d = *have < (size_t)left ? *have : (size_t)left;
+
+			memmove(buf, buf + d, *have - d);
+			*have -= d;
+			left -= (long long)d;
+			continue;
+		}
+		n = tio_read(c, cn->fd, buf, HEAD_LIMIT, dl);
+		if (n > 0) {
+			*have = (size_t)n;
+			continue;
+		}
+		snprintf(what, sizeof(what), "request body: %lld of %lld bytes", len - left, len);
+		if (n == TIO_TIMEOUT) {
+			*end = too_slow(cn, c, what);
+		} else if (n == 0) {
+			logmsg("conn %s error: %s, then the client closed", cn->peer, what);
+			*end = END_CLEAN;
+		} else {
+			*end = read_ended(cn, c, n, 1);
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* Read requests and answer them until the connection should end. Between
+ * requests a client may stay silent for --timeout; a request, head and the
+ * body we read, must arrive within --timeout of its first byte. */
+static enum ending serve(struct conn *cn, struct kts *c)
+{
+	struct server *srv = cn->srv;
+	char *buf = malloc(HEAD_LIMIT), what[64];
 	size_t have = 0;
+	enum ending end = END_CLEAN;
 
 	if (!buf) {
 		logmsg("conn %s error: out of memory", cn->peer);
-		return;
+		return END_ABORT;
 	}
 	for (;;) {
 		struct http_request req;
-		long long discard;
-		int used, keep;
+		struct deadline dl;
+		long long body;
+		ssize_t n;
+		int used, keep, rc;
 
 		if (conn_set_idle(cn, 1))
 			break;
+		if (have == 0) {
+			deadline_total(&dl, deadline_now(), srv->timeout_ms);
+			n = tio_read(c, cn->fd, buf, HEAD_LIMIT, &dl);
+			if (n <= 0) {
+				end = read_ended(cn, c, n, 0);
+				break;
+			}
+			have = (size_t)n;
+		}
+		deadline_total(&dl, deadline_now(), srv->timeout_ms);
 		while ((used = http_parse_request(buf, have, HEAD_LIMIT, &req)) == 0) {
-			ssize_t n = tio_read(c, cn->fd, buf + have, HEAD_LIMIT - have, 0);
-
+			n = tio_read(c, cn->fd, buf + have, HEAD_LIMIT - have, &dl);
 			if (n > 0) {
 				have += (size_t)n;
 				continue;
 			}
-			if (n == 0 && have == 0)
-				goto out; /* orderly close between requests */
-			if (n == TIO_TIMEOUT && have > 0)
-				(void)send_simple(cn, c, 408, 0, 0, NULL);
-			else if (n < 0 && n != TIO_TIMEOUT && !conn_set_idle(cn, 1) &&
-				 !(have == 0 && unclean_eof(c, n)))
-				logmsg("conn %s error: %s", cn->peer,
-				       tio_message(c, (int)n, "read", m, sizeof(m)));
+			if (n == TIO_TIMEOUT) {
+				snprintf(what, sizeof(what), "request head: %zu bytes, incomplete", have);
+				end = too_slow(cn, c, what);
+			} else {
+				end = read_ended(cn, c, n, have);
+			}
 			goto out;
 		}
 		conn_set_idle(cn, 0);
 		if (used < 0) {
-			(void)send_simple(cn, c, -used, 0, 0, NULL);
+			end = send_simple(cn, c, -used, 0, 0, NULL) < 0 ? END_ABORT : END_CLEAN;
 			break;
 		}
 		memmove(buf, buf + used, have - (size_t)used);
@@ -296,83 +433,91 @@ static void serve(struct conn *cn, struct kts *c)
 		keep = req.keep_alive;
 		if (req.has_te) {
 			/* We cannot find the end of a coded request body. */
-			(void)send_simple(cn, c, 501, 0, req.method == HTTP_HEAD, NULL);
+			rc = send_simple(cn, c, 501, 0, req.method == HTTP_HEAD, NULL);
+			end = rc < 0 ? END_ABORT : END_CLEAN;
 			break;
 		}
-		discard = req.content_length > 0 ? req.content_length : 0;
-		if (discard > DISCARD_LIMIT) {
-			keep = 0; /* answer, then close without reading the body */
-			discard = 0;
+		/* Nothing we serve takes a body: read and drop it, unless it is too
+		 * large, or the client waits for a 100 Continue before sending it
+		 * (answered at once then, and the connection closed). */
+		body = req.content_length > 0 ? req.content_length : 0;
+		if (body > DISCARD_LIMIT || (req.expect_continue && (size_t)body > have)) {
+			keep = 0;
+			body = 0;
 		}
-		while (discard > 0) {
-			ssize_t n;
-
-			if (have > 0) {
-				size_t d = have < (size_t)discard ? have : (size_t)discard;
-
-				memmove(buf, buf + d, have - d);
-				have -= d;
-				discard -= (long long)d;
-				continue;
-			}
-			n = tio_read(c, cn->fd, buf, HEAD_LIMIT, 0);
-			if (n <= 0)
-				goto out;
-			have = (size_t)n;
-		}
-		if (respond(cn, c, &req, keep) != 0 || !keep)
+		if (drop_body(cn, c, buf, &have, body, &dl, &end))
+			break;
+		rc = respond(cn, c, &req, keep);
+		if (rc < 0)
+			end = END_ABORT;
+		if (rc != 0 || !keep)
 			break;
 	}
 out:
 	free(buf);
+	return end;
+}
+
+/* Lingering close: send FIN, then read and drop what the client still sends,
+ * until it is quiet for LINGER_QUIET_MS, at most cap_ms in all: let it read
+ * our last response before the kernel would answer its unread data with a
+ * reset. */
+static void linger(int fd, int64_t cap_ms)
+{
+	struct deadline all;
+	char sink[4096];
+
+	shutdown(fd, SHUT_WR);
+	deadline_total(&all, deadline_now(), cap_ms);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+		int ms = deadline_poll_ms(&all, deadline_now());
+		ssize_t n;
+
+		if (ms == 0)
+			break;
+		if (ms < 0 || ms > LINGER_QUIET_MS)
+			ms = LINGER_QUIET_MS;
+		if (poll(&p, 1, ms) <= 0)
+			break;
+		n = recv(fd, sink, sizeof(sink), 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+	}
 }
 
 static void conn_main(struct conn *cn)
 {
 	struct server *srv = cn->srv;
-	struct timeval tv = { .tv_sec = srv->timeout_s, .tv_usec = 0 };
+	struct deadline dl;
 	struct kts *c;
-	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8];
+	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8], m[256];
 	int rc;
 
-	setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(cn->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	c = kts_server_new(srv->cfg);
 	if (!c) {
 		logmsg("conn %s error: %s", cn->peer, kts_config_error(srv->cfg));
 		goto done;
 	}
+	/* The whole handshake within --timeout, however the client sends it. */
+	deadline_total(&dl, deadline_now(), srv->timeout_ms);
 	rc = kts_attach(c, cn->fd);
 	if (rc == 0)
-		rc = tio_handshake(c, cn->fd, 0);
+		rc = tio_handshake(c, cn->fd, &dl);
+	if (rc == TIO_TIMEOUT) {
+		logmsg("conn %s error: handshake: not complete within %d s", cn->peer, srv->timeout_s);
+		goto done;
+	}
 	if (rc < 0) {
-		char m[256];
-
 		logmsg("conn %s error: %s", cn->peer, tio_message(c, rc, "handshake", m, sizeof(m)));
 		goto done;
 	}
 	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
 	opts_print_status(stderr, prefix, c, srv->reasons);
-	serve(cn, c);
-	(void)tio_close(c, cn->fd, 0);
-	/* Lingering close: let the client read our last response before the kernel
-	 * would answer its unread data with a reset. */
-	shutdown(cn->fd, SHUT_WR);
-	{
-		struct timespec end, now;
-		char sink[4096];
-
-		tv.tv_sec = 0;
-		tv.tv_usec = 250 * 1000;
-		setsockopt(cn->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		clock_gettime(CLOCK_MONOTONIC, &end);
-		end.tv_sec += 2; /* at most about 2 s in all */
-		do {
-			if (recv(cn->fd, sink, sizeof(sink), 0) <= 0)
-				break;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-		} while (now.tv_sec < end.tv_sec ||
-			 (now.tv_sec == end.tv_sec && now.tv_nsec < end.tv_nsec));
+	if (serve(cn, c) == END_CLEAN) {
+		deadline_total(&dl, deadline_now(), srv->timeout_ms);
+		(void)tio_close(c, cn->fd, &dl);
+		linger(cn->fd, srv->timeout_ms < LINGER_MAX_MS ? srv->timeout_ms : LINGER_MAX_MS);
 	}
 done:
 	kts_free(c);
@@ -449,7 +594,7 @@ static void start_conn(struct server *srv, int fd, const struct sockaddr *sa, so
 		}
 	}
 	pthread_mutex_unlock(&srv->lock);
-	if (slot < 0) { /* cannot happen: main only accepts below the cap */
+	if (slot < 0) { /* cannot happen: accept_one refuses at the cap */
 		close(fd);
 		free(cn);
 		return;
@@ -463,16 +608,6 @@ static void start_conn(struct server *srv, int fd, const struct sockaddr *sa, so
 		logmsg("conn %s error: pthread_create: %s", cn->peer, strerror(err));
 		conn_release(cn);
 	}
-}
-
-static int active_count(struct server *srv)
-{
-	int n;
-
-	pthread_mutex_lock(&srv->lock);
-	n = srv->active;
-	pthread_mutex_unlock(&srv->lock);
-	return n;
 }
 
 /* Cut connections: idle ones only, or all of them. */
@@ -495,6 +630,50 @@ static void wait_idle(struct server *srv, int ms)
 		ms -= 50;
 		cut_conns(srv, 0); /* connections that finished a request are idle now */
 	}
+}
+
+/* ---- accepting, refusing ------------------------------------------------------ */
+
+/* Every slot is busy: close the new connection at once rather than leave the
+ * client waiting in the listen queue (a 503 would cost a handshake). Logged
+ * at most once a second, with a count of those not logged. */
+static void refuse(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	char peer[ADDR_STR_MAX], more[64] = "";
+	unsigned long held;
+
+	close(fd);
+	if (!ratelimit_allow(&srv->refusals, deadline_now(), &held))
+		return;
+	addr_format(sa, salen, peer, sizeof(peer));
+	if (held)
+		snprintf(more, sizeof(more), " (and %lu more since the last such line)", held);
+	logmsg("conn %s refused: all %d connections busy (--max-conn)%s", peer, srv->max_conn,
+	       more);
+}
+
+/* Take one client from the listen queue: serve it, or refuse it when every
+ * slot is busy. Returns 0, or -1 if none was waiting (or accept failed). */
+static int accept_one(struct server *srv, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			logmsg("accept: %s", strerror(errno));
+			poll(NULL, 0, 100); /* let connections finish */
+		} else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+			logmsg("accept: %s", strerror(errno));
+		}
+		return -1;
+	}
+	if (active_count(srv) >= srv->max_conn)
+		refuse(srv, fd, (struct sockaddr *)&ss, sl);
+	else
+		start_conn(srv, fd, (struct sockaddr *)&ss, sl);
+	return 0;
 }
 
 /* ---- ticket keys -------------------------------------------------------------- */
@@ -558,8 +737,9 @@ out:
 
 /* SIGHUP: add the keys that are new in the file. Keys gone from the file stay
  * until they expire or newer keys push them out of the ring. */
-static void reload_keys(struct kts_config *cfg, struct keyfile *kf)
+static void reload_keys(struct server *srv)
 {
+	struct keyfile *kf = &srv->keys;
 	char err[768];
 	unsigned int newest = 0;
 	int n;
@@ -568,7 +748,7 @@ static void reload_keys(struct kts_config *cfg, struct keyfile *kf)
 		logmsg("signal %d: no --ticket-keys file to reload", SIGHUP);
 		return;
 	}
-	n = keys_load(cfg, kf, &newest, err, sizeof(err));
+	n = keys_load(srv->cfg, kf, &newest, err, sizeof(err));
 	if (n < 0)
 		logmsg("ticket keys: reload failed, keeping the keys loaded before: %s", err);
 	else
@@ -576,36 +756,52 @@ static void reload_keys(struct kts_config *cfg, struct keyfile *kf)
 		       newest);
 }
 
-/* Keep automatic ticket keys moving in a process that is not handshaking, so
- * its memory holds no old key (kts_config_refresh_ticket_keys). */
-static void refresh_keys(struct server *srv)
+/* Periodic: keep automatic ticket keys moving also in a process that is not
+ * handshaking, so its memory holds no old key (kts_config_refresh_ticket_keys). */
+static void housekeeping(struct server *srv)
 {
 	if (kts_config_refresh_ticket_keys(srv->cfg) < 0)
 		logmsg("error: %s", kts_config_error(srv->cfg));
 }
 
+/* Milliseconds from now until housekeeping is due, given its last run. */
+static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
+{
+	int64_t ms = last + KEYS_REFRESH_S * 1000 - now;
+
+	(void)srv;
+	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
 static void run(struct server *srv, int lfd, int sfd)
 {
+	int64_t last = deadline_now();
+
 	for (;;) {
 		struct pollfd p[3];
 		int full = active_count(srv) >= srv->max_conn;
+		/* Full and sharing the socket with other workers: leave new clients
+		 * to one with a free slot for REFUSE_GRACE_MS, then refuse them. */
+		int hold = full && srv->shared_listen;
+		int ms = housekeeping_in(srv, last, deadline_now());
 
+		if (hold && ms > REFUSE_GRACE_MS)
+			ms = REFUSE_GRACE_MS;
 		p[0].fd = sfd;
 		p[0].events = POLLIN;
 		p[1].fd = srv->wake_fd;
 		p[1].events = POLLIN;
-		p[2].fd = full ? -1 : lfd;
+		p[2].fd = hold ? -1 : lfd;
 		p[2].events = POLLIN;
 		p[0].revents = p[1].revents = p[2].revents = 0;
-		switch (poll(p, 3, KEYS_REFRESH_S * 1000)) {
-		case -1:
+		if (poll(p, 3, ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			opts_die(PROG, "poll: %s", strerror(errno));
-			break;
-		case 0:
-			refresh_keys(srv);
-			continue;
+		}
+		if (housekeeping_in(srv, last, deadline_now()) == 0) {
+			housekeeping(srv);
+			last = deadline_now();
 		}
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
@@ -616,7 +812,7 @@ static void run(struct server *srv, int lfd, int sfd)
 				opts_die(PROG, "signalfd: %s", strerror(errno));
 			}
 			if (si.ssi_signo == SIGHUP) {
-				reload_keys(srv->cfg, &srv->keys);
+				reload_keys(srv);
 				continue;
 			}
 			logmsg("signal %u: stopping", si.ssi_signo);
@@ -628,21 +824,12 @@ static void run(struct server *srv, int lfd, int sfd)
 			if (read(srv->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				opts_die(PROG, "eventfd: %s", strerror(errno));
 		}
-		if (p[2].revents) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-
-			if (fd >= 0) {
-				start_conn(srv, fd, (struct sockaddr *)&ss, sl);
-			} else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-				   errno == ENOMEM) {
-				logmsg("accept: %s", strerror(errno));
-				poll(NULL, 0, 100); /* let connections finish */
-			} else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
-				logmsg("accept: %s", strerror(errno));
-			}
-		}
+		if (p[2].revents)
+			(void)accept_one(srv, lfd);
+		else if (hold)
+			for (int i = 0; i < 64 && active_count(srv) >= srv->max_conn; i++)
+				if (accept_one(srv, lfd) < 0)
+					break;
 	}
 }
 
@@ -760,6 +947,7 @@ static int supervise(struct server *srv, int lfd, int n)
 	pid_t self = getpid();
 	sigset_t sigs;
 	int live = 0, stopping = 0, failed = 0;
+	int64_t last = deadline_now();
 	char how[64];
 
 	if (!w)
@@ -785,22 +973,25 @@ static int supervise(struct server *srv, int lfd, int n)
 			if (w[i].pid > 0)
 				kill(w[i].pid, SIGTERM);
 	while (live > 0) {
-		struct timespec tick = { .tv_sec = KEYS_REFRESH_S, .tv_nsec = 0 };
+		int ms = housekeeping_in(srv, last, deadline_now());
+		struct timespec tick = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 		siginfo_t si;
 		pid_t pid;
 		int status;
 
 		if (sigtimedwait(&sigs, &si, &tick) < 0) {
-			if (errno == EAGAIN) /* workers forked from now on get current keys */
-				refresh_keys(srv);
-			else if (errno != EINTR)
+			if (errno == EAGAIN) { /* workers forked from now on get current keys */
+				housekeeping(srv);
+				last = deadline_now();
+			} else if (errno != EINTR) {
 				opts_die(PROG, "sigtimedwait: %s", strerror(errno));
+			}
 			continue;
 		}
 		if (si.si_signo == SIGHUP) {
 			/* Our own copy too: workers restarted later start from it. */
 			if (srv->keys.path)
-				reload_keys(srv->cfg, &srv->keys);
+				reload_keys(srv);
 			for (int i = 0; i < n; i++)
 				if (w[i].pid > 0)
 					kill(w[i].pid, SIGHUP);
@@ -943,6 +1134,9 @@ int main(int argc, char **argv)
 			 : cache_entries >= 0 ? "session-cache"
 					      : "session-id");
 	srv.reasons = o.status;
+	srv.timeout_ms = (int64_t)srv.timeout_s * 1000;
+	srv.shared_listen = workers > 1;
+	ratelimit_init(&srv.refusals, REFUSE_LOG_MS);
 	if (addr_parse(listen_spec, &la, err, sizeof(err)) < 0)
 		opts_die(PROG, "--listen: %s", err);
 	if (fsroot_init(&srv.root, root, err, sizeof(err)) < 0)
@@ -996,9 +1190,9 @@ int main(int argc, char **argv)
 	lfd = addr_listen(&la, 128, err, sizeof(err));
 	if (lfd < 0)
 		opts_die(PROG, "%s", err);
-	/* Workers share the socket: one that loses the race to accept gets
-	 * EAGAIN instead of blocking. */
-	if (workers > 1 && fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0)
+	/* Non-blocking: a client gone between poll() and accept(), or taken by
+	 * another worker, means EAGAIN instead of blocking. */
+	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0)
 		opts_die(PROG, "fcntl: %s", strerror(errno));
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		opts_die(PROG, "getsockname: %s", strerror(errno));

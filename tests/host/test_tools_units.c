@@ -1,13 +1,16 @@
 /* Unit tests of the tools' pure helpers: HTTP request/response parsing, target
  * normalisation, chunked decoding, --ciphers splitting, HOST:PORT parsing,
- * the --ticket-keys file (parsing, checks, reload planning). Output is TAP. */
+ * the --ticket-keys file (parsing, checks, reload planning), deadlines, log
+ * rate limits. Output is TAP. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "addr.h"
+#include "deadline.h"
 #include "http.h"
 #include "opts.h"
+#include "ratelimit.h"
 #include "ticketfile.h"
 
 static int n_tests, n_failed;
@@ -55,6 +58,11 @@ static void test_request(void)
 		      !r.keep_alive,
 	      "request: Connection list with close");
 	CHECK(parse("GET / HTTP/1.1\nHost: x\n\n", &r) > 0 && r.has_host, "request: bare LF lines");
+	CHECK(parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &r) > 0 && !r.expect_continue &&
+		      parse("PUT / HTTP/1.1\r\nHost: x\r\nexpect:  100-Continue \r\n\r\n", &r) >
+			      0 &&
+		      r.expect_continue,
+	      "request: Expect: 100-continue (case-insensitive)");
 	CHECK(parse("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n", &r) > 0 &&
 		      r.method == HTTP_OTHER && r.content_length == 12,
 	      "request: other method, Content-Length");
@@ -450,6 +458,69 @@ static void test_ticketfile(void)
 	CHECK(keys[0].key[0] == 0 && keys[0].keyrev == 0, "ticketfile: wipe");
 }
 
+/* CHECK evaluates its condition twice: state-changing calls go first. */
+static void test_deadline(void)
+{
+	struct deadline d;
+	int ok;
+
+	deadline_total(&d, 1000, 2000);
+	CHECK(!deadline_expired(&d, 2999) && deadline_expired(&d, 3000) &&
+		      deadline_poll_ms(&d, 1000) == 2000 && deadline_poll_ms(&d, 2999) == 1 &&
+		      deadline_poll_ms(&d, 3000) == 0 && deadline_poll_ms(&d, 9000) == 0,
+	      "deadline: total, 2 s after 1000 ms");
+	deadline_moved(&d, 2500, 1 << 20);
+	CHECK(deadline_expired(&d, 3000), "deadline: total, bytes moved do not stretch it");
+	deadline_total(&d, 1000, -1);
+	CHECK(!deadline_expired(&d, INT64_MAX - 1) && deadline_poll_ms(&d, 5) == -1,
+	      "deadline: never");
+	deadline_total(&d, INT64_MAX - 10, 100);
+	CHECK(d.end == DEADLINE_NEVER && deadline_poll_ms(&d, 0) == -1,
+	      "deadline: an end past the clock's range is never");
+	deadline_total(&d, 0, (int64_t)INT32_MAX * 4);
+	CHECK(deadline_poll_ms(&d, 0) == INT32_MAX, "deadline: poll ms capped at INT32_MAX");
+
+	deadline_progress(&d, 0, 3000, 16384);
+	deadline_moved(&d, 2000, 16383);
+	CHECK(deadline_expired(&d, 3000), "deadline: progress, less than min_bytes in the window");
+	deadline_progress(&d, 0, 3000, 16384);
+	deadline_moved(&d, 1000, 10000);
+	deadline_moved(&d, 2000, 6384);
+	CHECK(!deadline_expired(&d, 4999) && deadline_expired(&d, 5000) && d.moved == 0,
+	      "deadline: progress, min_bytes in pieces push the end to their time + window");
+	deadline_moved(&d, 4000, 1 << 20);
+	CHECK(deadline_poll_ms(&d, 4000) == 3000,
+	      "deadline: progress, a large move pushes once (window from now)");
+	deadline_progress(&d, 0, 1000, 0);
+	deadline_moved(&d, 900, 1);
+	CHECK(d.min_bytes == 1 && deadline_poll_ms(&d, 900) == 1000,
+	      "deadline: progress, min_bytes 0 means every byte counts");
+	deadline_progress(&d, 0, -1, 1);
+	deadline_moved(&d, 5, 1);
+	CHECK(deadline_poll_ms(&d, 5) == -1, "deadline: progress with no window: never");
+	ok = deadline_now() > 0;
+	CHECK(ok, "deadline: the clock runs");
+}
+
+static void test_ratelimit(void)
+{
+	struct ratelimit r;
+	unsigned long held = 99;
+	int ok;
+
+	ratelimit_init(&r, 1000);
+	ok = ratelimit_allow(&r, 5000, &held) && held == 0;
+	ok = ok && !ratelimit_allow(&r, 5001, &held) && !ratelimit_allow(&r, 5999, &held);
+	CHECK(ok, "ratelimit: the first line goes, then none for the interval");
+	ok = ratelimit_allow(&r, 6000, &held) && held == 2;
+	CHECK(ok, "ratelimit: the next line after the interval counts the two held back");
+	ok = ratelimit_allow(&r, 9000, &held) && held == 0;
+	CHECK(ok, "ratelimit: the count starts again");
+	ratelimit_init(&r, 1000);
+	ok = ratelimit_allow(&r, -50, &held) && held == 0;
+	CHECK(ok, "ratelimit: any clock value at first");
+}
+
 int main(void)
 {
 	test_request();
@@ -460,6 +531,8 @@ int main(void)
 	test_ciphers();
 	test_addr();
 	test_ticketfile();
+	test_deadline();
+	test_ratelimit();
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }
