@@ -30,9 +30,9 @@
 #include "deadline.h"
 #include "fsroot.h"
 #include "http.h"
+#include "keyfile.h"
 #include "opts.h"
 #include "ratelimit.h"
-#include "ticketfile.h"
 #include "tio.h"
 
 #define PROG "kts-server"
@@ -40,7 +40,7 @@
 #define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
 #define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
 #define THREAD_IDLE_S 30            /* a connection thread with no work for this long ends */
-#define KEYS_REFRESH_S 30           /* step automatic ticket keys this often */
+#define KEYS_REFRESH_S 30           /* step automatic ticket keys, check the newest key this often */
 #define SEND_MIN_PROGRESS (16 * 1024) /* a send moves a full TLS record per --timeout, or fails */
 #define LINGER_MAX_MS 2000          /* lingering close: at most this long (and --timeout) ... */
 #define LINGER_QUIET_MS 250         /* ... and until the client is silent this long */
@@ -54,13 +54,6 @@ enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OP
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
        OPT_WORKERS, OPT_HELP };
 
-/* The --ticket-keys file and what this process added from it. */
-struct keyfile {
-	const char *path;
-	struct ticketfile_seen *seen;
-	size_t nseen;
-};
-
 struct server {
 	struct kts_config *cfg;
 	struct keyfile keys;
@@ -70,6 +63,7 @@ struct server {
 	int reasons;
 	int max_conn;
 	int shared_listen; /* --workers: other processes accept on the socket too */
+	int worker;        /* this process is a worker: its parent watches the keys */
 	int wake_fd; /* eventfd: a slot was freed while all were taken */
 	struct ratelimit refusals;
 	pthread_mutex_t lock;
@@ -678,98 +672,43 @@ static int accept_one(struct server *srv, int lfd)
 
 /* ---- ticket keys -------------------------------------------------------------- */
 
-/* Read the key file and add the keys this process has not added yet, in file
- * order. Returns how many were added (*newest: the file's newest keyrev), or -1
- * with a message in err. Keys added before a failure stay added. */
-static int keys_load(struct kts_config *cfg, struct keyfile *kf, unsigned int *newest, char *err,
-		     size_t errlen)
-{
-	struct ticketfile_key *keys = calloc(TICKETFILE_MAX_KEYS, sizeof(*keys));
-	struct ticketfile_seen *grown;
-	char why[512];
-	size_t first;
-	int n, added = 0;
-
-	if (!keys) {
-		snprintf(err, errlen, "%s: out of memory", kf->path);
-		return -1;
-	}
-	n = ticketfile_load(kf->path, keys, TICKETFILE_MAX_KEYS, err, errlen);
-	if (n < 0)
-		goto out;
-	if (ticketfile_plan(keys, (size_t)n, kf->seen, kf->nseen, &first, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "%s: %s", kf->path, why);
-		added = -1;
-		goto out;
-	}
-	grown = realloc(kf->seen, (kf->nseen + (size_t)n - first + 1) * sizeof(*kf->seen));
-	if (!grown) {
-		snprintf(err, errlen, "%s: out of memory", kf->path);
-		added = -1;
-		goto out;
-	}
-	kf->seen = grown;
-	for (size_t i = first; i < (size_t)n; i++) {
-		struct ticketfile_seen *s = &kf->seen[kf->nseen];
-
-		if (kts_config_add_ticket_key(cfg, keys[i].keyrev, keys[i].key, sizeof(keys[i].key)) <
-		    0) {
-			snprintf(err, errlen, "%s: line %d: %s", kf->path, keys[i].line,
-				 kts_config_error(cfg));
-			added = -1;
-			break;
-		}
-		s->keyrev = keys[i].keyrev;
-		if (ticketfile_digest(&keys[i], s->digest) < 0) {
-			snprintf(err, errlen, "%s: line %d: SHA-256 failed", kf->path, keys[i].line);
-			added = -1;
-			break;
-		}
-		kf->nseen++;
-		added++;
-	}
-	*newest = keys[n - 1].keyrev;
-out:
-	ticketfile_wipe(keys, TICKETFILE_MAX_KEYS);
-	free(keys);
-	return n < 0 ? -1 : added;
-}
-
-/* SIGHUP: add the keys that are new in the file. Keys gone from the file stay
- * until they expire or newer keys push them out of the ring. */
+/* SIGHUP: add the keys that are new in the --ticket-keys file. */
 static void reload_keys(struct server *srv)
 {
-	struct keyfile *kf = &srv->keys;
-	char err[768];
-	unsigned int newest = 0;
-	int n;
+	char msg[1024];
 
-	if (!kf->path) {
+	if (!srv->keys.path) {
 		logmsg("signal %d: no --ticket-keys file to reload", SIGHUP);
 		return;
 	}
-	n = keys_load(srv->cfg, kf, &newest, err, sizeof(err));
-	if (n < 0)
-		logmsg("ticket keys: reload failed, keeping the keys loaded before: %s", err);
-	else
-		logmsg("ticket keys: reloaded %s: %d new key(s), newest keyrev %u", kf->path, n,
-		       newest);
+	keyfile_reload(&srv->keys, srv->cfg, msg, sizeof(msg));
+	logmsg("%s", msg);
+	if (!srv->worker && keyfile_check(&srv->keys, msg, sizeof(msg)))
+		logmsg("%s", msg);
 }
 
 /* Periodic: keep automatic ticket keys moving also in a process that is not
- * handshaking, so its memory holds no old key (kts_config_refresh_ticket_keys). */
+ * handshaking, so its memory holds no old key (kts_config_refresh_ticket_keys);
+ * say once when the newest --ticket-keys key stops sealing tickets (the
+ * process that owns the keys says it: not a worker). */
 static void housekeeping(struct server *srv)
 {
+	char msg[1024];
+
 	if (kts_config_refresh_ticket_keys(srv->cfg) < 0)
 		logmsg("error: %s", kts_config_error(srv->cfg));
+	if (!srv->worker && keyfile_check(&srv->keys, msg, sizeof(msg)))
+		logmsg("%s", msg);
 }
 
 /* Milliseconds from now until housekeeping is due, given its last run. */
 static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 {
 	int64_t ms = last + KEYS_REFRESH_S * 1000 - now;
+	int64_t check = srv->worker ? -1 : keyfile_next_check_ms(&srv->keys);
 
-	(void)srv;
+	if (check >= 0 && check < ms)
+		ms = check;
 	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
@@ -923,6 +862,7 @@ static pid_t start_worker(struct server *srv, int lfd, pid_t parent)
 		sigprocmask(SIG_UNBLOCK, &chld, NULL);
 	}
 	snprintf(log_prefix, sizeof(log_prefix), "worker %ld: ", (long)getpid());
+	srv->worker = 1;
 	exit(serve_process(srv, lfd));
 }
 
@@ -1166,12 +1106,9 @@ int main(int argc, char **argv)
 	if (cache_entries >= 0 && kts_config_set_session_cache(srv.cfg, (size_t)cache_entries) < 0)
 		opts_die(PROG, "--session-cache: %s", kts_config_error(srv.cfg));
 	if (srv.keys.path) {
-		unsigned int newest = 0;
-		int n = keys_load(srv.cfg, &srv.keys, &newest, err, sizeof(err));
-
-		if (n < 0)
+		if (keyfile_start(&srv.keys, srv.cfg, lifetime, err, sizeof(err)) < 0)
 			opts_die(PROG, "--ticket-keys %s", err);
-		logmsg("ticket keys: %d key(s) from %s, newest keyrev %u", n, srv.keys.path, newest);
+		logmsg("%s", err);
 	}
 
 	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM/SIGHUP blocked in every thread

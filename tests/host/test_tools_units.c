@@ -1,7 +1,8 @@
 /* Unit tests of the tools' pure helpers: HTTP request/response parsing, target
  * normalisation, chunked decoding, --ciphers splitting, HOST:PORT parsing,
  * the --ticket-keys file (parsing, checks, reload planning), deadlines, log
- * rate limits. Output is TAP. */
+ * rate limits, the library's ticket key ring as kts-server follows it. Output
+ * is TAP. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include "addr.h"
 #include "deadline.h"
 #include "http.h"
+#include "keywatch.h"
 #include "opts.h"
 #include "ratelimit.h"
 #include "ticketfile.h"
@@ -521,6 +523,37 @@ static void test_ratelimit(void)
 	CHECK(ok, "ratelimit: any clock value at first");
 }
 
+static void test_keywatch(void)
+{
+	struct keywatch w;
+	size_t pushed = 0;
+	int ok;
+
+	keywatch_init(&w, 60);
+	CHECK(!keywatch_sealing(&w, 100) && keywatch_until_stop(&w, 100) == 0,
+	      "keywatch: no key, nothing seals");
+	for (int i = 0; i < 6; i++)
+		pushed += keywatch_add(&w, 100);
+	ok = pushed == 2 && keywatch_kept(&w, 100) == KTS_TICKET_KEYS_MAX;
+	CHECK(ok, "keywatch: 6 keys added, the library keeps 4 (2 pushed out)");
+	CHECK(keywatch_sealing(&w, 159) && !keywatch_sealing(&w, 160) &&
+		      keywatch_until_stop(&w, 100) == 60 && keywatch_until_stop(&w, 159) == 1 &&
+		      keywatch_until_stop(&w, 160) == 0,
+	      "keywatch: the newest key seals for one lifetime after it was added");
+	ok = !keywatch_stopped(&w, 159) && keywatch_stopped(&w, 160);
+	ok = ok && !keywatch_stopped(&w, 161) && !keywatch_stopped(&w, 5000);
+	CHECK(ok, "keywatch: the stop is reported once");
+	ok = keywatch_kept(&w, 219) == 4 && keywatch_kept(&w, 220) == 0;
+	CHECK(ok, "keywatch: keys expire at twice the lifetime");
+	ok = keywatch_add(&w, 300) == 0 && keywatch_kept(&w, 300) == 1 && keywatch_sealing(&w, 300);
+	ok = ok && !keywatch_stopped(&w, 359) && keywatch_stopped(&w, 360);
+	CHECK(ok, "keywatch: a new key seals again, and its stop is reported again");
+	keywatch_add(&w, 330);
+	ok = keywatch_until_stop(&w, 340) == 50 && keywatch_kept(&w, 340) == 2;
+	ok = ok && keywatch_kept(&w, 420) == 1;
+	CHECK(ok, "keywatch: the newest decides; older keys expire on their own time");
+}
+
 int main(void)
 {
 	test_request();
@@ -533,6 +566,7 @@ int main(void)
 	test_ticketfile();
 	test_deadline();
 	test_ratelimit();
+	test_keywatch();
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }
