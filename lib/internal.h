@@ -68,6 +68,8 @@ struct kts {
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */
 	int tx_closed;           /* close_notify sent */
+	unsigned int tx_unchecked_calls; /* kernel TX: whole writes since the socket was checked */
+	size_t tx_unchecked_bytes;       /* and their bytes (conn.c kernel_tx_result) */
 	unsigned int sessions_saved; /* client: sessions written to the session file */
 	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last one */
 

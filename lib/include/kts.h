@@ -165,11 +165,12 @@ KTS_API ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t c
  * waiting for POLLIN. */
 KTS_API size_t kts_pending(const struct kts *c);
 
-/* After a peer reset, kTLS reports bytes it took into a record as sent. kts
- * checks the socket after each kernel sendfile, short send and close, so
- * kts_write, kts_sendfile and kts_close return KTS_ERR_SYS ("Connection
- * reset by peer") at the latest on the call after the reset, and kts_close
- * never succeeds on a connection whose data the peer cannot have received. */
+/* After a peer reset, kTLS reports bytes it took into a record as sent (and
+ * once the socket's error was taken, every send looks whole). kts checks the
+ * socket after each kernel sendfile, short send and close, and after every 16
+ * whole writes or 256 KiB, so kts_sendfile fails on the first call after a
+ * reset, kts_write within 16 calls or 256 KiB, with KTS_ERR_SYS ("Connection
+ * reset by peer"), and kts_close never succeeds on such a connection. */
 
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);

@@ -75,6 +75,19 @@ void test_cert_free(void)
 	pkey = NULL;
 }
 
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	int ok = f && fputs(text, f) >= 0;
+
+	return (f && fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+int test_write_cert_files(const char *cert_path, const char *key_path)
+{
+	return write_file(cert_path, cert_pem) == 0 && write_file(key_path, key_pem) == 0 ? 0 : -1;
+}
+
 X509 *test_cert(void)
 {
 	return cert;

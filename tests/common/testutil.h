@@ -22,6 +22,9 @@ void test_cert_free(void);
 /* The certificate itself (for writing a CA file). */
 X509 *test_cert(void);
 
+/* Write the certificate and its key as PEM files (for tools started by tests). 0 or -1. */
+int test_write_cert_files(const char *cert_path, const char *key_path);
+
 /* A connected loopback TCP pair: fds[0] accepted (server), fds[1] client. */
 int test_tcp_pair(int fds[2]);
 

@@ -83,6 +83,13 @@ for bin in "$@"; do
 	echo "/tests/$name" >>"$stage/etc/kts-tests"
 done
 
+# Programs the tests start (kts-server), on the guest's PATH but not run as tests.
+for bin in ${KTS_GUEST_HELPERS:-}; do
+	[[ -x $bin ]] || die "helper $bin: not an executable file"
+	is_static "$bin" || die "helper $bin is dynamically linked; link it with -static"
+	cp "$bin" "$stage/bin/${bin##*/}"
+done
+
 install -m 0755 "$here/init.sh" "$stage/init"
 install -m 0755 "$here/run-tests.sh" "$stage/run-tests.sh"
 

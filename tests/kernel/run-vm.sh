@@ -3,6 +3,7 @@
 # Boots a kTLS-capable kernel under qemu (TCG) once with all binaries in the
 # initramfs, checks their output and /proc/net/tls_stat, and does the same
 # natively when the host kernel has kTLS. See README.md for the protocol.
+# KTS_GUEST_HELPERS: static programs the tests start (on their PATH, not run).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -83,7 +84,9 @@ if ! command -v python3 >/dev/null; then
 	echo "---- native: python3 missing, cannot probe the host kernel for kTLS; VM only"
 elif host_ktls; then
 	log=$logdir/kernel-native-$tag.log
-	"$here/run-tests.sh" "${bins[@]}" >"$log" 2>&1 || true
+	helper_path=
+	for h in ${KTS_GUEST_HELPERS:-}; do helper_path+="$(dirname "$(realpath "$h")"):"; done
+	PATH="$helper_path$PATH" "$here/run-tests.sh" "${bins[@]}" >"$log" 2>&1 || true
 	check "native: host kernel $(uname -r), log $log" "$log"
 else
 	echo "---- native: host kernel $(uname -r) has no kTLS (TCP_ULP \"tls\" fails); VM only"
