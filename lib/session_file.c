@@ -146,16 +146,17 @@ static int read_tail(int f, char *buf, size_t *len, off_t *base)
 	return 0;
 }
 
-/* The last BEGIN_LINE in buf[0, limit), or NULL. */
-static const char *last_begin(const char *buf, size_t limit)
+/* The last BEGIN_LINE in buf[0, limit), or NULL. Callers walk backwards
+ * from the end, each call starting where the last one was found, so a whole
+ * walk reads each byte about once. */
+static const char *prev_begin(const char *buf, size_t limit)
 {
-	const char *found = NULL, *p = buf, *hit;
+	const size_t n = strlen(BEGIN_LINE);
 
-	while ((hit = memmem(p, limit - (size_t)(p - buf), BEGIN_LINE, strlen(BEGIN_LINE))) != NULL) {
-		found = hit;
-		p = hit + 1;
-	}
-	return found;
+	for (size_t i = limit >= n ? limit - n + 1 : 0; i-- > 0;)
+		if (buf[i] == '-' && memcmp(buf + i, BEGIN_LINE, n) == 0)
+			return buf + i;
+	return NULL;
 }
 
 /* PEM "Proc-Type: 4,ENCRYPTED" would make OpenSSL ask the terminal for a
@@ -170,20 +171,23 @@ static int no_password(char *buf, int size, int rwflag, void *u)
 }
 
 /* The session in the last complete block of buf, with the block's bounds
- * [*start, *end); NULL (and 0, 0) if there is none. */
+ * [*start, *end); NULL (and 0, 0) if there is none. A block ends before the
+ * next BEGIN line at the latest, so each candidate is parsed only up to
+ * there: a file of thousands of BEGIN lines costs one pass, not one per
+ * line. */
 static SSL_SESSION *newest_block(const char *buf, size_t len, size_t *start, size_t *end)
 {
 	size_t limit = len;
 	const char *p;
 
-	while ((p = last_begin(buf, limit)) != NULL) {
+	while ((p = prev_begin(buf, limit)) != NULL) {
 		size_t pos = (size_t)(p - buf);
-		BIO *bio = BIO_new_mem_buf(p, (int)(len - pos));
+		BIO *bio = BIO_new_mem_buf(p, (int)(limit - pos));
 		SSL_SESSION *sess = bio ? PEM_read_bio_SSL_SESSION(bio, NULL, no_password, NULL) : NULL;
 
 		if (sess) {
 			*start = pos;
-			*end = len - (size_t)BIO_pending(bio); /* the mem BIO stops after the END line */
+			*end = limit - (size_t)BIO_pending(bio); /* the mem BIO stops after the END line */
 			BIO_free(bio);
 			ERR_clear_error();
 			return sess;
