@@ -176,9 +176,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Without a session the file path, reading the same bytes with the same
 	 * parser (inputs are far below its 64 KiB tail), offers none: skip it,
-	 * it costs two more parses. So do files with many BEGIN lines: reading
-	 * them is quadratic in their number (fuzz/README.md, findings), and the
-	 * fuzzer would spend its time there. */
+	 * it costs another parse. So do files with many BEGIN lines (reading
+	 * them was quadratic in their number until 5e4b579, fuzz/README.md),
+	 * to keep the runs on files like real ones. */
 	if (!sess || begins(content, len) > MAX_BEGINS) {
 		if (sess) {
 			look_at(sess);
