@@ -122,7 +122,7 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 		n = n < 0 ? kts_rx_error(c, (int)n) : kts_rx_record(c, type, buf, (size_t)n);
 		/* Send what the record asked for (an answer, an alert) right away;
 		 * a full send buffer must not stop reading: the next write finishes it. */
-		if (c->tx_hs_len > 0 || c->tx_alert_pending) {
+		if (kts_tx_queued(c)) {
 			int rc = kts_post_handshake_flush(c);
 			if (n == KTS_RX_AGAIN && rc < 0 && rc != KTS_WANT_WRITE)
 				return rc;
@@ -144,8 +144,7 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 	if (c->path[KTS_RX] == KTS_PATH_KERNEL) {
 		/* Move a queued KeyUpdate answer along; a full send buffer must not
 		 * stop reading (the next write finishes it). */
-		if ((c->tx_hs_len > 0 || c->tx_alert_pending) &&
-		    (rc = kts_post_handshake_flush(c)) != KTS_OK &&
+		if (kts_tx_queued(c) && (rc = kts_post_handshake_flush(c)) != KTS_OK &&
 		    rc != KTS_WANT_WRITE)
 			return rc;
 		return kernel_read(c, buf, len);
@@ -171,7 +170,7 @@ static int check_writable(struct kts *c)
 	return KTS_OK;
 }
 
-/* What a kernel TX call for want bytes returned. After the peer reset the
+/* What a kernel TX call for want bytes returned (n, or -1 and err). After the peer reset the
  * connection, kTLS reports bytes it took into a record as sent: a blocked
  * send returns what it took before the reset, a blocked sendfile even the
  * whole count, and once the socket's error was taken (by a reader, by
@@ -182,10 +181,10 @@ static int check_writable(struct kts *c)
  * us on this project's VMs, 45% of a 1 KiB send). */
 #define TX_CHECK_CALLS 16
 #define TX_CHECK_BYTES (256 * 1024)
-static ssize_t kernel_tx_result(struct kts *c, ssize_t n, size_t want, const char *what)
+static ssize_t kernel_tx_result(struct kts *c, ssize_t n, int err, size_t want, const char *what)
 {
-	int err = n < 0 ? errno : 0;
-
+	if (n >= 0)
+		err = 0; /* err only speaks for a failed call */
 	if (n >= 0 && ((size_t)n < want || ++c->tx_unchecked_calls >= TX_CHECK_CALLS ||
 		       (c->tx_unchecked_bytes += (size_t)n) >= TX_CHECK_BYTES)) {
 		err = kts_kernel_tx_broken(c->fd);
@@ -218,7 +217,7 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 		do
 			n = send(c->fd, buf, len, MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
-		return kernel_tx_result(c, n, len, "write");
+		return kernel_tx_result(c, n, errno, len, "write");
 	}
 	/* OpenSSL writes one record per call: go on until all is written or the
 	 * socket pushes back, like send() on the kernel path. */
@@ -266,7 +265,7 @@ ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
 		do
 			n = sendfile(c->fd, file_fd, offset, count);
 		while (n < 0 && errno == EINTR);
-		return kernel_tx_result(c, n, SIZE_MAX, "sendfile"); /* always checked */
+		return kernel_tx_result(c, n, errno, SIZE_MAX, "sendfile"); /* always checked */
 	}
 	/* Userspace: one record-sized chunk at a time through OpenSSL. */
 	while (total < count) {
@@ -313,9 +312,8 @@ int kts_close(struct kts *c)
 			n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, close_notify,
 						   sizeof(close_notify), 0);
 		while (n == -EINTR);
-		errno = n < 0 ? (int)-n : 0;
 		/* Checked even when whole: the last chance to learn of a reset. */
-		if ((ret = (int)kernel_tx_result(c, n < 0 ? -1 : n, SIZE_MAX, "close")) < 0)
+		if ((ret = (int)kernel_tx_result(c, n < 0 ? -1 : n, (int)-n, SIZE_MAX, "close")) < 0)
 			return ret;
 	} else {
 		ERR_clear_error();

@@ -113,6 +113,11 @@ void kts_post_handshake_free(struct kts *c);
  * error. A queued fatal alert goes out best effort, once, and the result is
  * the connection's failure code. */
 int kts_post_handshake_flush(struct kts *c);
+/* Is anything queued for it? */
+static inline int kts_tx_queued(const struct kts *c)
+{
+	return c->tx_hs_len > 0 || c->tx_alert_pending;
+}
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 

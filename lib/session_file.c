@@ -339,10 +339,6 @@ int kts_client_session_new(SSL *ssl, SSL_SESSION *sess)
 
 	if (!cfg || cfg->session_fd < 0 || SSL_is_server(ssl) || !SSL_SESSION_is_resumable(sess))
 		return 0;
-	/* Each save rewrites and syncs the file: a server sending thousands of
-	 * tickets must not make a connection do thousands of them. */
-	if (c && !save_allowed(c))
-		return 0;
 	/* A verifying connection has a verified peer by now; never vouch otherwise. */
 	if (verify && SSL_get_verify_result(ssl) != X509_V_OK)
 		return 0;
@@ -352,6 +348,10 @@ int kts_client_session_new(SSL *ssl, SSL_SESSION *sess)
 	 * client sessions have no other use for. */
 	if ((c && c->server_name && SSL_SESSION_set1_hostname(sess, c->server_name) != 1) ||
 	    kts_client_session_tag(cfg, verify, sess) < 0)
+		return 0;
+	/* Each save rewrites and syncs the file: a server sending thousands of
+	 * tickets must not make a connection do thousands of them. */
+	if (c && !save_allowed(c))
 		return 0;
 	save(cfg->session_fd, sess);
 	return 0; /* no reference kept */
