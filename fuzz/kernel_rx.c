@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t n = len - done < bufsize ? len - done : bufsize;
 
 			memcpy(buf, data + at + done, n);
-			r = kts_rx_record(c, type, buf, n);
+			r = kts_rx_record(c, type, buf, n, done + n == len);
 			FUZZ_CHECK(r <= (ssize_t)n);
 			FUZZ_CHECK(r <= 0 || type == KTS_RECORD_DATA);
 			FUZZ_CHECK(c->hs_len <= KTS_RECORD_MAX_PLAIN && c->rx_alert_len < 2);
@@ -100,11 +100,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		at += len;
 	}
 	if (r == KTS_RX_AGAIN && (flags & 8))
-		r = kts_rx_record(c, KTS_RECORD_DATA, buf, 0);
+		r = kts_rx_record(c, KTS_RECORD_DATA, buf, 0, 1);
 	if (r < 0 && r != KTS_RX_AGAIN) {
 		FUZZ_CHECK(c->state == KTS_STATE_FAILED);
 		FUZZ_CHECK(c->fail_code == r);
-		FUZZ_CHECK(kts_rx_record(c, KTS_RECORD_DATA, buf, 1) == 1 || c->state == KTS_STATE_FAILED);
+		FUZZ_CHECK(kts_rx_record(c, KTS_RECORD_DATA, buf, 1, 1) == 1 || c->state == KTS_STATE_FAILED);
 	}
 	kts_free(c);
 	return 0;

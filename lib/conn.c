@@ -71,6 +71,7 @@ void kts_free(struct kts *c)
 	free(c->server_name);
 	OPENSSL_clear_free(c->appdata, c->appdata_len);
 	kts_post_handshake_free(c);
+	kts_cio_free(c);
 	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */
 	free(c);
 }
@@ -115,11 +116,12 @@ static ssize_t kernel_read(struct kts *c, void *buf, size_t len)
 {
 	for (;;) {
 		unsigned char type;
-		ssize_t n = kts_kernel_recv(c->fd, buf, len, 0, &type);
+		int end;
+		ssize_t n = kts_kernel_recv(c->fd, buf, len, 0, &type, &end);
 
 		if (n == -EINTR)
 			continue;
-		n = n < 0 ? kts_rx_error(c, (int)n) : kts_rx_record(c, type, buf, (size_t)n);
+		n = n < 0 ? kts_rx_error(c, (int)n) : kts_rx_record(c, type, buf, (size_t)n, end);
 		/* Send what the record asked for (an answer, an alert) right away;
 		 * a full send buffer must not stop reading: the next write finishes it. */
 		if (kts_tx_queued(c)) {
@@ -139,9 +141,15 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 
 	if (rc != KTS_OK)
 		return rc;
-	if (c->rx_eof || len == 0)
+	if (len == 0)
+		return 0;
+	if ((got = kts_cio_early(c, buf, len)) > 0)
+		return (ssize_t)got; /* received past the handshake: first in line */
+	if (c->rx_eof)
 		return 0;
 	if (c->path[KTS_RX] == KTS_PATH_KERNEL) {
+		if (c->caller_io)
+			return KTS_WANT_READ; /* the caller receives from the kernel */
 		/* Move a queued KeyUpdate answer along; a full send buffer must not
 		 * stop reading (the next write finishes it). */
 		if (kts_tx_queued(c) && (rc = kts_post_handshake_flush(c)) != KTS_OK &&
@@ -151,12 +159,13 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 	}
 	ERR_clear_error();
 	errno = 0;
-	if (SSL_read_ex(c->ssl, buf, len, &got) == 1)
-		return (ssize_t)got;
-	rc = kts_ssl_result(c, 0, "read");
-	if (rc == 0)
+	rc = SSL_read_ex(c->ssl, buf, len, &got) == 1 ? KTS_OK : kts_ssl_result(c, 0, "read");
+	if (rc == 0 && got == 0)
 		c->rx_eof = 1;
-	return rc;
+	/* OpenSSL may have written (an alert, a KeyUpdate answer). */
+	if (c->caller_io && kts_cio_collect(c) < 0)
+		return c->fail_code;
+	return got > 0 ? (ssize_t)got : rc;
 }
 
 static int check_writable(struct kts *c)
@@ -181,7 +190,7 @@ static int check_writable(struct kts *c)
  * us on this project's VMs, 45% of a 1 KiB send). */
 #define TX_CHECK_CALLS 16
 #define TX_CHECK_BYTES (256 * 1024)
-static ssize_t kernel_tx_result(struct kts *c, ssize_t n, int err, size_t want, const char *what)
+ssize_t kts_kernel_tx_result(struct kts *c, ssize_t n, int err, size_t want, const char *what)
 {
 	if (n >= 0)
 		err = 0; /* err only speaks for a failed call */
@@ -210,6 +219,8 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 		return rc;
 	if (len == 0)
 		return 0;
+	if (c->caller_io)
+		return kts_cio_write(c, buf, len);
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		rc = kts_post_handshake_flush(c);
 		if (rc != KTS_OK)
@@ -217,7 +228,7 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 		do
 			n = send(c->fd, buf, len, MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
-		return kernel_tx_result(c, n, errno, len, "write");
+		return kts_kernel_tx_result(c, n, errno, len, "write");
 	}
 	/* OpenSSL writes one record per call: go on until all is written or the
 	 * socket pushes back, like send() on the kernel path. */
@@ -256,16 +267,21 @@ ssize_t kts_sendfile(struct kts *c, int file_fd, off_t *offset, size_t count)
 		return kts_fail(c, KTS_ERR_ARG, "sendfile: offset must not be NULL");
 	if (fstat(file_fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return kts_fail(c, KTS_ERR_ARG, "sendfile: fd %d is not a regular file", file_fd);
+	if (c->caller_io && count > sizeof(buf) * 4)
+		count = sizeof(buf) * 4; /* the rest after the queue is sent */
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		ssize_t n;
 
+		if (c->caller_io)
+			return kts_fail(c, KTS_ERR_STATE, "sendfile: the kernel owns TX; splice the "
+							  "file to the socket yourself");
 		rc = kts_post_handshake_flush(c);
 		if (rc != KTS_OK)
 			return rc;
 		do
 			n = sendfile(c->fd, file_fd, offset, count);
 		while (n < 0 && errno == EINTR);
-		return kernel_tx_result(c, n, errno, SIZE_MAX, "sendfile"); /* always checked */
+		return kts_kernel_tx_result(c, n, errno, SIZE_MAX, "sendfile"); /* always checked */
 	}
 	/* Userspace: one record-sized chunk at a time through OpenSSL. */
 	while (total < count) {
@@ -302,6 +318,8 @@ int kts_close(struct kts *c)
 		return kts_fail(c, KTS_ERR_STATE, "close: handshake not complete");
 	if (c->tx_closed)
 		return KTS_OK;
+	if (c->caller_io)
+		return kts_cio_close(c);
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
 		ssize_t n;
 
@@ -313,7 +331,7 @@ int kts_close(struct kts *c)
 						   sizeof(close_notify), 0);
 		while (n == -EINTR);
 		/* Checked even when whole: the last chance to learn of a reset. */
-		if ((ret = (int)kernel_tx_result(c, n < 0 ? -1 : n, (int)-n, SIZE_MAX, "close")) < 0)
+		if ((ret = (int)kts_kernel_tx_result(c, n < 0 ? -1 : n, (int)-n, SIZE_MAX, "close")) < 0)
 			return ret;
 	} else {
 		ERR_clear_error();

@@ -115,9 +115,19 @@ int kts_handoff(struct kts *c)
 		goto done;
 	}
 
-	/* 2. Records OpenSSL already read are lost to the kernel: refuse instead. */
+	/* 2. Records OpenSSL already read are lost to the kernel: refuse instead.
+	 * With caller-owned I/O, records read past the handshake were decrypted
+	 * (caller_io.c) and are counted below, unless one moved OpenSSL's state. */
 	if (SSL_has_pending(c->ssl)) {
 		both_in_user(c, "OpenSSL holds unread records");
+		goto done;
+	}
+	if (c->drain_moved_keys) {
+		both_in_user(c, "peer sent a handshake message right after the handshake");
+		goto done;
+	}
+	if (c->rx_eof) {
+		both_in_user(c, "peer closed right after the handshake");
 		goto done;
 	}
 
@@ -141,6 +151,7 @@ int kts_handoff(struct kts *c)
 		goto done;
 	}
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
+	seq[KTS_RX] += c->rx_user_records;
 
 	/* 5. Into the kernel: RX, then TX. TX follows RX only: OpenSSL reading
 	 * records needs its own send path for the alerts it may answer with, so a

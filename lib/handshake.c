@@ -53,6 +53,11 @@ static void msg_seen(int write_p, int version, int content_type, const void *buf
 	struct kts *c = arg;
 	(void)ssl;
 
+	/* Past the handshake, before the handoff (caller_io.c): a ticket read is
+	 * fine; anything else moves OpenSSL's keys or record numbers. */
+	if (c->draining && (write_p || (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+					((const unsigned char *)buf)[0] != SSL3_MT_NEWSESSION_TICKET)))
+		c->drain_moved_keys = 1;
 	if (write_p && version == TLS1_3_VERSION && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
 	    ((const unsigned char *)buf)[0] == SSL3_MT_NEWSESSION_TICKET)
 		c->tickets_sent++;
@@ -115,6 +120,8 @@ int kts_handshake(struct kts *c)
 	default:
 		break;
 	}
+	if (c->draining)
+		goto drain;
 	if (!c->is_server && !c->prepared) {
 		ret = client_setup(c, c->server_name);
 		if (ret == KTS_OK)
@@ -126,12 +133,18 @@ int kts_handshake(struct kts *c)
 	ERR_clear_error();
 	errno = 0;
 	ret = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+	/* Caller-owned I/O: what OpenSSL wrote, an alert too, is the caller's to send. */
+	if (c->caller_io && kts_cio_collect(c) < 0)
+		return c->fail_code;
 	if (ret != 1) {
 		ret = kts_ssl_result(c, ret, "handshake");
 		if (ret == 0) /* close_notify during the handshake */
 			return kts_fail_fatal(c, KTS_ERR_TLS, "handshake: peer closed the connection");
 		return ret;
 	}
+drain:
+	if (c->caller_io && (ret = kts_cio_handshake_done(c)) != KTS_OK)
+		return ret;
 	c->state = KTS_STATE_OPEN;
 	/* OpenSSL reports no new session when a TLS 1.2 resumption renewed the
 	 * ticket: save the session in use, which holds the renewed one. */

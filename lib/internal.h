@@ -43,6 +43,19 @@ struct kts_config {
 	char error[KTS_ERRLEN];
 };
 
+/* A byte buffer: data[off, len) is unread; cap is allocated. */
+struct kts_bytes {
+	unsigned char *data;
+	size_t off, len, cap;
+};
+
+/* Record boundaries in a byte stream fed in pieces. */
+struct kts_rec_scan {
+	unsigned char hdr[5]; /* the current record's header, hdr_have bytes of it */
+	size_t hdr_have;
+	size_t body_left;     /* bytes of the current record's body still to come */
+};
+
 enum kts_state {
 	KTS_STATE_NEW = 0,  /* no fd yet */
 	KTS_STATE_HANDSHAKE, /* fd attached, handshake not finished */
@@ -98,6 +111,18 @@ struct kts {
 	unsigned char rx_alert[2];        /* an alert read in parts from kernel RX */
 	size_t rx_alert_len;
 
+	/* Caller-owned I/O (caller_io.c): kts never reads or writes the socket. */
+	int caller_io;
+	struct kts_bytes outq;      /* wire bytes from OpenSSL for the caller to send */
+	unsigned char *outq_old;    /* outq's buffer before it grew under a send in flight */
+	size_t out_inflight;        /* bytes handed out by kts_out_msg, not yet done */
+	int out_type;               /* what is in flight: 0 wire bytes, or a record type */
+	struct kts_bytes early;     /* plaintext decrypted past the handshake: read first */
+	int draining;               /* handshake done; finishing a record read past it */
+	struct kts_rec_scan scan;   /* record boundaries of the bytes past the handshake */
+	uint64_t rx_user_records;   /* records OpenSSL read past the handshake */
+	int drain_moved_keys;       /* a message past the handshake changed OpenSSL's state */
+
 	char error[KTS_ERRLEN];
 };
 
@@ -118,6 +143,11 @@ static inline int kts_tx_queued(const struct kts *c)
 {
 	return c->tx_hs_len > 0 || c->tx_alert_pending;
 }
+/* The next record queued for kernel TX (a fatal alert first, then handshake
+ * bytes, then an alert): its type and bytes; returns 0 when none. sent: n of
+ * its bytes went out (installs the next TX key once a KeyUpdate is out). */
+size_t kts_tx_next(const struct kts *c, unsigned char *type, const unsigned char **data);
+int kts_tx_sent(struct kts *c, unsigned char type, size_t n);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
 
@@ -130,13 +160,31 @@ int kts_refuse(struct kts *c, unsigned char desc, int code, const char *fmt, ...
 void kts_alert_warning(struct kts *c, unsigned char desc);
 
 /* rx.c: one read from kernel RX, interpreted without I/O. record: n bytes
- * (0 = TCP EOF) of content type `type` in buf. Returns n for application data
+ * (0 = TCP EOF) of content type `type` in buf; end is 1 when the record
+ * ended with them (MSG_EOR), 0 when more of it follows, -1 if unknown. Returns n for application data
  * (left in buf), 0 at close_notify, KTS_RX_AGAIN when kts consumed the record
  * (read on), or an error. error: a failed read's -errno as a kts code. Both
  * may queue records to send (kts_post_handshake_flush). */
 #define KTS_RX_AGAIN (-1)
-ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n);
+ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n, int end);
 int kts_rx_error(struct kts *c, int err);
+
+/* caller_io.c: the parts of the handshake and the I/O calls that differ when
+ * the caller owns the socket. collect: move what OpenSSL wrote to the send
+ * queue. handshake_done: after OpenSSL finished, decrypt what was read past
+ * it; KTS_OK when the stream is at a record boundary (hand off now),
+ * KTS_WANT_READ while a record read past it is incomplete, or an error.
+ * early: copy out plaintext decrypted then (0 when none). */
+int kts_cio_collect(struct kts *c);
+int kts_cio_handshake_done(struct kts *c);
+size_t kts_cio_early(struct kts *c, void *buf, size_t len);
+ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len);
+int kts_cio_close(struct kts *c);
+void kts_cio_free(struct kts *c);
+
+/* conn.c: what a kernel TX call for want bytes returned (n, or -1 and err),
+ * checked against the socket's state as kts_write documents. */
+ssize_t kts_kernel_tx_result(struct kts *c, ssize_t n, int err, size_t want, const char *what);
 
 /* error.c: set the message and return code (a negative KTS_ERR_*). */
 int kts_fail(struct kts *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -53,7 +53,22 @@ union control {
 	char buf[256];
 };
 
-ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type)
+int kts_kernel_rx_type(const struct msghdr *msg, unsigned char *type)
+{
+	*type = KTS_RECORD_DATA;
+	if (msg->msg_flags & MSG_CTRUNC)
+		return -EPROTO; /* a record type we could not see: never guess */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+		if (cm->cmsg_level != SOL_TLS || cm->cmsg_type != TLS_GET_RECORD_TYPE)
+			continue;
+		if (cm->cmsg_len != CMSG_LEN(sizeof(unsigned char)))
+			return -EPROTO;
+		*type = *CMSG_DATA(cm);
+	}
+	return 0;
+}
+
+ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type, int *end)
 {
 	union control control;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
@@ -64,16 +79,13 @@ ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char 
 		.msg_controllen = sizeof(control.buf),
 	};
 	ssize_t n = recvmsg(fd, &msg, flags);
+	int err;
 
 	if (n < 0)
 		return -errno;
-	*type = KTS_RECORD_DATA;
-	if (msg.msg_flags & MSG_CTRUNC)
-		return -EPROTO; /* a record type we could not see: never guess */
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-		if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
-			*type = *CMSG_DATA(cm);
-	}
+	if ((err = kts_kernel_rx_type(&msg, type)) < 0)
+		return err;
+	*end = (msg.msg_flags & MSG_EOR) != 0;
 	return n;
 }
 

@@ -21,9 +21,14 @@ int kts_kernel_attach_ulp(int fd);
 /* Install one direction (TLS_TX or TLS_RX). Returns 0 or -errno. */
 int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info);
 
-/* recvmsg on a kernel-RX socket. Returns bytes (0 at TCP EOF) and the record type
- * in *type, or -errno. */
-ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type);
+/* recvmsg on a kernel-RX socket. Returns bytes (0 at TCP EOF), the record type
+ * in *type and in *end whether the record ended (MSG_EOR), or -errno. */
+ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type, int *end);
+/* The record type of a finished recvmsg on a kernel-RX socket, from its
+ * control messages. Returns 0, or -EPROTO when the type was cut off
+ * (MSG_CTRUNC) or malformed. */
+struct msghdr;
+int kts_kernel_rx_type(const struct msghdr *msg, unsigned char *type);
 /* Send one record of the given type (alert, handshake) through kernel TX,
  * with extra send flags (MSG_DONTWAIT). Returns bytes sent or -errno. */
 ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size_t len,

@@ -64,49 +64,82 @@ static int queue_tx(struct kts *c, const unsigned char *msg, size_t len)
 	return KTS_OK;
 }
 
-int kts_post_handshake_flush(struct kts *c)
+size_t kts_tx_next(const struct kts *c, unsigned char *type, const unsigned char **data)
 {
 	if (c->tx_alert_pending && c->tx_alert[0] == ALERT_FATAL) {
-		/* Best effort: after an RX authentication failure the kernel has
-		 * marked the socket failed and refuses it; the peer sees the close. */
-		kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, c->tx_alert, 2, MSG_DONTWAIT);
-		c->tx_alert_pending = 0;
-		c->tx_closed = 1;
-		return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
+		*type = KTS_RECORD_ALERT; /* nothing else goes out after it */
+		*data = c->tx_alert;
+		return 2;
 	}
-	while (c->tx_hs_len > 0) {
-		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_HANDSHAKE, c->tx_hs,
-						   c->tx_hs_len, 0);
-		if (n == -EINTR)
-			continue;
-		if (n == -EAGAIN)
-			return KTS_WANT_WRITE;
-		if (n <= 0)
-			return kts_fail_fatal(c, KTS_ERR_SYS, "sending a handshake message: %s",
-					      strerror(n < 0 ? (int)-n : EPIPE));
-		/* A short send left a fragment out; the rest follows as its own record. */
-		memmove(c->tx_hs, c->tx_hs + n, c->tx_hs_len - (size_t)n);
-		c->tx_hs_len -= (size_t)n;
+	if (c->tx_hs_len > 0) {
+		*type = KTS_RECORD_HANDSHAKE;
+		*data = c->tx_hs;
+		return c->tx_hs_len;
 	}
-	while (c->tx_alert_pending) {
-		ssize_t n = kts_kernel_send_record(c->fd, KTS_RECORD_ALERT, c->tx_alert, 2, 0);
+	if (c->tx_alert_pending) {
+		*type = KTS_RECORD_ALERT;
+		*data = c->tx_alert;
+		return 2;
+	}
+	return 0;
+}
 
-		if (n == -EINTR)
-			continue;
-		if (n == -EAGAIN)
-			return KTS_WANT_WRITE;
-		if (n != 2) /* two bytes go in one record or not at all */
-			return kts_fail_fatal(c, KTS_ERR_SYS, "sending an alert: %s",
-					      strerror(n < 0 ? (int)-n : EPIPE));
+int kts_tx_sent(struct kts *c, unsigned char type, size_t n)
+{
+	if (type == KTS_RECORD_ALERT) {
+		if (c->tx_alert[0] == ALERT_FATAL)
+			c->tx_closed = 1;
 		c->tx_alert_pending = 0;
+	} else {
+		/* A short send left a fragment out; the rest follows as its own
+		 * record. A refusal may have dropped the queue meanwhile. */
+		if (n > c->tx_hs_len)
+			n = c->tx_hs_len;
+		memmove(c->tx_hs, c->tx_hs + n, c->tx_hs_len - n);
+		c->tx_hs_len -= n;
 	}
-	if (c->tx_rekey_pending) {
+	if (c->tx_rekey_pending && !kts_tx_queued(c)) {
 		/* Our KeyUpdate is out: from here on the kernel sends under the next key. */
 		int err = kernel_rekey(c, KTS_TX, c->tx_secret);
 		c->tx_rekey_pending = 0;
 		if (err < 0)
 			return kts_fail_fatal(c, KTS_ERR_SYS, "installing updated TX keys: %s",
 					      strerror(-err));
+	}
+	return KTS_OK;
+}
+
+int kts_post_handshake_flush(struct kts *c)
+{
+	unsigned char type;
+	const unsigned char *data;
+	size_t len;
+
+	/* The caller sends what is queued (kts_out_msg). */
+	if (c->caller_io)
+		return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
+	while ((len = kts_tx_next(c, &type, &data)) > 0) {
+		int fatal = type == KTS_RECORD_ALERT && data[0] == ALERT_FATAL;
+		ssize_t n = kts_kernel_send_record(c->fd, type, data, len, fatal ? MSG_DONTWAIT : 0);
+		int rc;
+
+		if (fatal) {
+			/* Best effort: after an RX authentication failure the kernel has
+			 * marked the socket failed and refuses it; the peer sees the close. */
+			kts_tx_sent(c, type, len);
+			return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
+		}
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN)
+			return KTS_WANT_WRITE;
+		/* Two bytes of an alert go in one record or not at all. */
+		if (n <= 0 || (type == KTS_RECORD_ALERT && n != 2))
+			return kts_fail_fatal(c, KTS_ERR_SYS, "sending %s: %s",
+					      type == KTS_RECORD_ALERT ? "an alert" : "a handshake message",
+					      strerror(n < 0 ? (int)-n : EPIPE));
+		if ((rc = kts_tx_sent(c, type, (size_t)n)) != KTS_OK)
+			return rc;
 	}
 	return KTS_OK;
 }
@@ -121,8 +154,8 @@ void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead a
 	memcpy(c->rx_secret, c->secret[1 - ours], c->secret_size);
 	memcpy(c->tx_secret, c->secret[ours], c->secret_size);
 	memcpy(c->ossl_tx_secret, c->secret[ours], c->secret_size);
-	/* OpenSSL read nothing under the application keys yet; it wrote its tickets. */
-	c->ossl_seq[KTS_RX] = 0;
+	/* OpenSSL read only what came past the handshake (caller_io.c); it wrote its tickets. */
+	c->ossl_seq[KTS_RX] = c->rx_user_records;
 	c->ossl_seq[KTS_TX] = c->is_server ? c->tickets_sent : 0;
 }
 
@@ -241,7 +274,7 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 	/* OpenSSL's read side follows: it reads the update under the old key. */
 	rc = feed_openssl(c, old, quiet, sizeof(quiet));
 	OPENSSL_cleanse(old, sizeof(old));
-	c->ossl_seq[KTS_RX] = 0;
+	c->ossl_seq[KTS_RX] = c->rx_user_records;
 	if (rc != KTS_OK || !requested)
 		return rc;
 	/* Answer before any more data goes out; the TX key changes once it has. */

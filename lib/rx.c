@@ -38,18 +38,24 @@ int kts_rx_error(struct kts *c, int err)
 	}
 }
 
-/* Bytes of an alert record; a reader with a tiny buffer gets it in parts. */
-static ssize_t alert(struct kts *c, const unsigned char *buf, size_t n)
+/* Bytes of an alert record; a reader with a tiny buffer gets it in parts.
+ * end (MSG_EOR) says whether the record ended with them, where known. */
+static ssize_t alert(struct kts *c, const unsigned char *buf, size_t n, int end)
 {
 	const unsigned char *a = c->rx_alert;
 
-	if (n > sizeof(c->rx_alert) - c->rx_alert_len)
+	if (n > sizeof(c->rx_alert) - c->rx_alert_len ||
+	    (c->rx_alert_len + n == sizeof(c->rx_alert) && end == 0))
 		return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS,
 				  "read: alert record of more than 2 bytes");
 	memcpy(c->rx_alert + c->rx_alert_len, buf, n);
 	c->rx_alert_len += n;
-	if (c->rx_alert_len < sizeof(c->rx_alert))
+	if (c->rx_alert_len < sizeof(c->rx_alert)) {
+		if (end == 1)
+			return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS,
+					  "read: alert record of fewer than 2 bytes");
 		return KTS_RX_AGAIN;
+	}
 	c->rx_alert_len = 0;
 	if (a[1] == ALERT_CLOSE_NOTIFY) {
 		c->rx_eof = 1;
@@ -64,7 +70,7 @@ static ssize_t alert(struct kts *c, const unsigned char *buf, size_t n)
 			      SSL_alert_desc_string_long(a[1]));
 }
 
-ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n)
+ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n, int end)
 {
 	ssize_t rc;
 
@@ -86,7 +92,7 @@ ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, siz
 		OPENSSL_cleanse(buf, n); /* a ticket is no business of the caller */
 		return rc == KTS_OK ? KTS_RX_AGAIN : rc;
 	case KTS_RECORD_ALERT:
-		return alert(c, buf, n);
+		return alert(c, buf, n, end);
 	default:
 		return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
 				  "read: unexpected record type %u", type);

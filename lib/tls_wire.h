@@ -6,6 +6,7 @@
 #define KTS_TLS_WIRE_H
 
 /* Record content types (RFC 8446 5.1). */
+#define KTS_RECORD_CCS 20
 #define KTS_RECORD_ALERT 21
 #define KTS_RECORD_HANDSHAKE 22
 #define KTS_RECORD_DATA 23

@@ -30,7 +30,9 @@
 #define KTS_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +44,8 @@ extern "C" {
 #define KTS_OK 0
 #define KTS_WANT_READ (-2)      /* non-blocking: wait for POLLIN, call again */
 #define KTS_WANT_WRITE (-3)     /* non-blocking: wait for POLLOUT, call again */
+#define KTS_WANT_CONTROL (-4)   /* caller-owned I/O: a plain receive met a kTLS control
+				 * record; receive once with kts_recv_prep() */
 #define KTS_ERR_ARG (-10)       /* invalid argument or configuration */
 #define KTS_ERR_NOMEM (-11)     /* out of memory */
 #define KTS_ERR_SYS (-12)       /* a system call failed; the message names it and errno */
@@ -174,6 +178,85 @@ KTS_API size_t kts_pending(const struct kts *c);
 
 /* Send close_notify. Returns KTS_OK, KTS_WANT_WRITE or an error. Does not close fd. */
 KTS_API int kts_close(struct kts *c);
+
+/* ---- caller-owned I/O (event loops, io_uring) ---------------------------------
+ *
+ * With kts_attach_caller_io() kts never reads or writes the socket: the caller
+ * moves the bytes (a ring, an event loop) and kts only turns them into TLS.
+ * The socket is still needed for the handoff (setsockopt installs the keys) and
+ * for checks that take no data (poll, SO_ERROR). Nothing here uses liburing;
+ * <kts_uring.h> adds inline helpers that fill io_uring SQEs.
+ *
+ * The loop, on either path and any kernel:
+ *   1. Receive into a buffer (at most kts_feed_limit() bytes during the
+ *      handshake: use a one-shot receive then, never a multishot one), prepared
+ *      with kts_recv_prep() for recvmsg; call kts_recv_done() or
+ *      kts_recvmsg_done() with the result. It runs the handshake and returns
+ *      plaintext that landed in the buffer (> 0), KTS_WANT_READ (nothing for
+ *      you yet), 0 (close_notify), KTS_WANT_CONTROL, or an error. After data,
+ *      call kts_read() until KTS_WANT_READ: it returns what is still held.
+ *   2. Whenever kts_out_msg() returns non-zero, send that message
+ *      (sendmsg with MSG_NOSIGNAL; the bytes stay valid until kts_out_done())
+ *      and report the result with kts_out_done(), before sending anything else.
+ *      One send in flight per connection.
+ *   3. Application data: kts_offload(c, KTS_TX) == KTS_PATH_KERNEL means send
+ *      plaintext on the socket yourself (send, splice; never MSG_WAITALL or
+ *      SEND_ZC, which kTLS refuses) and pass each result to kts_send_done();
+ *      otherwise kts_write() encrypts into the queue of step 2. kts_close()
+ *      queues close_notify the same way.
+ * The handshake's last flight and TLS 1.3 tickets come out of step 2 before
+ * the first data; whatever the caller received past the handshake is
+ * decrypted in userspace and comes out first, and the kernel's RX record
+ * number counts it. A record cut off by the end of such a receive holds the
+ * handoff back until its rest arrives: kts_feed_limit() then says how many
+ * bytes to receive, so that nothing past it leaves the socket before the
+ * kernel owns RX. */
+
+/* A message for sendmsg/recvmsg, with room for a kTLS record type. */
+struct kts_msg {
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		size_t align; /* struct cmsghdr's alignment: it starts with a size_t */
+		unsigned char buf[64];
+	} control;
+};
+
+/* Attach a connected TCP socket for caller-owned I/O (instead of kts_attach()). */
+KTS_API int kts_attach_caller_io(struct kts *c, int fd);
+/* Hand in bytes received from the socket while kts decrypts (the handshake,
+ * userspace RX). Returns len, or an error (KTS_ERR_STATE when the kernel owns
+ * RX). kts_recv_done() calls it for you. */
+KTS_API ssize_t kts_feed(struct kts *c, const void *buf, size_t len);
+/* The most bytes the caller may take off the socket now: SIZE_MAX, the exact
+ * rest of a record while the handoff waits for it, or 0 when a partial record
+ * is neither (after a failure). */
+KTS_API size_t kts_feed_limit(const struct kts *c);
+/* Fill m for a receive into buf (len clamped to kts_feed_limit()), with a
+ * control buffer for the kTLS record type. */
+KTS_API void kts_recv_prep(const struct kts *c, struct kts_msg *m, void *buf, size_t len);
+/* A finished receive: res is its result (bytes, 0 at EOF, or -errno). recv_done
+ * is for a plain recv/read or a provided buffer of cap bytes (plaintext is
+ * written back into buf); recvmsg_done for a receive prepared by
+ * kts_recv_prep(). Returns plaintext bytes now at the start of the buffer,
+ * KTS_WANT_READ, 0 at close_notify, KTS_WANT_CONTROL (kernel RX, plain receive
+ * only), or an error: KTS_ERR_TRUNCATED (EOF without close_notify), KTS_ERR_TLS
+ * naming a fatal alert or a bad record. Handshake records after the handoff
+ * (tickets, KeyUpdate) are handled here and may queue replies (step 2). */
+KTS_API ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res);
+KTS_API ssize_t kts_recvmsg_done(struct kts *c, struct kts_msg *m, ssize_t res);
+/* The next bytes kts needs sent, in m; returns their count, 0 when none. The
+ * bytes stay valid and unchanged until kts_out_done(). */
+KTS_API size_t kts_out_msg(struct kts *c, struct kts_msg *m);
+/* The result of sending the last kts_out_msg() (bytes sent, or -errno). A
+ * short send leaves the rest for the next kts_out_msg(). Returns KTS_OK,
+ * KTS_WANT_WRITE (-EAGAIN: send again when writable), or an error. */
+KTS_API int kts_out_done(struct kts *c, ssize_t res);
+/* The result of the caller's own send or splice of want bytes on kernel TX
+ * (bytes, or -errno; want SIZE_MAX for a count that could not be short).
+ * Returns res, KTS_WANT_WRITE, or KTS_ERR_SYS when the peer reset the
+ * connection: the socket is checked as kts_write() checks it (see above). */
+KTS_API ssize_t kts_send_done(struct kts *c, ssize_t res, size_t want);
 
 /* ---- session resumption -------------------------------------------------- */
 

@@ -459,6 +459,7 @@ static int case_renegotiation_refused(struct pair *p)
 {
 	static const unsigned char hello[] = {1, 0, 0, 4, 3, 3, 0, 0}; /* ClientHello, cut down */
 	unsigned char rec[16], type;
+	int end;
 	char buf[16];
 	ssize_t n;
 
@@ -472,7 +473,7 @@ static int case_renegotiation_refused(struct pair *p)
 				n < 0 ? kts_error(p->k) : ""), 0;
 	if (kts_write(p->k, "on", 2) != 2)
 		return snprintf(why, sizeof(why), "write after: %s", kts_error(p->k)), 0;
-	n = kts_kernel_recv(p->fds[1], rec, sizeof(rec), 0, &type);
+	n = kts_kernel_recv(p->fds[1], rec, sizeof(rec), 0, &type, &end);
 	if (n != 2 || type != KTS_RECORD_ALERT || rec[0] != 1 || rec[1] != 100)
 		return snprintf(why, sizeof(why), "peer got %zd bytes of type %u (%u %u), want the "
 				"no_renegotiation warning", n, type, rec[0], rec[1]), 0;
