@@ -320,6 +320,20 @@ ssize_t kts_recvmsg_done(struct kts *c, struct kts_msg *m, ssize_t res)
 	return kts_recv_done(c, m->iov.iov_base, m->iov.iov_len, res);
 }
 
+size_t kts_out_pending(const struct kts *c)
+{
+	BIO *w;
+	size_t n;
+
+	if (!c || !c->caller_io)
+		return 0;
+	w = SSL_get_wbio(c->ssl);
+	n = c->outq.len - c->outq.off + (w ? BIO_ctrl_pending(w) : 0);
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL)
+		n += c->tx_hs_len + (c->tx_alert_pending ? 2 : 0);
+	return n;
+}
+
 size_t kts_out_msg(struct kts *c, struct kts_msg *m)
 {
 	const unsigned char *data = NULL;

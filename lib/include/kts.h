@@ -245,6 +245,9 @@ KTS_API void kts_recv_prep(const struct kts *c, struct kts_msg *m, void *buf, si
  * (tickets, KeyUpdate) are handled here and may queue replies (step 2). */
 KTS_API ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res);
 KTS_API ssize_t kts_recvmsg_done(struct kts *c, struct kts_msg *m, ssize_t res);
+/* Bytes kts has queued for the caller to send (0: none): ask before taking
+ * an SQE for kts_out_msg(). */
+KTS_API size_t kts_out_pending(const struct kts *c);
 /* The next bytes kts needs sent, in m; returns their count, 0 when none. The
  * bytes stay valid and unchanged until kts_out_done(). */
 KTS_API size_t kts_out_msg(struct kts *c, struct kts_msg *m);

@@ -42,7 +42,8 @@ static inline void kts_uring_prep_recv_multishot(struct io_uring_sqe *sqe, int f
 
 /* The next bytes kts needs sent (the handshake, userspace TX ciphertext,
  * tickets and alerts on kernel TX), as one sendmsg. Returns their count, 0
- * when there is nothing (and the SQE is untouched). Complete it with
+ * when there is nothing (the SQE is untouched then: ask kts_out_pending()
+ * before taking one). Complete it with
  * kts_out_done(c, cqe->res). Send nothing else on fd until then. */
 static inline size_t kts_uring_prep_out(struct io_uring_sqe *sqe, struct kts *c, int fd,
 					struct kts_msg *m)
