@@ -215,6 +215,11 @@ int kts_cio_handshake_done(struct kts *c)
 		return rc;
 	if (c->scan.hdr_have > 0 && !c->rx_eof)
 		return KTS_WANT_READ; /* the rest of a record is still in the socket */
+	/* OpenSSL's last flight or tickets must leave as they are, before
+	 * the kernel encrypts everything sent; bytes received meanwhile are
+	 * scanned and decrypted like the rest. */
+	if (c->outq.len > c->outq.off)
+		return KTS_WANT_WRITE;
 	c->draining = 0;
 	return KTS_OK;
 }
@@ -307,7 +312,7 @@ ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res)
 				      "read: peer closed the connection without close_notify");
 	}
 	if ((rc = kts_feed(c, buf, (size_t)res)) < 0 || (rc = kts_handshake(c)) != KTS_OK)
-		return rc;
+		return rc == KTS_WANT_WRITE ? KTS_WANT_READ : rc; /* the queue goes first */
 	return kts_read(c, buf, cap);
 }
 

@@ -204,8 +204,12 @@ KTS_API int kts_close(struct kts *c);
  *      SEND_ZC, which kTLS refuses) and pass each result to kts_send_done();
  *      otherwise kts_write() encrypts into the queue of step 2. kts_close()
  *      queues close_notify the same way.
- * The handshake's last flight and TLS 1.3 tickets come out of step 2 before
- * the first data; whatever the caller received past the handshake is
+ * During the handshake keep one operation in flight (a receive or a send of
+ * step 2) and call kts_handshake() after each completion until it returns
+ * KTS_OK: it returns KTS_WANT_WRITE while OpenSSL's last flight or TLS 1.3
+ * tickets wait in the queue, since the kernel takes TX only once they are
+ * out; never have a receive in flight while it may hand off. The first data
+ * comes after them; whatever the caller received past the handshake is
  * decrypted in userspace and comes out first, and the kernel's RX record
  * number counts it. A record cut off by the end of such a receive holds the
  * handoff back until its rest arrives: kts_feed_limit() then says how many

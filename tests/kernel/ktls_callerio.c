@@ -29,202 +29,40 @@
 #include <openssl/ssl.h>
 
 #include "kts.h"
+#include "cio_peer.h"
 #include "testutil.h"
 
 static const char request[] = "GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
 static const char second[] = "second record, read from the socket";
 static const char answer[] = "answer";
-static char why[512];
-
-#define CHECK(cond, ...)                                                                   \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			snprintf(why, sizeof(why), __VA_ARGS__);                           \
-			return -1;                                                         \
-		}                                                                          \
-	} while (0)
-
-/* The OpenSSL peer over memory BIOs, wired to its end of the socket. */
-struct peer {
-	SSL *ssl;
-	BIO *in, *out;
-	int fd;
-};
-
-static int send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int peer_flush(struct peer *p)
-{
-	char buf[16384];
-	int n;
-
-	while ((n = BIO_read(p->out, buf, sizeof(buf))) > 0)
-		if (send_all(p->fd, buf, (size_t)n) < 0)
-			return -1;
-	return 0;
-}
-
-/* Block for some bytes from kts and hand them to the peer. */
-static int peer_pull(struct peer *p)
-{
-	char buf[16384];
-	ssize_t n = recv(p->fd, buf, sizeof(buf), 0);
-
-	if (n <= 0)
-		return -1;
-	BIO_write(p->in, buf, (int)n);
-	return 0;
-}
-
-/* Send what kts queued, as a ring would: one message at a time. Returns
- * the number of messages, or -1. */
-static int kts_flush(struct kts *c, int fd)
-{
-	struct kts_msg m;
-	int sent = 0;
-
-	for (; kts_out_msg(c, &m) > 0; sent++) {
-		ssize_t n = sendmsg(fd, &m.msg, MSG_NOSIGNAL);
-		int rc = kts_out_done(c, n < 0 ? -errno : n);
-		CHECK(rc == KTS_OK, "send: %s", kts_error(c));
-	}
-	return sent;
-}
-
-/* One receive on kts' socket, at most max bytes, and what kts made of it:
- * appended to got. Returns the kts result. */
-static ssize_t kts_recv(struct kts *c, int fd, size_t max, char *got, size_t *got_len, size_t cap)
-{
-	char buf[32768];
-	struct kts_msg m;
-	ssize_t n, r;
-
-	kts_recv_prep(c, &m, buf, max < sizeof(buf) ? max : sizeof(buf));
-	n = recvmsg(fd, &m.msg, 0);
-	r = kts_recvmsg_done(c, &m, n < 0 ? -errno : n);
-	for (ssize_t d = r; d > 0; d = kts_read(c, buf, sizeof(buf))) {
-		if ((size_t)d > cap - *got_len)
-			return KTS_ERR_ARG;
-		memcpy(got + *got_len, buf, (size_t)d);
-		*got_len += (size_t)d;
-		r = KTS_WANT_READ;
-	}
-	return r;
-}
-
-/* The handshake up to the point where the peer has finished and kts has
- * not: kts still waits for the peer's last flight. */
-static int handshake_until_peer_done(struct kts *c, int fd, struct peer *p, int kts_is_server)
-{
-	char sink[1];
-	size_t sink_len = 0;
-
-	if (!kts_is_server) {
-		CHECK(kts_handshake(c) == KTS_WANT_READ, "client start: %s", kts_error(c));
-		if (kts_flush(c, fd) < 0)
-			return -1;
-	}
-	for (int turns = 0; turns < 20; turns++) {
-		int r;
-
-		/* Peer's turn: read until it has something to send or is done
-		 * (a client peer starts with nothing to read). */
-		for (int first = 1;; first = 0) {
-			if (!(first && turns == 0 && kts_is_server) && peer_pull(p) < 0)
-				CHECK(0, "peer: connection lost");
-			r = SSL_do_handshake(p->ssl);
-			if (r == 1)
-				return 0; /* its last flight is in p->out, unsent */
-			CHECK(SSL_get_error(p->ssl, r) == SSL_ERROR_WANT_READ, "peer handshake failed");
-			if (BIO_ctrl_pending(p->out) > 0)
-				break;
-		}
-		if (peer_flush(p) < 0)
-			return -1;
-		/* kts' turn, likewise: it is not done before the peer. */
-		for (r = 0; r == 0;) {
-			ssize_t k = kts_recv(c, fd, SIZE_MAX, sink, &sink_len, 0);
-			CHECK(k == KTS_WANT_READ, "kts handshake: %zd %s", k, kts_error(c));
-			if ((r = kts_flush(c, fd)) < 0)
-				return -1;
-		}
-	}
-	CHECK(0, "handshake did not finish in 20 turns");
-}
-
-/* Drain the peer's socket into its BIO without blocking. */
-static void peer_take_all(struct peer *p)
-{
-	char buf[16384];
-	ssize_t n;
-
-	while ((n = recv(p->fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-		BIO_write(p->in, buf, (int)n);
-}
-
-static int peer_read(struct peer *p, char *buf, size_t len)
-{
-	for (int i = 0; i < 100; i++) {
-		size_t got = 0;
-
-		if (SSL_read_ex(p->ssl, buf, len, &got) == 1)
-			return (int)got;
-		if (SSL_get_error(p->ssl, 0) == SSL_ERROR_ZERO_RETURN)
-			return 0;
-		if (SSL_get_error(p->ssl, 0) != SSL_ERROR_WANT_READ || peer_pull(p) < 0)
-			return -1;
-	}
-	return -1;
-}
 
 /* One connection, the flight split at offset split (SIZE_MAX: no split). */
 static int one(struct kts_config *cfg, SSL_CTX *ctx, int kts_is_server, size_t split, int want,
 	       int paths[2], size_t *flight_len)
 {
 	struct kts *c = NULL;
-	struct peer p = {0};
+	struct cio_peer p = {0};
 	char got[4096], flight[8192], buf[256];
 	size_t got_len = 0, flen, want_len;
 	const char *first = kts_is_server ? request : "hello from the server";
 	int fds[2] = {-1, -1}, rc = -1, n;
 
 	if (test_tcp_pair(fds) < 0) {
-		snprintf(why, sizeof(why), "setup failed");
+		snprintf(cio_why, sizeof(cio_why), "setup failed");
 		goto out;
 	}
 	c = kts_is_server ? kts_server_new(cfg) : kts_client_new(cfg);
-	p.ssl = SSL_new(ctx);
-	p.in = BIO_new(BIO_s_mem());
-	p.out = BIO_new(BIO_s_mem());
-	BIO_set_mem_eof_return(p.in, -1);
-	SSL_set_bio(p.ssl, p.in, p.out);
-	if (kts_is_server)
-		SSL_set_connect_state(p.ssl);
-	else
-		SSL_set_accept_state(p.ssl);
-	p.fd = kts_is_server ? fds[1] : fds[0];
+	cio_peer_init(&p, ctx, kts_is_server ? fds[1] : fds[0], kts_is_server);
 	/* Each flight in one segment, without Nagle's wait for an ACK. */
 	for (int i = 0; i < 2; i++)
 		setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	int kfd = kts_is_server ? fds[0] : fds[1];
 
 	if (!c || kts_attach_caller_io(c, kfd) != KTS_OK) {
-		snprintf(why, sizeof(why), "attach failed");
+		snprintf(cio_why, sizeof(cio_why), "attach failed");
 		goto out;
 	}
-	if (handshake_until_peer_done(c, kfd, &p, kts_is_server) < 0)
+	if (cio_handshake_until_peer_done(c, kfd, &p, kts_is_server) < 0)
 		goto out;
 	/* The peer's last flight with data behind it, in one piece. */
 	SSL_write(p.ssl, first, (int)strlen(first));
@@ -232,59 +70,59 @@ static int one(struct kts_config *cfg, SSL_CTX *ctx, int kts_is_server, size_t s
 	*flight_len = flen;
 	if (split > flen)
 		split = flen;
-	if (send_all(p.fd, flight, split) < 0)
+	if (cio_send_all(p.fd, flight, split) < 0)
 		goto out;
 	if (split > 0) {
-		ssize_t r = kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+		ssize_t r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
 		if (r != KTS_WANT_READ && r != KTS_OK) {
-			snprintf(why, sizeof(why), "split %zu, first part: %zd %s", split, r, kts_error(c));
+			snprintf(cio_why, sizeof(cio_why), "split %zu, first part: %zd %s", split, r, kts_error(c));
 			goto out;
 		}
 	}
-	if (send_all(p.fd, flight + split, flen - split) < 0)
+	if (cio_send_all(p.fd, flight + split, flen - split) < 0)
 		goto out;
 	want_len = strlen(first);
 	for (int i = 0; got_len < want_len && i < 50; i++) {
 		/* kts_recv_prep keeps the receive to kts_feed_limit(). */
-		ssize_t r = kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
-		if (r != KTS_WANT_READ || kts_flush(c, kfd) < 0) {
-			snprintf(why, sizeof(why), "split %zu: %zd %s", split, r, kts_error(c));
+		ssize_t r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+		if (r != KTS_WANT_READ || cio_kts_flush(c, kfd) < 0) {
+			snprintf(cio_why, sizeof(cio_why), "split %zu: %zd %s", split, r, kts_error(c));
 			goto out;
 		}
 	}
 	if (got_len != want_len || memcmp(got, first, want_len) != 0) {
-		snprintf(why, sizeof(why), "split %zu: first data %zu bytes, want %zu", split, got_len,
+		snprintf(cio_why, sizeof(cio_why), "split %zu: first data %zu bytes, want %zu", split, got_len,
 			 want_len);
 		goto out;
 	}
 	paths[0] = kts_offload(c, KTS_TX);
 	paths[1] = kts_offload(c, KTS_RX);
 	if (paths[0] != want || paths[1] != want) {
-		snprintf(why, sizeof(why), "tx=%s rx=%s, want %s (%s)", kts_path_name(paths[0]),
+		snprintf(cio_why, sizeof(cio_why), "tx=%s rx=%s, want %s (%s)", kts_path_name(paths[0]),
 			 kts_path_name(paths[1]), kts_path_name(want),
 			 kts_offload_reason(c, KTS_RX) ? kts_offload_reason(c, KTS_RX) : "");
 		goto out;
 	}
 	/* One more record, from the socket: on kernel RX, the record number. */
 	SSL_write(p.ssl, second, (int)strlen(second));
-	if (peer_flush(&p) < 0)
+	if (cio_peer_flush(&p) < 0)
 		goto out;
 	got_len = 0;
 	for (int i = 0; got_len < strlen(second) && i < 10; i++) {
-		ssize_t r = kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+		ssize_t r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
 		if (r != KTS_WANT_READ) {
-			snprintf(why, sizeof(why), "split %zu, second record: %zd %s", split, r,
+			snprintf(cio_why, sizeof(cio_why), "split %zu, second record: %zd %s", split, r,
 				 kts_error(c));
 			goto out;
 		}
 	}
 	if (got_len != strlen(second) || memcmp(got, second, got_len) != 0) {
-		snprintf(why, sizeof(why), "split %zu: second record %zu bytes", split, got_len);
+		snprintf(cio_why, sizeof(cio_why), "split %zu: second record %zu bytes", split, got_len);
 		goto out;
 	}
 	/* The answer, on whichever TX path, after what kts queued (TLS 1.3
 	 * tickets), then close_notify. */
-	if (kts_flush(c, kfd) < 0)
+	if (cio_kts_flush(c, kfd) < 0)
 		goto out;
 	if (paths[0] == KTS_PATH_KERNEL) {
 		ssize_t w = send(kfd, answer, strlen(answer), MSG_NOSIGNAL);
@@ -293,39 +131,38 @@ static int one(struct kts_config *cfg, SSL_CTX *ctx, int kts_is_server, size_t s
 	} else if (kts_write(c, answer, strlen(answer)) != (ssize_t)strlen(answer)) {
 		goto fail_kts;
 	}
-	if (kts_flush(c, kfd) < 0 || kts_close(c) != KTS_OK || kts_flush(c, kfd) < 0)
+	if (cio_kts_flush(c, kfd) < 0 || kts_close(c) != KTS_OK || cio_kts_flush(c, kfd) < 0)
 		goto fail_kts;
-	peer_take_all(&p);
-	n = peer_read(&p, buf, sizeof(buf));
+	cio_peer_take_all(&p);
+	n = cio_peer_read(&p, buf, sizeof(buf));
 	if (n != (int)strlen(answer) || memcmp(buf, answer, (size_t)n) != 0) {
-		snprintf(why, sizeof(why), "peer read %d bytes of the answer", n);
+		snprintf(cio_why, sizeof(cio_why), "peer read %d bytes of the answer", n);
 		goto out;
 	}
-	if (peer_read(&p, buf, sizeof(buf)) != 0) {
-		snprintf(why, sizeof(why), "peer saw no close_notify");
+	if (cio_peer_read(&p, buf, sizeof(buf)) != 0) {
+		snprintf(cio_why, sizeof(cio_why), "peer saw no close_notify");
 		goto out;
 	}
 	/* The peer's close_notify reaches kts as 0. */
 	SSL_shutdown(p.ssl);
-	if (peer_flush(&p) < 0)
+	if (cio_peer_flush(&p) < 0)
 		goto out;
 	got_len = 0;
 	{
-		ssize_t r = kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+		ssize_t r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
 		while (r == KTS_WANT_READ) /* the TLS 1.3 peer's tickets come first on a client */
-			r = kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+			r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
 		if (r != 0) {
-			snprintf(why, sizeof(why), "close_notify: %zd %s", r, kts_error(c));
+			snprintf(cio_why, sizeof(cio_why), "close_notify: %zd %s", r, kts_error(c));
 			goto out;
 		}
 	}
 	rc = 0;
 	goto out;
 fail_kts:
-	snprintf(why, sizeof(why), "split %zu: %s", split, kts_error(c));
+	snprintf(cio_why, sizeof(cio_why), "split %zu: %s", split, kts_error(c));
 out:
-	if (p.ssl)
-		SSL_free(p.ssl);
+	cio_peer_free(&p);
 	kts_free(c);
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
@@ -352,7 +189,7 @@ int main(int argc, char **argv)
 			int paths[2] = {0, 0}, ok = cfg && ctx;
 			size_t flen = 0, splits = 0;
 
-			snprintf(why, sizeof(why), "setup failed");
+			snprintf(cio_why, sizeof(cio_why), "setup failed");
 			/* The flight's length first, then every split of it. */
 			if (ok && one(cfg, ctx, kts_is_server, SIZE_MAX, want, paths, &flen) < 0)
 				ok = 0;
@@ -365,7 +202,7 @@ int main(int argc, char **argv)
 			       kts_is_server ? "server" : "client", splits, kts_path_name(paths[0]),
 			       kts_path_name(paths[1]), ok ? "ok" : "FAIL");
 			if (!ok)
-				printf("  %s\n", why);
+				printf("  %s\n", cio_why);
 			ok ? passed++ : failed++;
 			/* Each connection installs TX and RX once. */
 			if (ok && want == KTS_PATH_KERNEL) {

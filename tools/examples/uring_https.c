@@ -234,16 +234,11 @@ static void complete(struct conn *c, int res)
 		for (; r > 0; r = kts_read(c->k, c->rbuf, sizeof(c->rbuf)))
 			if (got_data(c, c->rbuf, (size_t)r) < 0)
 				{ finish(c, "bad request"); return; }
-		if (kts_handshake(c->k) == KTS_OK)
-			log_paths(c);
 		if (r == 0) /* close_notify */
 			{ finish(c, c->is_server && c->phase == READING ? "closed before a request"
 									  : NULL); return; }
 		if (r != KTS_WANT_READ)
 			{ finish(c, kts_error(c->k)); return; }
-		if (!c->is_server && c->phase == READING && kts_handshake(c->k) == KTS_OK &&
-		    c->head_sent == 0)
-			c->phase = WRITING; /* handshake done: send the request */
 		break;
 	case OP_OUT:
 		if ((r = kts_out_done(c->k, res)) != KTS_OK && r != KTS_WANT_WRITE)
@@ -259,6 +254,18 @@ static void complete(struct conn *c, int res)
 		break;
 	default:
 		break;
+	}
+	if (!c->logged) {
+		/* Nothing is in flight now: the moment kts may hand off. */
+		r = kts_handshake(c->k);
+		if (r == KTS_OK) {
+			log_paths(c);
+			if (!c->is_server)
+				c->phase = WRITING; /* send the request */
+		} else if (r != KTS_WANT_READ && r != KTS_WANT_WRITE) {
+			finish(c, kts_error(c->k));
+			return;
+		}
 	}
 	pump(c);
 }
