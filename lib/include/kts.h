@@ -208,8 +208,10 @@ KTS_API int kts_close(struct kts *c);
  * step 2) and call kts_handshake() after each completion until it returns
  * KTS_OK: it returns KTS_WANT_WRITE while OpenSSL's last flight or TLS 1.3
  * tickets wait in the queue, since the kernel takes TX only once they are
- * out; never have a receive in flight while it may hand off. The first data
- * comes after them; whatever the caller received past the handshake is
+ * out; never have a receive in flight while it may hand off. Once it returns
+ * KTS_OK, call kts_read() until KTS_WANT_READ before the next receive: data
+ * that came with the handshake's end waits there. The first data comes after
+ * them; whatever the caller received past the handshake is
  * decrypted in userspace and comes out first, and the kernel's RX record
  * number counts it. A record cut off by the end of such a receive holds the
  * handoff back until its rest arrives: kts_feed_limit() then says how many

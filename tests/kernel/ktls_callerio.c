@@ -83,9 +83,20 @@ static int one(struct kts_config *cfg, SSL_CTX *ctx, int kts_is_server, size_t s
 		goto out;
 	want_len = strlen(first);
 	for (int i = 0; got_len < want_len && i < 50; i++) {
+		ssize_t r;
+
+		/* Tickets out, then the handoff; what came with the flight is
+		 * decrypted by then. */
+		if (cio_kts_flush(c, kfd) < 0)
+			goto out;
+		if (kts_handshake(c) == KTS_OK)
+			while ((r = kts_read(c, got + got_len, sizeof(got) - got_len)) > 0)
+				got_len += (size_t)r;
+		if (got_len >= want_len)
+			break;
 		/* kts_recv_prep keeps the receive to kts_feed_limit(). */
-		ssize_t r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
-		if (r != KTS_WANT_READ || cio_kts_flush(c, kfd) < 0) {
+		r = cio_kts_recv(c, kfd, SIZE_MAX, got, &got_len, sizeof(got));
+		if (r != KTS_WANT_READ) {
 			snprintf(cio_why, sizeof(cio_why), "split %zu: %zd %s", split, r, kts_error(c));
 			goto out;
 		}
@@ -185,6 +196,11 @@ int main(int argc, char **argv)
 		for (int i = 0; i < 3; i++) {
 			const struct suite *s = &test_suites[i];
 			struct kts_config *cfg = test_kts_config(version, s, kts_is_server);
+
+			/* A TLS 1.3 server then writes tickets as its handshake ends:
+			 * they must leave before the kernel takes TX. */
+			if (cfg && kts_is_server)
+				kts_config_set_session_lifetime(cfg, 300);
 			SSL_CTX *ctx = test_ssl_ctx(version, s, !kts_is_server);
 			int paths[2] = {0, 0}, ok = cfg && ctx;
 			size_t flen = 0, splits = 0;

@@ -262,6 +262,12 @@ static void complete(struct conn *c, int res)
 			log_paths(c);
 			if (!c->is_server)
 				c->phase = WRITING; /* send the request */
+			/* What came with the handshake's end (a request). */
+			while ((r = kts_read(c->k, c->rbuf, sizeof(c->rbuf))) > 0)
+				if (got_data(c, c->rbuf, (size_t)r) < 0) {
+					finish(c, "bad request");
+					return;
+				}
 		} else if (r != KTS_WANT_READ && r != KTS_WANT_WRITE) {
 			finish(c, kts_error(c->k));
 			return;

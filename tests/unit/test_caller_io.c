@@ -1,0 +1,375 @@
+/*
+ * test_caller_io.c - caller-owned I/O without sockets: the handshake against
+ * an in-memory OpenSSL peer with the peer's last flight and data in one
+ * buffer, split at every byte; what is received past the handshake (several
+ * records, a KeyUpdate, close_notify); the send queue's results; and the
+ * kernel-RX record interpreter fed completed receives with record types.
+ * The fd is /dev/null: the kernel refuses it the tls ULP, so the handoff
+ * keeps both directions in userspace, as on a kernel without kTLS.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <linux/tls.h>
+#include <openssl/ssl.h>
+
+#include "internal.h"
+#include "testutil.h"
+#include "tls_wire.h"
+
+static struct kts_config *server_cfg;
+static SSL_CTX *client_ctx;
+static int null_fd;
+
+static int setup(void **state)
+{
+	(void)state;
+	test_cert_init();
+	server_cfg = test_kts_config(13, &test_suites[0], 1);
+	client_ctx = test_ssl_ctx(13, &test_suites[0], 0);
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return server_cfg && client_ctx && null_fd >= 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	kts_config_free(server_cfg);
+	SSL_CTX_free(client_ctx);
+	close(null_fd);
+	test_cert_free();
+	return 0;
+}
+
+/* kts server (caller-owned I/O) and an OpenSSL client over memory BIOs. */
+struct pair {
+	struct kts *k;
+	SSL *peer;
+	BIO *in, *out; /* the peer's */
+};
+
+static void move_out(struct pair *p)
+{
+	struct kts_msg m;
+
+	while (kts_out_msg(p->k, &m) > 0) {
+		BIO_write(p->in, m.iov.iov_base, (int)m.iov.iov_len);
+		assert_int_equal(kts_out_done(p->k, (ssize_t)m.iov.iov_len), KTS_OK);
+	}
+}
+
+/* Run the handshake until the client is done; its last flight stays in p->out. */
+static void pair_open(struct pair *p)
+{
+	char buf[16384];
+
+	p->k = kts_server_new(server_cfg);
+	assert_non_null(p->k);
+	assert_int_equal(kts_attach_caller_io(p->k, null_fd), KTS_OK);
+	p->peer = SSL_new(client_ctx);
+	p->in = BIO_new(BIO_s_mem());
+	p->out = BIO_new(BIO_s_mem());
+	BIO_set_mem_eof_return(p->in, -1);
+	SSL_set_bio(p->peer, p->in, p->out);
+	SSL_set_connect_state(p->peer);
+	while (SSL_do_handshake(p->peer) != 1) {
+		int n = BIO_read(p->out, buf, sizeof(buf));
+
+		assert_true(n > 0);
+		assert_int_equal(kts_recv_done(p->k, buf, sizeof(buf), n), KTS_WANT_READ);
+		move_out(p);
+	}
+}
+
+static void pair_close(struct pair *p)
+{
+	kts_free(p->k);
+	SSL_free(p->peer);
+}
+
+/* The client's last flight and what it wrote after it, as one buffer. */
+static int flight(struct pair *p, unsigned char *buf, size_t cap)
+{
+	int n = BIO_read(p->out, buf, (int)cap);
+
+	assert_true(n > 0);
+	return n;
+}
+
+/* Hand in buf[0, n) split at k, keeping to kts_feed_limit() after the split,
+ * and collect plaintext. */
+static size_t deliver(struct pair *p, const unsigned char *wire, size_t n, size_t k, char *got,
+		      size_t cap)
+{
+	size_t at = 0, have = 0;
+	char buf[16384];
+
+	while (at < n) {
+		size_t take = at == 0 && k > 0 ? k : n - at, limit = kts_feed_limit(p->k);
+		ssize_t r;
+
+		take = take < limit ? take : limit;
+		assert_true(take > 0);
+		memcpy(buf, wire + at, take);
+		at += take;
+		for (r = kts_recv_done(p->k, buf, sizeof(buf), (ssize_t)take); r > 0;
+		     r = kts_read(p->k, buf, sizeof(buf))) {
+			assert_true(have + (size_t)r <= cap);
+			memcpy(got + have, buf, (size_t)r);
+			have += (size_t)r;
+		}
+		assert_true(r == KTS_WANT_READ || r == 0);
+		/* The tickets go out before the handoff. */
+		if (kts_handshake(p->k) == KTS_WANT_WRITE)
+			move_out(p);
+	}
+	move_out(p);
+	assert_int_equal(kts_handshake(p->k), KTS_OK);
+	return have;
+}
+
+static void test_split_every_byte(void **state)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	unsigned char wire[8192];
+	char got[256];
+	int n;
+	(void)state;
+
+	for (size_t k = 0;; k++) {
+		struct pair p;
+
+		pair_open(&p);
+		SSL_write(p.peer, req, sizeof(req) - 1);
+		n = flight(&p, wire, sizeof(wire));
+		assert_int_equal(deliver(&p, wire, (size_t)n, k, got, sizeof(got)), sizeof(req) - 1);
+		assert_memory_equal(got, req, sizeof(req) - 1);
+		/* The request record was received with the handshake's end, so
+		 * the kernel's RX would start at 1; unless the split fell just
+		 * between them: then the handoff came first and it reads it. */
+		size_t boundary = (size_t)n - (5 + sizeof(req) - 1 + 1 + 16);
+		assert_int_equal(p.k->rx_user_records, k == boundary ? 0 : 1);
+		assert_int_equal(kts_offload(p.k, KTS_RX), KTS_PATH_USER);
+		pair_close(&p);
+		if (k >= (size_t)n)
+			break;
+	}
+}
+
+/* Cut inside the second of three records: the limit is exactly its rest. */
+static void test_feed_limit_is_the_record_rest(void **state)
+{
+	struct pair p;
+	unsigned char wire[8192];
+	char got[64];
+	int n;
+	(void)state;
+
+	pair_open(&p);
+	SSL_write(p.peer, "one", 3);
+	SSL_write(p.peer, "two", 3);
+	SSL_write(p.peer, "three", 5);
+	n = flight(&p, wire, sizeof(wire));
+	/* Records of 3 and 5 bytes of data are 25 and 27 bytes (TLS 1.3, AES-GCM). */
+	size_t cut = (size_t)n - 27 - 10;
+	ssize_t r = kts_recv_done(p.k, wire, sizeof(wire), (ssize_t)cut);
+
+	assert_int_equal(r, KTS_WANT_READ);
+	assert_int_equal(kts_feed_limit(p.k), 10);
+	assert_int_equal(kts_read(p.k, got, sizeof(got)), KTS_WANT_READ); /* held until handoff */
+	assert_int_equal(deliver(&p, wire + cut, (size_t)n - cut, 0, got, sizeof(got)), 11);
+	assert_memory_equal(got, "onetwothree", 11);
+	/* "two" completed the handoff; "three" came after it. */
+	assert_int_equal(p.k->rx_user_records, 2);
+	pair_close(&p);
+}
+
+static void test_keyupdate_past_handshake(void **state)
+{
+	struct pair p;
+	unsigned char wire[8192];
+	char got[64];
+	int n;
+	(void)state;
+
+	pair_open(&p);
+	SSL_key_update(p.peer, SSL_KEY_UPDATE_NOT_REQUESTED);
+	SSL_write(p.peer, "after", 5);
+	n = flight(&p, wire, sizeof(wire));
+	assert_int_equal(deliver(&p, wire, (size_t)n, 0, got, sizeof(got)), 5);
+	/* OpenSSL's read key moved: the kernel would start from the wrong one. */
+	assert_non_null(strstr(kts_offload_reason(p.k, KTS_RX), "handshake message"));
+	pair_close(&p);
+}
+
+static void test_close_notify_past_handshake(void **state)
+{
+	struct pair p;
+	unsigned char wire[8192];
+	char got[64];
+	int n;
+	(void)state;
+
+	pair_open(&p);
+	SSL_write(p.peer, "last", 4);
+	SSL_shutdown(p.peer);
+	n = flight(&p, wire, sizeof(wire));
+	assert_int_equal(deliver(&p, wire, (size_t)n, 0, got, sizeof(got)), 4);
+	assert_int_equal(kts_read(p.k, got, sizeof(got)), 0);
+	assert_non_null(strstr(kts_offload_reason(p.k, KTS_RX), "closed"));
+	pair_close(&p);
+}
+
+/* The send queue: a short send, EAGAIN, a failure, and a stray done. */
+static void test_out_queue_results(void **state)
+{
+	struct kts *k = kts_server_new(server_cfg);
+	struct kts_msg m;
+	size_t n, again;
+	(void)state;
+
+	assert_int_equal(kts_out_done(k, 5), KTS_ERR_STATE);
+	assert_int_equal(kts_attach_caller_io(k, null_fd), KTS_OK);
+	assert_int_equal(kts_out_pending(k), 0);
+	/* A ClientHello from a peer makes kts queue its first flight. */
+	{
+		SSL *peer = SSL_new(client_ctx);
+		BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+		char buf[4096];
+		int len;
+
+		SSL_set_bio(peer, in, out);
+		SSL_set_connect_state(peer);
+		SSL_do_handshake(peer);
+		len = BIO_read(out, buf, sizeof(buf));
+		assert_int_equal(kts_recv_done(k, buf, sizeof(buf), len), KTS_WANT_READ);
+		SSL_free(peer);
+	}
+	n = kts_out_msg(k, &m);
+	assert_true(n > 100);
+	assert_int_equal(kts_out_pending(k), n);
+	assert_int_equal(kts_out_done(k, 10), KTS_OK); /* short: the rest next */
+	again = kts_out_msg(k, &m);
+	assert_int_equal(again, n - 10);
+	assert_int_equal(kts_out_done(k, -EAGAIN), KTS_WANT_WRITE);
+	assert_int_equal(kts_out_msg(k, &m), again); /* the same bytes again */
+	assert_int_equal(kts_out_done(k, -EPIPE), KTS_ERR_SYS);
+	assert_non_null(strstr(kts_error(k), "Broken pipe"));
+	assert_int_equal(kts_recv_done(k, NULL, 0, 1), KTS_ERR_SYS); /* failed stays failed */
+	kts_free(k);
+}
+
+/* A connection as the handoff leaves it with both directions in the kernel. */
+static struct kts *kernel_conn(int version)
+{
+	struct kts *c = kts_server_new(server_cfg);
+
+	assert_non_null(c);
+	assert_int_equal(kts_attach_caller_io(c, null_fd), KTS_OK);
+	c->state = KTS_STATE_OPEN;
+	c->path[KTS_TX] = c->path[KTS_RX] = KTS_PATH_KERNEL;
+	c->version = version;
+	return c;
+}
+
+/* A finished recvmsg: n bytes of a record of type, msg_flags as given. */
+static ssize_t received(struct kts *c, struct kts_msg *m, unsigned char type, const void *bytes,
+			size_t n, int flags, void *buf)
+{
+	struct cmsghdr *cm;
+
+	kts_recv_prep(c, m, buf, 64);
+	memcpy(buf, bytes, n);
+	cm = CMSG_FIRSTHDR(&m->msg);
+	cm->cmsg_level = SOL_TLS;
+	cm->cmsg_type = TLS_GET_RECORD_TYPE;
+	cm->cmsg_len = CMSG_LEN(1);
+	*CMSG_DATA(cm) = type;
+	m->msg.msg_controllen = CMSG_SPACE(1);
+	m->msg.msg_flags = flags;
+	return kts_recvmsg_done(c, m, (ssize_t)n);
+}
+
+static void test_kernel_rx_records(void **state)
+{
+	static const unsigned char close_notify[] = {ALERT_WARNING, ALERT_CLOSE_NOTIFY};
+	static const unsigned char fatal[] = {ALERT_FATAL, 40}; /* handshake_failure */
+	unsigned char buf[64];
+	struct kts_msg m;
+	struct kts *c;
+	(void)state;
+
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(received(c, &m, KTS_RECORD_DATA, "hello", 5, MSG_EOR, buf), 5);
+	assert_int_equal(kts_read(c, buf, sizeof(buf)), KTS_WANT_READ); /* no syscall */
+	assert_int_equal(kts_feed(c, "x", 1), KTS_ERR_STATE);
+	assert_int_equal(kts_recv_done(c, buf, sizeof(buf), -EIO), KTS_WANT_CONTROL);
+	assert_int_equal(kts_recv_done(c, buf, sizeof(buf), -EAGAIN), KTS_WANT_READ);
+	/* An alert in two reads, the record ending with the second. */
+	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, close_notify, 1, 0, buf), KTS_WANT_READ);
+	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, close_notify + 1, 1, MSG_EOR, buf), 0);
+	kts_free(c);
+
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, fatal, 2, MSG_EOR, buf), KTS_ERR_TLS);
+	assert_non_null(strstr(kts_error(c), "handshake failure"));
+	kts_free(c);
+
+	/* Two alert bytes of a longer record; one byte ending it. */
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, fatal, 2, 0, buf), KTS_ERR_TLS);
+	assert_non_null(strstr(kts_error(c), "more than 2 bytes"));
+	/* Refused with a decode_error alert, queued for the caller. */
+	assert_int_equal(kts_out_msg(c, &m), 2);
+	assert_int_equal(((unsigned char *)m.iov.iov_base)[1], ALERT_DECODE_ERROR);
+	assert_int_equal(*CMSG_DATA(CMSG_FIRSTHDR(&m.msg)), KTS_RECORD_ALERT);
+	kts_free(c);
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, fatal, 1, MSG_EOR, buf), KTS_ERR_TLS);
+	assert_non_null(strstr(kts_error(c), "fewer than 2 bytes"));
+	kts_free(c);
+
+	/* A lost record type, an unknown one, authentication, EOF. */
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(received(c, &m, KTS_RECORD_DATA, "x", 1, MSG_CTRUNC, buf), KTS_ERR_TLS);
+	assert_non_null(strstr(kts_error(c), "truncated"));
+	kts_free(c);
+	c = kernel_conn(TLS1_2_VERSION);
+	assert_int_equal(received(c, &m, 99, "x", 1, MSG_EOR, buf), KTS_ERR_TLS);
+	kts_free(c);
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(kts_recv_done(c, buf, sizeof(buf), -EBADMSG), KTS_ERR_TLS);
+	assert_non_null(strstr(kts_error(c), "bad_record_mac"));
+	kts_free(c);
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(kts_recv_done(c, buf, sizeof(buf), 0), KTS_ERR_TRUNCATED);
+	kts_free(c);
+
+	/* Kernel TX: plaintext is the caller's to send; kts checks the result. */
+	c = kernel_conn(TLS1_3_VERSION);
+	assert_int_equal(kts_write(c, "x", 1), KTS_ERR_STATE);
+	assert_int_equal(kts_send_done(c, -EAGAIN, 5), KTS_WANT_WRITE);
+	assert_int_equal(kts_send_done(c, -ECONNRESET, 5), KTS_ERR_SYS);
+	kts_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_split_every_byte),
+		cmocka_unit_test(test_feed_limit_is_the_record_rest),
+		cmocka_unit_test(test_keyupdate_past_handshake),
+		cmocka_unit_test(test_close_notify_past_handshake),
+		cmocka_unit_test(test_out_queue_results),
+		cmocka_unit_test(test_kernel_rx_records),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
