@@ -3,7 +3,7 @@
  * (kts_attach_caller_io). Header only: each helper fills one SQE the caller
  * got from its own ring; kts never owns a ring, and libkts does not link
  * liburing. Include <liburing.h> first. See kts.h for the loop these serve
- * and kts_uring(3) for a worked example (tools/examples/uring_echo.c).
+ * and kts_caller_io(3); tools/examples/uring_https.c is a complete program.
  *
  * Kernel facts the helpers follow: kTLS refuses MSG_WAITALL and SEND_ZC, a
  * plain or multishot receive on kernel RX fails with EIO at a control record
