@@ -406,8 +406,10 @@ int kts_out_done(struct kts *c, ssize_t res)
 	if (type != 0)
 		return kts_tx_sent(c, (unsigned char)type, sent);
 	c->outq.off += sent < c->outq.len - c->outq.off ? sent : c->outq.len - c->outq.off;
-	if (c->outq.off == c->outq.len)
-		c->outq.off = c->outq.len = 0;
+	if (c->outq.off == c->outq.len) { /* an idle connection keeps no buffer */
+		free(c->outq.data);
+		memset(&c->outq, 0, sizeof(c->outq));
+	}
 	return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
 }
 

@@ -86,6 +86,10 @@ struct kts_config *kts_config_new(void)
 	 * /etc/ssl/certs each time, about a fifth of a full handshake's CPU). */
 	SSL_CTX_set_mode(cfg->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+	/* OpenSSL's record buffers (about 34 KiB) only while a record is in
+	 * them: an idle connection, and one whose directions the kernel owns,
+	 * holds none. */
+	SSL_CTX_set_mode(cfg->ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_default_verify_paths(cfg->ctx);
 	trust_reset(cfg, "system default store");
 	ERR_clear_error();
@@ -500,6 +504,12 @@ int kts_config_set_offload(struct kts_config *cfg, int policy)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "offload: unknown policy %d", policy);
 	cfg->offload = policy;
 	update_keylog(cfg);
+	return KTS_OK;
+}
+
+int kts_config_set_rx_no_pad(struct kts_config *cfg, int on)
+{
+	cfg->rx_no_pad = on != 0;
 	return KTS_OK;
 }
 

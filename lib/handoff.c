@@ -181,6 +181,8 @@ int kts_handoff(struct kts *c)
 		c->path[dir] = KTS_PATH_KERNEL;
 		c->reason[dir][0] = '\0';
 		fence_openssl(c, dir);
+		if (dir == KTS_RX && version == TLS1_3_VERSION && c->cfg->rx_no_pad)
+			kts_kernel_rx_no_pad(c->fd); /* an older kernel lacks it: no harm */
 	}
 	/* TLS 1.3 sends handshake messages after the handshake: keep what
 	 * moving them between OpenSSL and the kernel takes. */

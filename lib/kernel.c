@@ -39,6 +39,13 @@ int kts_kernel_attach_ulp(int fd)
 	return 0;
 }
 
+int kts_kernel_rx_no_pad(int fd)
+{
+	int on = 1;
+
+	return setsockopt(fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
 int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info)
 {
 	if (setsockopt(fd, SOL_TLS, direction, info->bytes, (socklen_t)info->len) < 0)

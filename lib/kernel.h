@@ -21,6 +21,9 @@ int kts_kernel_attach_ulp(int fd);
 /* Install one direction (TLS_TX or TLS_RX). Returns 0 or -errno. */
 int kts_kernel_install(int fd, int direction, const struct kts_crypto_info *info);
 
+/* TLS 1.3 kernel RX: expect no padded records. Returns 0 or -errno. */
+int kts_kernel_rx_no_pad(int fd);
+
 /* recvmsg on a kernel-RX socket. Returns bytes (0 at TCP EOF), the record type
  * in *type and in *end whether the record ended (MSG_EOR), or -errno. */
 ssize_t kts_kernel_recv(int fd, void *buf, size_t len, int flags, unsigned char *type, int *end);

@@ -125,6 +125,11 @@ KTS_API int kts_config_set_server_name(struct kts_config *cfg, const char *name)
 KTS_API int kts_config_set_offload(struct kts_config *cfg, int policy);
 /* Parse "auto", "require" or "off". */
 KTS_API int kts_config_parse_offload(struct kts_config *cfg, const char *spec);
+/* TLS 1.3 on kernel RX: tell the kernel the peer pads no records
+ * (TLS_RX_EXPECT_NO_PAD, Linux 6.0), so it decrypts straight into the reader's
+ * buffer. Only for trusted peers: each padded record is then decrypted twice.
+ * Off by default; a kernel without it ignores the setting. */
+KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
 
 /* ---- connections -------------------------------------------------------- */
 

@@ -12,6 +12,8 @@
  *   splice      a file spliced to the socket through a pipe on the ring
  *               (kernel TX), read back by the peer by SHA-256.
  *   sendzc      IORING_OP_SEND_ZC on a kTLS socket: EOPNOTSUPP.
+ *   rx-no-pad   kts_config_set_rx_no_pad: the socket has TLS_RX_EXPECT_NO_PAD
+ *               and reads through it.
  * On a kernel without kTLS (the host suite, --expect auto) only multishot
  * runs, on the userspace path (no EIO there).
  * Output as ktls_cases: CASE lines, the summary, EXPECT and EXPECT-REKEY.
@@ -26,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/tls.h>
 #include <liburing.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -42,6 +45,7 @@
 
 static char why[600];
 static int want_path;
+static int opt_no_pad; /* setup: kts_config_set_rx_no_pad */
 
 #define FAIL(...) return snprintf(why, sizeof(why), __VA_ARGS__), -1
 
@@ -97,6 +101,8 @@ static int setup(struct ctx *x, int version, const struct suite *s, int kts_is_s
 	for (unsigned i = 0; i < NBUFS; i++)
 		give_back(x, i);
 	x->cfg = test_kts_config(version, s, kts_is_server);
+	if (x->cfg)
+		kts_config_set_rx_no_pad(x->cfg, opt_no_pad);
 	x->ssl_ctx = test_ssl_ctx(version, s, !kts_is_server);
 	if (!x->cfg || !x->ssl_ctx || test_tcp_pair(x->fds) < 0)
 		FAIL("setup failed");
@@ -408,6 +414,38 @@ out:
 	return rc;
 }
 
+/* TLS_RX_EXPECT_NO_PAD set at the handoff, and data read through it. */
+static int case_rx_no_pad(const struct suite *s)
+{
+	struct ctx x;
+	char got[16];
+	int eio = 0, rc = -1, on = 0, n;
+	socklen_t len = sizeof(on);
+	ssize_t last;
+
+	opt_no_pad = 1;
+	if (setup(&x, 13, s, 1) < 0)
+		goto out;
+	if (getsockopt(x.kfd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &on, &len) < 0 || on != 1) {
+		snprintf(why, sizeof(why), "TLS_RX_EXPECT_NO_PAD is %d (%s)", on, strerror(errno));
+		goto out;
+	}
+	SSL_write(x.p.ssl, "nopad", 5);
+	if (cio_peer_flush(&x.p) < 0)
+		goto out;
+	n = ring_read(&x, got, 5, &eio, &last);
+	if (n != 5 || memcmp(got, "nopad", 5) != 0) {
+		if (n >= 0)
+			snprintf(why, sizeof(why), "read %d bytes: %s", n, kts_error(x.c));
+		goto out;
+	}
+	rc = 0;
+out:
+	opt_no_pad = 0;
+	teardown(&x);
+	return rc;
+}
+
 static int passed, failed, sockets, rekeys, probes;
 
 static void report(const char *name, int ok, int socks)
@@ -454,8 +492,10 @@ int main(int argc, char **argv)
 			report(name, case_splice(s, v) == 0, 1);
 		}
 	}
-	if (want_path == KTS_PATH_KERNEL)
+	if (want_path == KTS_PATH_KERNEL) {
 		report("sendzc-eopnotsupp", case_sendzc(&test_suites[0]) == 0, 1);
+		report("rx-no-pad-tls13", case_rx_no_pad(&test_suites[0]) == 0, 1);
+	}
 	printf("%d passed, %d failed\n", passed, failed);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", sockets + probes, sockets);
 	/* The peer's KeyUpdate: kts rekeys RX, and TX once its answer is out. */
