@@ -466,7 +466,7 @@ def group_vm(a, out):
         elif w[0] == "rx":
             res["rx"].append(kv)
         elif w[0] == "not-measured":
-            res["not_measured"][w[1]] = line.split(":", 1)[1].strip() if ":" in line else line
+            res["not_measured"][w[1].rstrip(":")] = line.split(":", 1)[1].strip() if ":" in line else line
         elif w[0] == "tls_stat":
             res["tls_stat"][w[1]] = w[2]
         if w[0] in ("serve", "cipher", "rx", "not-measured", "bench", "vm", "VM"):
@@ -559,7 +559,12 @@ def report(res, out, quick):
         md.append("|---|---|---|---|---|---|")
         cost = {}
         for r in v["serve"]:
-            cost[(r.get("server"), r.get("tls"))] = float(r["cpu_s_per_gb"]) if r.get("cpu_s_per_gb") else None
+            c = float(r["cpu_s_per_gb"]) if r.get("cpu_s_per_gb") else None
+            # A kTLS variant whose TX stayed in userspace is not what its name says.
+            if r.get("server") in ("nginx-ktls", "kts-uring", "kts-threads") and r.get("path") != "ktls":
+                v["not_measured"].setdefault(r["server"], f"TLS {r.get('tls')}: TX not on kTLS (path={r.get('path')})")
+                c = None
+            cost[(r.get("server"), r.get("tls"))] = c
         for r in v["serve"]:
             c = cost.get((r.get("server"), r.get("tls")))
             u = cost.get(("kts-uring", r.get("tls")))

@@ -4,17 +4,20 @@
 #   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
 #                           qemu and friends for the real-kernel test tier,
 #                           clang and its libFuzzer runtime for fuzz/
+#   setup-debian.sh bench   test + the load generators and gnuplot of bench/run-all.sh
 set -euo pipefail
 
 build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev openssl curl)
 test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind
       qemu-system-x86 busybox-static cpio kmod xz-utils
       clang libclang-rt-14-dev llvm)
+bench=(wrk nghttp2-client gnuplot-nox)
 
 case ${1:-build} in
 build) want=("${build[@]}") ;;
 test) want=("${build[@]}" "${test[@]}") ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+bench) want=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()
