@@ -90,6 +90,21 @@ for bin in ${KTS_GUEST_HELPERS:-}; do
 	cp "$bin" "$stage/bin/${bin##*/}"
 done
 
+# Real peers the tests start (curl, openssl), dynamically linked: copied with
+# the libraries ldd names, at the same paths, and OpenSSL's config.
+for bin in ${KTS_GUEST_PEERS:-}; do
+	[[ -x $bin ]] || die "peer $bin: not an executable file"
+	cp "$bin" "$stage/bin/${bin##*/}"
+	for lib in $(LC_ALL=C ldd "$bin" | grep -o '/[^ ]*' || true); do
+		mkdir -p "$stage${lib%/*}"
+		cp -L "$lib" "$stage$lib"
+	done
+done
+if [[ -n ${KTS_GUEST_PEERS:-} && -f /usr/lib/ssl/openssl.cnf ]]; then
+	mkdir -p "$stage/usr/lib/ssl"
+	cp -L /usr/lib/ssl/openssl.cnf "$stage/usr/lib/ssl/"
+fi
+
 install -m 0755 "$here/init.sh" "$stage/init"
 install -m 0755 "$here/run-tests.sh" "$stage/run-tests.sh"
 
