@@ -222,12 +222,26 @@ static int ring_read(struct ctx *x, char *got, size_t want, int *eio, ssize_t *l
 	return (int)have;
 }
 
+/* Read exactly the string want through the ring; 0, or -1 with why set. */
+static int read_exact(struct ctx *x, const char *want, int *eio)
+{
+	char got[64];
+	size_t len = strlen(want);
+	ssize_t last;
+	int n = ring_read(x, got, len, eio, &last);
+
+	if (n == (int)len && memcmp(got, want, len) == 0)
+		return 0;
+	if (n >= 0)
+		snprintf(why, sizeof(why), "read %d of %zu bytes (%zd: %s), %d EIO endings", n, len,
+			 last, kts_error(x->c), *eio);
+	return -1;
+}
+
 static int case_multishot(const struct suite *s)
 {
 	struct ctx x;
-	char got[64];
-	int eio = 0, rc = -1, n;
-	ssize_t last;
+	int eio = 0, rc = -1;
 
 	if (setup(&x, 13, s, 0) < 0)
 		goto out;
@@ -237,13 +251,8 @@ static int case_multishot(const struct suite *s)
 	SSL_write(x.p.ssl, "data2", 5);
 	if (cio_peer_flush(&x.p) < 0)
 		goto out;
-	n = ring_read(&x, got, 10, &eio, &last);
-	if (n != 10 || memcmp(got, "data1data2", 10) != 0) {
-		if (n >= 0)
-			snprintf(why, sizeof(why), "read %d bytes (%zd: %s), eio %d", n, last,
-				 kts_error(x.c), eio);
+	if (read_exact(&x, "data1data2", &eio) < 0)
 		goto out;
-	}
 	if (eio != (want_path == KTS_PATH_KERNEL ? 3 : 0)) {
 		snprintf(why, sizeof(why), "%d EIO endings for 3 tickets", eio);
 		goto out;
@@ -418,10 +427,8 @@ out:
 static int case_rx_no_pad(const struct suite *s)
 {
 	struct ctx x;
-	char got[16];
-	int eio = 0, rc = -1, on = 0, n;
+	int eio = 0, rc = -1, on = 0;
 	socklen_t len = sizeof(on);
-	ssize_t last;
 
 	opt_no_pad = 1;
 	if (setup(&x, 13, s, 1) < 0)
@@ -433,12 +440,8 @@ static int case_rx_no_pad(const struct suite *s)
 	SSL_write(x.p.ssl, "nopad", 5);
 	if (cio_peer_flush(&x.p) < 0)
 		goto out;
-	n = ring_read(&x, got, 5, &eio, &last);
-	if (n != 5 || memcmp(got, "nopad", 5) != 0) {
-		if (n >= 0)
-			snprintf(why, sizeof(why), "read %d bytes: %s", n, kts_error(x.c));
+	if (read_exact(&x, "nopad", &eio) < 0)
 		goto out;
-	}
 	rc = 0;
 out:
 	opt_no_pad = 0;
