@@ -33,50 +33,22 @@
 #include "keyfile.h"
 #include "opts.h"
 #include "ratelimit.h"
+#include "server.h"
 #include "tio.h"
+#include "engine.h"
 
-#define PROG "kts-server"
-#define HEAD_LIMIT (16 * 1024)     /* request head limit: larger gets 431 */
-#define DISCARD_LIMIT (1024 * 1024) /* request bodies we read and drop */
-#define STOP_GRACE_MS 10000         /* how long a stop waits for busy connections */
 #define THREAD_IDLE_S 30            /* a connection thread with no work for this long ends */
 #define KEYS_REFRESH_S 30           /* step automatic ticket keys, check the newest key this often */
-#define SEND_MIN_PROGRESS (16 * 1024) /* a send moves a full TLS record per --timeout, or fails */
-#define LINGER_MAX_MS 2000          /* lingering close: at most this long (and --timeout) ... */
-#define LINGER_QUIET_MS 250         /* ... and until the client is silent this long */
 #define REFUSE_LOG_MS 1000          /* at most one "refused" line a second */
 #define REFUSE_GRACE_MS 50          /* --workers: a full worker leaves new clients to the others */
 
 #define WORKERS_MAX 256
+#define THREADS_MAX 1024
 #define RESPAWN_MIN_S 1 /* a worker that dies sooner after its start is not restarted */
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_HELP };
-
-struct server {
-	struct kts_config *cfg;
-	struct keyfile keys;
-	struct fsroot root;
-	int timeout_s;
-	int64_t timeout_ms;
-	int reasons;
-	int max_conn;
-	int shared_listen; /* --workers: other processes accept on the socket too */
-	int worker;        /* this process is a worker: its parent watches the keys */
-	int wake_fd; /* eventfd: a slot was freed while all were taken */
-	struct ratelimit refusals;
-	pthread_mutex_t lock;
-	struct conn **slots;
-	int active;
-	int stopping;
-	/* Connection threads are reused: one that has served its connection waits
-	 * for the next (a thread per connection would cost a clone and an exit each,
-	 * about a tenth of a resumed handshake's CPU). */
-	pthread_cond_t work;  /* signalled when a connection is queued */
-	struct conn *queue;   /* accepted connections waiting for an idle thread */
-	int waiting;          /* idle threads, not counting those already claimed */
-};
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -104,6 +76,9 @@ static void usage(FILE *f)
 		"  --max-conn N            concurrent connections (default 256); more are\n"
 		"                          refused (accepted and closed)\n"
 		"  --workers N             pre-fork N worker processes (default 1: no fork)\n"
+		"  --engine uring|threads  io_uring rings (default) or a thread per connection\n"
+		"  --threads N             uring engine: rings, one thread each, per process\n"
+		"                          (default: the CPUs this process may run on)\n"
 		"  --session-lifetime SECONDS\n"
 		"                          resumption: ticket/session lifetime, 0 (off, the\n"
 		"                          default) or 60..604800\n"
@@ -121,11 +96,9 @@ static void usage(FILE *f)
 }
 
 
-/* "worker PID: " in worker processes: starts every log line. */
-static char log_prefix[32];
+char log_prefix[32];
 
-static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logmsg(const char *fmt, ...)
+void logmsg(const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -631,13 +604,17 @@ static void wait_idle(struct server *srv, int ms)
 /* Every slot is busy: close the new connection at once rather than leave the
  * client waiting in the listen queue (a 503 would cost a handshake). Logged
  * at most once a second, with a count of those not logged. */
-static void refuse(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen)
+void server_refuse(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	char peer[ADDR_STR_MAX], more[64] = "";
 	unsigned long held;
+	int allow;
 
 	close(fd);
-	if (!ratelimit_allow(&srv->refusals, deadline_now(), &held))
+	pthread_mutex_lock(&srv->lock); /* rings refuse from several threads */
+	allow = ratelimit_allow(&srv->refusals, deadline_now(), &held);
+	pthread_mutex_unlock(&srv->lock);
+	if (!allow)
 		return;
 	addr_format(sa, salen, peer, sizeof(peer));
 	if (held)
@@ -664,7 +641,7 @@ static int accept_one(struct server *srv, int lfd)
 		return -1;
 	}
 	if (active_count(srv) >= srv->max_conn)
-		refuse(srv, fd, (struct sockaddr *)&ss, sl);
+		server_refuse(srv, fd, (struct sockaddr *)&ss, sl);
 	else
 		start_conn(srv, fd, (struct sockaddr *)&ss, sl);
 	return 0;
@@ -712,7 +689,7 @@ static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-static void run(struct server *srv, int lfd, int sfd)
+void server_loop(struct server *srv, int lfd, int sfd)
 {
 	int64_t last = deadline_now();
 
@@ -812,7 +789,13 @@ static int serve_process(struct server *srv, int lfd)
 	if (sfd < 0)
 		opts_die(PROG, "signalfd: %s", strerror(errno));
 
-	run(srv, lfd, sfd);
+	if (srv->engine == ENGINE_URING) {
+		int rc = engine_uring_serve(srv, lfd, sfd);
+
+		close(sfd);
+		return rc;
+	}
+	server_loop(srv, lfd, sfd);
 
 	close(lfd);
 	pthread_mutex_lock(&srv->lock);
@@ -1019,6 +1002,8 @@ int main(int argc, char **argv)
 		{ "num-tickets", required_argument, NULL, OPT_NUM_TICKETS },
 		{ "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "engine", required_argument, NULL, OPT_ENGINE },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1059,6 +1044,15 @@ int main(int argc, char **argv)
 			cache_entries = parse_uint(optarg, 1000000, "--session-cache");
 			break;
 		case OPT_WORKERS: workers = parse_int(optarg, 1, WORKERS_MAX, "--workers"); break;
+		case OPT_ENGINE:
+			if (strcmp(optarg, "uring") == 0)
+				srv.engine = ENGINE_URING;
+			else if (strcmp(optarg, "threads") == 0)
+				srv.engine = ENGINE_THREADS;
+			else
+				opts_die(PROG, "--engine: want uring or threads");
+			break;
+		case OPT_THREADS: srv.threads = parse_int(optarg, 1, THREADS_MAX, "--threads"); break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1073,6 +1067,8 @@ int main(int argc, char **argv)
 			 : num_tickets >= 0   ? "num-tickets"
 			 : cache_entries >= 0 ? "session-cache"
 					      : "session-id");
+	if (srv.threads == 0)
+		srv.threads = engine_default_threads();
 	srv.reasons = o.status;
 	srv.timeout_ms = (int64_t)srv.timeout_s * 1000;
 	srv.shared_listen = workers > 1;

@@ -53,6 +53,11 @@ WORKER_RE = re.compile(r"^worker (\d+): ")
 REASON_RE = re.compile(r"offload-reason (?P<dir>tx|rx): (?P<reason>.+)$", re.M)
 
 
+# The kts-server engine the tests run against: tests/host/meson.build runs the
+# server, HTTP and resumption scripts once per engine (KTS_ENGINE=uring|threads).
+ENGINE = os.environ.get("KTS_ENGINE", "uring")
+
+
 def tool(name):
     env = {"kts-client": "KTS_CLIENT", "kts-server": "KTS_SERVER"}[name]
     path = os.environ.get(env)
@@ -72,7 +77,7 @@ class Suite:
     """TAP output. check() records a case; a failing case prints diagnostics."""
 
     def __init__(self, name, deadline=None):
-        self.name = name
+        self.name = "%s (%s engine)" % (name, ENGINE)
         self.n = 0
         self.failed = 0
         self.start = time.monotonic()
@@ -299,8 +304,8 @@ class Proc:
 class KtsServer(Proc):
     def __init__(self, d, root, cert, key, *args, listen="127.0.0.1:0", name="kts-server",
                  env=None):
-        argv = [tool("kts-server"), "--listen", listen, "--cert", cert, "--key", key,
-                "--root", root] + list(args)
+        argv = [tool("kts-server"), "--engine", ENGINE, "--listen", listen, "--cert", cert,
+                "--key", key, "--root", root] + list(args)
         super().__init__(argv, d, name, env=env)
         m = self.wait_for(r"^listening on (\S+):(\d+)$")
         self.host = m.group(1).strip("[]")

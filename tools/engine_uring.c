@@ -1,0 +1,1091 @@
+/* engine_uring.c - kts-server's io_uring engine: --threads rings, one thread
+ * each, all accepting on the listening socket (multishot accept). Every byte
+ * of a connection moves through its ring (kts_attach_caller_io); kts turns
+ * them into TLS and httpsess into HTTP answers. Per connection: one receive
+ * (one-shot recvmsg during the handshake, multishot into provided buffers
+ * after it) and at most one send in flight; a slot is freed only when nothing
+ * of it is in flight, and completions carry the slot's generation. Deadlines
+ * are checked by a per-ring tick. The signals stay with the process loop
+ * (server_loop), which wakes the rings through an eventfd read on each. */
+#include <errno.h>
+#include <fcntl.h>
+#include <kts.h>
+#include <liburing.h>
+#include <kts_uring.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "engine.h"
+#include "httpsess.h"
+#include "opts.h"
+#include "server.h"
+#include "tio.h"
+#include "uring_ring.h"
+
+#define RING_ENTRIES 1024
+#define RBUFS 256                /* provided buffers per ring (power of two) ... */
+#define RBUF_SIZE (16 * 1024 + 64) /* ... each a TLS record with its header */
+#define HS_BUF_SIZE (17 * 1024)  /* a connection's own receive buffer (handshake) */
+#define BODY_CHUNK (64 * 1024)   /* file bytes read per round into a reply's buffer */
+#define SPLICE_MIN (16 * 1024)   /* kernel TX: files this large go file -> pipe -> socket */
+#define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
+#define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
+
+/* user_data: generation (32 bits) | slot (24) | op (8). Ring-level ops have
+ * slot RING_SLOT; OP_IGNORE completions (cancellations) are dropped. */
+enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_RX, OP_TX, OP_SPLICE_IN };
+#define RING_SLOT 0xffffffu
+#define ERR_FILE (-200) /* reading or splicing the file failed: errno in file_errno */
+
+enum phase { PH_HANDSHAKE, PH_OPEN, PH_CLOSING, PH_LINGER, PH_DEAD };
+enum rx_kind { RX_NONE, RX_MSG, RX_MULTI };
+enum tx_kind { TX_NONE, TX_OUT, TX_SEND, TX_SPLICE_IN, TX_SPLICE_OUT };
+
+struct shared {
+	struct server *srv;
+	int lfd;
+	atomic_int active; /* connections of this process, all rings */
+	atomic_int stop;
+	atomic_int fallback_told;
+	struct hs_cfg hs;
+	size_t rbufs;
+};
+
+struct uconn;
+
+struct ring {
+	struct shared *sh;
+	struct uring_ring u;
+	pthread_t tid;
+	int id;
+	struct uconn **slots;
+	uint32_t *gens;
+	int *free_slots, nfree, nslots;
+	int live;
+	int accept_armed, accept_oneshot;
+	int64_t accept_again; /* 0, or when to arm accept after a pause */
+	int wake_fd;
+	uint64_t wake_val;
+	struct __kernel_timespec tick;
+	int stopping, cut_all;
+	int64_t stop_at;
+	int left_open; /* connections still open when the stop gave up */
+	int failed;
+	unsigned long nobufs; /* receives that found no provided buffer */
+	sem_t ready; /* posted once the ring is set up (or failed) */
+};
+
+struct uconn {
+	int slot;
+	uint32_t gen;
+	int fd;
+	struct kts *k;
+	enum phase ph;
+	int inflight;
+	/* receive */
+	enum rx_kind rx;
+	int rx_cancelled; /* a cancel of the multishot is on its way */
+	int need_ctrl;    /* kernel RX met a control record: one recvmsg next */
+	int rx_end;       /* the input ended (rx_rc) and the session has not seen it */
+	ssize_t rx_rc;
+	struct kts_msg rmsg;
+	char *rbuf; /* HS_BUF_SIZE: handshake, control records, no buffer ring */
+	/* send */
+	enum tx_kind tx;
+	size_t tx_want;
+	struct kts_msg smsg;
+	/* the answer going out */
+	int replying;
+	struct hs_reply rep;
+	size_t head_done;  /* head bytes sent (kernel TX) or written to kts (user) */
+	off_t off;         /* next file offset to read or splice */
+	long long body_out; /* body bytes sent (kernel) or written to kts (user) */
+	char *body;
+	size_t body_len, body_used;
+	int pipe[2], pipe_ok;
+	int file_errno;
+	int hs_failed; /* the handshake failed: its alert goes out, then the end */
+	size_t in_pipe;
+	struct deadline dl; /* handshake, send, close_notify */
+	int64_t linger_end, last_rx;
+	struct httpsess hs;
+	char peer[ADDR_STR_MAX];
+};
+
+static uint64_t ud_make(uint32_t gen, uint32_t slot, enum op op)
+{
+	return (uint64_t)gen << 32 | (uint64_t)(slot & RING_SLOT) << 8 | (uint64_t)op;
+}
+
+static struct io_uring_sqe *conn_sqe(struct ring *r, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+	c->inflight++;
+	return sqe;
+}
+
+static void conn_sqe_tag(struct io_uring_sqe *sqe, struct uconn *c, enum op op)
+{
+	io_uring_sqe_set_data64(sqe, ud_make(c->gen, (uint32_t)c->slot, op));
+}
+
+static void log_note(struct uconn *c)
+{
+	if (c->hs.note[0]) {
+		logmsg("conn %s %s", c->peer, c->hs.note);
+		c->hs.note[0] = '\0';
+	}
+}
+
+/* ---- ending connections ------------------------------------------------------ */
+
+static void conn_free(struct ring *r, struct uconn *c)
+{
+	if (c->pipe_ok)
+		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
+	httpsess_free(&c->hs);
+	kts_free(c->k);
+	close(c->fd);
+	free(c->rbuf);
+	free(c->body);
+	r->slots[c->slot] = NULL;
+	r->gens[c->slot]++;
+	r->free_slots[r->nfree++] = c->slot;
+	r->live--;
+	atomic_fetch_sub(&r->sh->active, 1);
+	free(c);
+}
+
+/* End at once: what is in flight completes (shutdown wakes it), then the slot
+ * goes. No close_notify. */
+static void conn_kill(struct uconn *c)
+{
+	if (c->ph == PH_DEAD)
+		return;
+	c->ph = PH_DEAD;
+	shutdown(c->fd, SHUT_RDWR);
+}
+
+static void send_failed(struct uconn *c, int rc)
+{
+	char m[256], part[64] = "";
+
+	if (c->rep.fd >= 0 && c->rep.size > 0)
+		snprintf(part, sizeof(part), " (%lld of %lld body bytes sent)", c->body_out,
+			 c->rep.size);
+	if (rc == ERR_FILE)
+		logmsg("conn %s error: send: reading the file: %s%s", c->peer,
+		       strerror(c->file_errno), part);
+	else if (rc == TIO_TIMEOUT)
+		logmsg("conn %s error: send: under %d KiB taken in %d s, the client is not "
+		       "reading%s",
+		       c->peer, SEND_MIN_PROGRESS / 1024, c->hs.cfg->timeout_s, part);
+	else
+		logmsg("conn %s error: %s%s", c->peer, tio_message(c->k, rc, "send", m, sizeof(m)),
+		       part);
+}
+
+/* Did the peer just drop the connection (no close_notify, or a reset)? */
+static int unclean_eof(const struct kts *k, ssize_t rc)
+{
+	return rc == KTS_ERR_TRUNCATED ||
+	       (rc == KTS_ERR_SYS && strstr(kts_error(k), strerror(ECONNRESET)));
+}
+
+/* ---- receiving ----------------------------------------------------------------- */
+
+static int rx_wanted(const struct ring *r, const struct uconn *c)
+{
+	(void)r;
+	if (c->ph == PH_LINGER)
+		return 1;
+	return c->ph == PH_OPEN && !c->rx_end && httpsess_wants_input(&c->hs);
+}
+
+/* One recvmsg into the connection's own buffer (kts_feed_limit applies). */
+static int rx_arm_msg(struct ring *r, struct uconn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->rbuf && !(c->rbuf = malloc(HS_BUF_SIZE)))
+		return -1;
+	sqe = conn_sqe(r, c);
+	if (c->ph == PH_LINGER) { /* bytes to drop: no kts */
+		io_uring_prep_recv(sqe, c->fd, c->rbuf, HS_BUF_SIZE, 0);
+	} else {
+		kts_uring_prep_recvmsg(sqe, c->k, c->fd, &c->rmsg, c->rbuf, HS_BUF_SIZE);
+	}
+	conn_sqe_tag(sqe, c, OP_RX);
+	c->rx = RX_MSG;
+	return 0;
+}
+
+static void rx_update(struct ring *r, struct uconn *c)
+{
+	if (c->ph == PH_DEAD || c->ph == PH_HANDSHAKE)
+		return;
+	if (rx_wanted(r, c)) {
+		if (c->rx != RX_NONE)
+			return;
+		if (c->need_ctrl || !r->u.br) {
+			if (rx_arm_msg(r, c) < 0) {
+				logmsg("conn %s error: out of memory", c->peer);
+				conn_kill(c);
+			}
+			c->need_ctrl = 0;
+			return;
+		}
+		struct io_uring_sqe *sqe = conn_sqe(r, c);
+
+		kts_uring_prep_recv_multishot(sqe, c->fd, URING_BGID);
+		conn_sqe_tag(sqe, c, OP_RX);
+		c->rx = RX_MULTI;
+		c->rx_cancelled = 0;
+		return;
+	}
+	/* Enough input waits: pause the multishot (it ends with -ECANCELED). */
+	if (c->rx == RX_MULTI && !c->rx_cancelled) {
+		struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+		io_uring_prep_cancel64(sqe, ud_make(c->gen, (uint32_t)c->slot, OP_RX), 0);
+		io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_IGNORE));
+		c->rx_cancelled = 1;
+	}
+}
+
+/* Plaintext n bytes at buf (a buffer of cap): into the session, then what kts
+ * still holds. Returns the last kts result (KTS_WANT_READ, 0, an error). */
+static ssize_t rx_take(struct uconn *c, char *buf, size_t cap, ssize_t n, int64_t now)
+{
+	while (n > 0) {
+		if (httpsess_input(&c->hs, buf, (size_t)n, now) < 0) {
+			log_note(c);
+			conn_kill(c);
+			return KTS_WANT_READ;
+		}
+		n = kts_read(c->k, buf, cap);
+	}
+	return n;
+}
+
+/* A receive completed after the handshake. */
+static void on_rx(struct ring *r, struct uconn *c, const struct io_uring_cqe *cqe, int64_t now)
+{
+	int res = cqe->res, has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+	unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+	int was_msg = c->rx == RX_MSG;
+	ssize_t n;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		c->rx = RX_NONE;
+		c->inflight--;
+	}
+	if (c->ph != PH_OPEN) {
+		/* Lingering (or ending): drop what comes; an end or error ends it. */
+		if (has_buf)
+			uring_buf_put(&r->u, bid);
+		if (c->ph == PH_LINGER) {
+			if (res > 0)
+				c->last_rx = now;
+			else if (res != -ENOBUFS && res != -ECANCELED)
+				conn_kill(c);
+		}
+		return;
+	}
+	if (res == -ENOBUFS || res == -ECANCELED) {
+		r->nobufs += res == -ENOBUFS;
+		return; /* out of buffers, or paused: armed again when wanted */
+	}
+	if (has_buf) {
+		char *buf = uring_buf(&r->u, bid);
+
+		n = kts_recv_done(c->k, buf, r->u.bufsz, res);
+		n = rx_take(c, buf, r->u.bufsz, n, now);
+		uring_buf_put(&r->u, bid);
+	} else if (was_msg) {
+		n = kts_recvmsg_done(c->k, &c->rmsg, res);
+		n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
+	} else {
+		n = kts_recv_done(c->k, NULL, 0, res); /* an end or error, no buffer */
+	}
+	if (c->ph == PH_DEAD || n == KTS_WANT_READ)
+		return;
+	if (n == KTS_WANT_CONTROL) {
+		c->need_ctrl = 1; /* the multishot is over: one recvmsg, then again */
+		return;
+	}
+	c->rx_end = 1; /* close_notify (0) or an error: seen when the session reads */
+	c->rx_rc = n;
+}
+
+/* ---- sending ------------------------------------------------------------------- */
+
+static int kernel_tx(const struct uconn *c)
+{
+	return kts_offload(c->k, KTS_TX) == KTS_PATH_KERNEL;
+}
+
+static void tx_out(struct ring *r, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = conn_sqe(r, c);
+
+	kts_uring_prep_out(sqe, c->k, c->fd, &c->smsg);
+	conn_sqe_tag(sqe, c, OP_TX);
+	c->tx = TX_OUT;
+}
+
+static void tx_send(struct ring *r, struct uconn *c, const char *p, size_t len, int more)
+{
+	struct io_uring_sqe *sqe = conn_sqe(r, c);
+
+	kts_uring_prep_send(sqe, c->fd, p, len, more);
+	conn_sqe_tag(sqe, c, OP_TX);
+	c->tx = TX_SEND;
+	c->tx_want = len;
+}
+
+/* Fill the reply's buffer from the file. Returns 0, or a TIO_/KTS_ code. */
+static int body_fill(struct uconn *c)
+{
+	long long left = c->rep.size - (long long)c->off;
+	size_t want = left < BODY_CHUNK ? (size_t)left : BODY_CHUNK;
+	ssize_t n;
+
+	if (!c->body && !(c->body = malloc(BODY_CHUNK)))
+		return KTS_ERR_NOMEM;
+	n = pread(c->rep.fd, c->body, want, c->off);
+	if (n == 0)
+		return TIO_SHORT_FILE;
+	if (n < 0) {
+		c->file_errno = errno;
+		return ERR_FILE;
+	}
+	c->off += n;
+	c->body_len = (size_t)n;
+	c->body_used = 0;
+	return 0;
+}
+
+/* Kernel TX: the next plaintext send or splice of the reply. Returns 1 if one
+ * was submitted, 0 when the reply is all out, or a TIO_/KTS_ error. */
+static int reply_step_kernel(struct ring *r, struct uconn *c)
+{
+	long long file_left = c->rep.fd >= 0 ? c->rep.size - (long long)c->off : 0;
+	struct io_uring_sqe *sqe;
+	int rc;
+
+	if (c->head_done < c->rep.head_len) {
+		tx_send(r, c, c->rep.head + c->head_done, c->rep.head_len - c->head_done,
+			file_left > 0 || c->in_pipe > 0);
+		return 1;
+	}
+	if (c->body_used < c->body_len) {
+		tx_send(r, c, c->body + c->body_used, c->body_len - c->body_used, file_left > 0);
+		return 1;
+	}
+	if (c->in_pipe > 0) { /* pipe -> socket */
+		sqe = conn_sqe(r, c);
+		io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)c->in_pipe,
+				     file_left > 0 ? SPLICE_F_MORE : 0);
+		conn_sqe_tag(sqe, c, OP_TX);
+		c->tx = TX_SPLICE_OUT;
+		c->tx_want = c->in_pipe;
+		return 1;
+	}
+	if (file_left <= 0)
+		return 0;
+	if (c->rep.size >= SPLICE_MIN && !c->pipe_ok && uring_pipe_get(&r->u, c->pipe) == 0)
+		c->pipe_ok = 1;
+	if (c->rep.size >= SPLICE_MIN && c->pipe_ok) { /* file -> pipe */
+		size_t len = file_left < r->u.pipe_size ? (size_t)file_left : (size_t)r->u.pipe_size;
+
+		sqe = conn_sqe(r, c);
+		io_uring_prep_splice(sqe, c->rep.fd, (int64_t)c->off, c->pipe[1], -1, (unsigned)len,
+				     0);
+		conn_sqe_tag(sqe, c, OP_SPLICE_IN);
+		c->tx = TX_SPLICE_IN;
+		c->tx_want = len;
+		return 1;
+	}
+	if ((rc = body_fill(c)) < 0) /* small files, or no pipe: read and send */
+		return rc;
+	return reply_step_kernel(r, c);
+}
+
+/* Userspace TX: encrypt the reply into kts' queue until it is full (then
+ * send it), or the reply is all in. Returns 1 if a send was submitted, 0 when
+ * the reply is all out, or an error. */
+static int reply_step_user(struct ring *r, struct uconn *c)
+{
+	ssize_t w;
+	int rc;
+
+	for (;;) {
+		if (c->head_done < c->rep.head_len) {
+			w = kts_write(c->k, c->rep.head + c->head_done, c->rep.head_len - c->head_done);
+			if (w == KTS_WANT_WRITE)
+				break;
+			if (w <= 0)
+				return w == 0 ? TIO_PEER_CLOSED : (int)w;
+			c->head_done += (size_t)w;
+			continue;
+		}
+		if (c->body_used == c->body_len && c->rep.fd >= 0 && c->off < c->rep.size &&
+		    (rc = body_fill(c)) < 0)
+			return rc;
+		if (c->body_used < c->body_len) {
+			w = kts_write(c->k, c->body + c->body_used, c->body_len - c->body_used);
+			if (w == KTS_WANT_WRITE)
+				break;
+			if (w <= 0)
+				return w == 0 ? TIO_PEER_CLOSED : (int)w;
+			c->body_used += (size_t)w;
+			c->body_out += w;
+			continue;
+		}
+		break;
+	}
+	if (kts_out_pending(c->k) > 0) {
+		tx_out(r, c);
+		return 1;
+	}
+	return c->head_done < c->rep.head_len || c->body_used < c->body_len ||
+			       (c->rep.fd >= 0 && c->off < c->rep.size)
+		       ? KTS_ERR_STATE
+		       : 0;
+}
+
+static void reply_start(struct uconn *c, int64_t now)
+{
+	c->replying = 1;
+	c->head_done = 0;
+	c->off = 0;
+	c->body_out = 0;
+	c->body_len = c->body_used = 0;
+	/* Head and body together: less than SEND_MIN_PROGRESS per --timeout fails. */
+	deadline_progress(&c->dl, now, c->hs.cfg->timeout_ms, SEND_MIN_PROGRESS);
+}
+
+static void reply_done(struct ring *r, struct uconn *c, int64_t now)
+{
+	c->replying = 0;
+	if (c->pipe_ok) {
+		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
+		c->pipe_ok = 0;
+	}
+	free(c->body);
+	c->body = NULL;
+	c->body_len = c->body_used = 0;
+	c->rep.fd = -1;
+	httpsess_sent(&c->hs, now);
+}
+
+/* A send of the connection completed. */
+static void on_tx(struct uconn *c, enum op op, int res, int64_t now)
+{
+	enum tx_kind kind = c->tx;
+	ssize_t n;
+
+	c->tx = TX_NONE;
+	c->inflight--;
+	if (c->ph == PH_DEAD || c->ph == PH_LINGER)
+		return;
+	if (op == OP_SPLICE_IN) { /* file -> pipe: no bytes on the wire yet */
+		if (res <= 0) {
+			c->file_errno = -res;
+			send_failed(c, res == 0 ? TIO_SHORT_FILE : ERR_FILE);
+			conn_kill(c);
+			return;
+		}
+		c->off += res;
+		c->in_pipe += (size_t)res;
+		return;
+	}
+	if (kind == TX_OUT) {
+		n = kts_out_done(c->k, res);
+		if (n != KTS_OK && n != KTS_WANT_WRITE) {
+			if (c->replying || c->ph == PH_OPEN)
+				send_failed(c, (int)n);
+			conn_kill(c);
+			return;
+		}
+		if (res > 0 && c->replying)
+			deadline_moved(&c->dl, now, (uint64_t)res);
+		return;
+	}
+	n = kts_send_done(c->k, res, c->tx_want);
+	if (n == KTS_WANT_WRITE)
+		return;
+	if (n <= 0) {
+		send_failed(c, n == 0 ? TIO_PEER_CLOSED : (int)n);
+		conn_kill(c);
+		return;
+	}
+	deadline_moved(&c->dl, now, (uint64_t)n);
+	if (kind == TX_SPLICE_OUT) {
+		c->in_pipe -= (size_t)n;
+		c->body_out += n;
+	} else if (c->head_done < c->rep.head_len) {
+		c->head_done += (size_t)n;
+	} else {
+		c->body_used += (size_t)n;
+		c->body_out += n;
+	}
+}
+
+/* ---- the connection's next steps ------------------------------------------------ */
+
+static void start_close(struct uconn *c, int64_t now)
+{
+	c->ph = PH_CLOSING;
+	deadline_total(&c->dl, now, c->hs.cfg->timeout_ms);
+	if (kts_close(c->k) != KTS_OK)
+		conn_kill(c); /* queues close_notify, sent below */
+}
+
+/* The session met the end of input: how the connection ends. */
+static enum hs_do input_ended(struct ring *r, struct uconn *c)
+{
+	ssize_t rc = c->rx_rc;
+	char m[256];
+
+	if (rc == 0)
+		return httpsess_input_end(&c->hs, 1);
+	if (!r->stopping && !(httpsess_between(&c->hs) && unclean_eof(c->k, rc)))
+		logmsg("conn %s error: %s", c->peer, tio_message(c->k, (int)rc, "read", m, sizeof(m)));
+	return httpsess_input_end(&c->hs, 0);
+}
+
+static void drive_open(struct ring *r, struct uconn *c, int64_t now)
+{
+	for (int guard = 0; guard < 64 && c->ph == PH_OPEN; guard++) {
+		enum hs_do d;
+		int rc;
+
+		if (c->tx == TX_NONE && kts_out_pending(c->k) > 0)
+			tx_out(r, c); /* kts' own bytes first (tickets, alerts) */
+		if (c->tx != TX_NONE)
+			break;
+		if (c->replying) {
+			rc = kernel_tx(c) ? reply_step_kernel(r, c) : reply_step_user(r, c);
+			if (rc > 0)
+				break;
+			if (rc < 0) {
+				send_failed(c, rc);
+				conn_kill(c);
+				return;
+			}
+			reply_done(r, c, now);
+			continue;
+		}
+		d = httpsess_next(&c->hs, now, r->stopping, &c->rep);
+		if (d == HS_READ && c->rx_end)
+			d = input_ended(r, c);
+		log_note(c);
+		if (d == HS_SEND) {
+			reply_start(c, now);
+			continue;
+		}
+		if (d == HS_CLOSE)
+			start_close(c, now);
+		else if (d == HS_ABORT)
+			conn_kill(c);
+		break;
+	}
+	rx_update(r, c);
+}
+
+static void drive_closing(struct ring *r, struct uconn *c, int64_t now)
+{
+	int64_t cap = c->hs.cfg->timeout_ms < LINGER_MAX_MS ? c->hs.cfg->timeout_ms : LINGER_MAX_MS;
+
+	if (c->tx != TX_NONE)
+		return;
+	if (kts_out_pending(c->k) > 0) {
+		tx_out(r, c);
+		return;
+	}
+	if (c->hs_failed) {
+		conn_kill(c);
+		return;
+	}
+	/* Lingering close: FIN, then drop what the client still sends until it
+	 * is quiet, so it reads our last answer before a reset could cut it. */
+	shutdown(c->fd, SHUT_WR);
+	c->ph = PH_LINGER;
+	c->linger_end = now + cap;
+	c->last_rx = now;
+	rx_update(r, c);
+}
+
+static void log_status(struct ring *r, struct uconn *c)
+{
+	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8];
+
+	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, c->peer);
+	opts_print_status(stderr, prefix, c->k, r->sh->srv->reasons);
+}
+
+/* The alert kts queued goes out (drive_closing), then the connection ends. */
+static void handshake_failed(struct uconn *c, int64_t now)
+{
+	c->ph = PH_CLOSING;
+	c->hs_failed = 1;
+	deadline_total(&c->dl, now, c->hs.cfg->timeout_ms);
+}
+
+/* The handshake: one operation in flight, kts_handshake after each. */
+static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
+{
+	char m[256];
+	int rc;
+
+	if (c->inflight)
+		return;
+	rc = kts_handshake(c->k);
+	if (rc == KTS_OK) {
+		ssize_t n;
+
+		log_status(r, c);
+		c->ph = PH_OPEN;
+		httpsess_start(&c->hs, now);
+		/* What came with the handshake's end (a request) waits in kts. */
+		n = rx_take(c, c->rbuf, HS_BUF_SIZE, kts_read(c->k, c->rbuf, HS_BUF_SIZE), now);
+		if (r->u.br) { /* receives take provided buffers from now on */
+			free(c->rbuf);
+			c->rbuf = NULL;
+		}
+		if (c->ph == PH_DEAD)
+			return;
+		if (n != KTS_WANT_READ) {
+			c->rx_end = 1;
+			c->rx_rc = n;
+		}
+		return;
+	}
+	if (rc == KTS_WANT_READ || rc == KTS_WANT_WRITE) {
+		if (kts_out_pending(c->k) > 0)
+			tx_out(r, c);
+		else if (rx_arm_msg(r, c) < 0)
+			conn_kill(c);
+		return;
+	}
+	logmsg("conn %s error: %s", c->peer, tio_message(c->k, rc, "handshake", m, sizeof(m)));
+	handshake_failed(c, now);
+}
+
+static void drive(struct ring *r, struct uconn *c, int64_t now)
+{
+	if (c->ph == PH_HANDSHAKE)
+		drive_handshake(r, c, now);
+	if (c->ph == PH_OPEN)
+		drive_open(r, c, now);
+	if (c->ph == PH_CLOSING)
+		drive_closing(r, c, now);
+	if (c->ph == PH_LINGER)
+		rx_update(r, c);
+	if (c->ph == PH_DEAD && c->inflight == 0)
+		conn_free(r, c);
+}
+
+/* ---- accepting ------------------------------------------------------------------ */
+
+static void arm_accept(struct ring *r)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+	if (r->accept_oneshot)
+		io_uring_prep_accept(sqe, r->sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+	else
+		io_uring_prep_multishot_accept(sqe, r->sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_ACCEPT));
+	r->accept_armed = 1;
+}
+
+static void conn_start(struct ring *r, int fd, int64_t now)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct uconn *c;
+	int slot;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		sl = 0;
+	if (atomic_fetch_add(&r->sh->active, 1) >= r->sh->srv->max_conn || r->nfree == 0) {
+		atomic_fetch_sub(&r->sh->active, 1);
+		server_refuse(r->sh->srv, fd, (struct sockaddr *)&ss, sl);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		atomic_fetch_sub(&r->sh->active, 1);
+		logmsg("accept: out of memory");
+		close(fd);
+		return;
+	}
+	slot = r->free_slots[--r->nfree];
+	c->slot = slot;
+	c->gen = r->gens[slot];
+	c->fd = fd;
+	c->rep.fd = -1;
+	httpsess_init(&c->hs, &r->sh->hs, now);
+	r->slots[slot] = c;
+	r->live++;
+	if (sl)
+		addr_format((struct sockaddr *)&ss, sl, c->peer, sizeof(c->peer));
+	else
+		snprintf(c->peer, sizeof(c->peer), "?");
+	/* The whole handshake within --timeout, however the client sends it. */
+	deadline_total(&c->dl, now, r->sh->hs.timeout_ms);
+	c->k = kts_server_new(r->sh->srv->cfg);
+	if (!c->k || kts_attach_caller_io(c->k, fd) != KTS_OK) {
+		logmsg("conn %s error: %s", c->peer,
+		       c->k ? kts_error(c->k) : kts_config_error(r->sh->srv->cfg));
+		c->ph = PH_DEAD;
+		conn_free(r, c);
+		return;
+	}
+	drive(r, c, now);
+}
+
+static void on_accept(struct ring *r, const struct io_uring_cqe *cqe, int64_t now)
+{
+	int res = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		r->accept_armed = 0;
+	if (res >= 0) {
+		if (r->stopping)
+			close(res);
+		else
+			conn_start(r, res, now);
+	} else if (res == -EINVAL && !r->accept_oneshot) {
+		/* Before 5.19 there is no multishot accept: one at a time. */
+		r->accept_oneshot = 1;
+		if (atomic_exchange(&r->sh->fallback_told, 2) != 2)
+			logmsg("io_uring: no multishot accept: accepting one at a time");
+	} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+		logmsg("accept: %s", strerror(-res));
+		r->accept_again = now + ACCEPT_PAUSE_MS; /* let connections finish */
+	} else if (res != -EINTR && res != -EAGAIN && res != -ECONNABORTED && res != -ECANCELED) {
+		logmsg("accept: %s", strerror(-res));
+	}
+	if (!r->accept_armed && !r->stopping && !r->accept_again)
+		arm_accept(r);
+}
+
+/* ---- the tick: deadlines, lingering, stopping ------------------------------------ */
+
+static int conn_idle(const struct uconn *c)
+{
+	return c->ph == PH_HANDSHAKE ||
+	       (c->ph == PH_OPEN && !c->replying && httpsess_idle(&c->hs));
+}
+
+static void check_conn(struct ring *r, struct uconn *c, int64_t now)
+{
+	if (r->stopping && (r->cut_all || conn_idle(c))) {
+		conn_kill(c); /* as the threads engine cuts them: no close_notify */
+		return;
+	}
+	switch (c->ph) {
+	case PH_HANDSHAKE:
+		if (deadline_expired(&c->dl, now)) {
+			logmsg("conn %s error: handshake: not complete within %d s", c->peer,
+			       r->sh->hs.timeout_s);
+			conn_kill(c);
+		}
+		break;
+	case PH_OPEN:
+		if (c->replying) {
+			if (deadline_expired(&c->dl, now)) {
+				send_failed(c, TIO_TIMEOUT);
+				conn_kill(c);
+			}
+		} else if (deadline_expired(httpsess_deadline(&c->hs), now) && c->tx == TX_NONE) {
+			enum hs_do d = httpsess_timeout(&c->hs, &c->rep);
+
+			log_note(c);
+			if (d == HS_SEND)
+				reply_start(c, now);
+			else
+				start_close(c, now);
+		}
+		break;
+	case PH_CLOSING:
+		if (deadline_expired(&c->dl, now))
+			conn_kill(c);
+		break;
+	case PH_LINGER:
+		if (now >= c->linger_end || now - c->last_rx >= LINGER_QUIET_MS)
+			conn_kill(c);
+		break;
+	case PH_DEAD:
+		break;
+	}
+}
+
+static void arm_tick(struct ring *r)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+	r->tick.tv_sec = 0;
+	r->tick.tv_nsec = TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &r->tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_TICK));
+}
+
+static void on_tick(struct ring *r, int64_t now)
+{
+	if (r->stopping && !r->cut_all && now - r->stop_at >= STOP_GRACE_MS)
+		r->cut_all = 1;
+	if (r->accept_again && now >= r->accept_again && !r->stopping) {
+		r->accept_again = 0;
+		if (!r->accept_armed)
+			arm_accept(r);
+	}
+	for (int i = 0; i < r->nslots; i++) {
+		struct uconn *c = r->slots[i];
+
+		if (!c)
+			continue;
+		check_conn(r, c, now);
+		drive(r, c, now);
+	}
+	arm_tick(r);
+}
+
+static void arm_wake(struct ring *r)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+	io_uring_prep_read(sqe, r->wake_fd, &r->wake_val, sizeof(r->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_WAKE));
+}
+
+static void on_wake(struct ring *r, int64_t now)
+{
+	if (atomic_load(&r->sh->stop) && !r->stopping) {
+		r->stopping = 1;
+		r->stop_at = now;
+		if (r->accept_armed) {
+			struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+			io_uring_prep_cancel64(sqe, ud_make(0, RING_SLOT, OP_ACCEPT), 0);
+			io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_IGNORE));
+		}
+		return;
+	}
+	arm_wake(r);
+}
+
+/* ---- the ring's thread ------------------------------------------------------------ */
+
+static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum op op = (enum op)(ud & 0xff);
+	uint32_t slot = (uint32_t)(ud >> 8) & RING_SLOT, gen = (uint32_t)(ud >> 32);
+	struct uconn *c;
+
+	if (op == OP_IGNORE)
+		return;
+	if (slot == RING_SLOT) {
+		if (op == OP_ACCEPT)
+			on_accept(r, cqe, now);
+		else if (op == OP_TICK)
+			on_tick(r, now);
+		else if (op == OP_WAKE)
+			on_wake(r, now);
+		return;
+	}
+	c = (int)slot < r->nslots ? r->slots[slot] : NULL;
+	if (!c || c->gen != gen) { /* a slot closed and reused: not ours */
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			uring_buf_put(&r->u, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	if (op == OP_RX) {
+		if (c->ph == PH_HANDSHAKE) {
+			ssize_t n;
+
+			c->rx = RX_NONE;
+			c->inflight--;
+			n = kts_recvmsg_done(c->k, &c->rmsg, cqe->res);
+			if (n > 0) /* data with the handshake's end: kept for the session */
+				n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
+			if (n < 0 && n != KTS_WANT_READ && n != KTS_WANT_WRITE && c->ph != PH_DEAD) {
+				char m[256];
+
+				logmsg("conn %s error: %s", c->peer,
+				       tio_message(c->k, (int)n, "handshake", m, sizeof(m)));
+				handshake_failed(c, now);
+			}
+		} else {
+			on_rx(r, c, cqe, now);
+		}
+	} else {
+		on_tx(c, op, cqe->res, now);
+	}
+	drive(r, c, now);
+}
+
+static void *ring_main(void *arg)
+{
+	struct ring *r = arg;
+	struct io_uring_cqe *cqe;
+	char fb[512], err[256];
+	int rc;
+
+	rc = uring_ring_init(&r->u, RING_ENTRIES, (unsigned)r->sh->rbufs, RBUF_SIZE, fb, sizeof(fb),
+			     err, sizeof(err));
+	if (rc < 0) {
+		logmsg("ring %d: %s", r->id, err);
+		r->failed = 1;
+		sem_post(&r->ready);
+		return NULL;
+	}
+	if (fb[0] && atomic_exchange(&r->sh->fallback_told, 1) == 0)
+		logmsg("%s", fb);
+	sem_post(&r->ready);
+	arm_wake(r);
+	arm_tick(r);
+	arm_accept(r);
+	for (;;) {
+		unsigned head, seen = 0;
+		int64_t now;
+
+		if (r->stopping && (r->live == 0 ||
+				    deadline_now() - r->stop_at >= STOP_GRACE_MS + STOP_CUT_MS))
+			break;
+		rc = io_uring_submit_and_wait(&r->u.ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			logmsg("ring %d: io_uring_enter: %s", r->id, strerror(-rc));
+			r->failed = 1;
+			break;
+		}
+		now = deadline_now();
+		io_uring_for_each_cqe(&r->u.ring, head, cqe) {
+			dispatch(r, cqe, now);
+			seen++;
+		}
+		io_uring_cq_advance(&r->u.ring, seen);
+	}
+	r->left_open = r->live;
+	if (r->live == 0)
+		uring_ring_fini(&r->u); /* else exit() takes what is still open */
+	return NULL;
+}
+
+int engine_default_threads(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return 1;
+	n = CPU_COUNT(&set);
+	return n > 0 ? n : 1;
+}
+
+/* How many provided buffers a ring gets: KTS_SERVER_URING_BUFS (a power of
+ * two, for tests that run them out), else RBUFS. */
+static size_t ring_bufs(void)
+{
+	const char *e = getenv("KTS_SERVER_URING_BUFS");
+	long v = e ? strtol(e, NULL, 10) : 0;
+
+	if (v >= 1 && v <= 32768 && (v & (v - 1)) == 0)
+		return (size_t)v;
+	return RBUFS;
+}
+
+int engine_uring_serve(struct server *srv, int lfd, int sfd)
+{
+	struct shared sh;
+	struct ring *rings = calloc((size_t)srv->threads, sizeof(*rings));
+	int open = 0, failed = 0, started = 0;
+	unsigned long nobufs = 0;
+	uint64_t one = 1;
+
+	if (!rings)
+		opts_die(PROG, "out of memory");
+	memset(&sh, 0, sizeof(sh));
+	sh.srv = srv;
+	sh.lfd = lfd;
+	sh.hs.root = &srv->root;
+	sh.hs.timeout_ms = srv->timeout_ms;
+	sh.hs.timeout_s = srv->timeout_s;
+	sh.rbufs = ring_bufs();
+	for (int i = 0; i < srv->threads; i++) {
+		struct ring *r = &rings[i];
+
+		r->sh = &sh;
+		r->id = i;
+		r->nslots = srv->max_conn;
+		r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
+		r->gens = calloc((size_t)r->nslots, sizeof(*r->gens));
+		r->free_slots = calloc((size_t)r->nslots, sizeof(*r->free_slots));
+		r->wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (!r->slots || !r->gens || !r->free_slots || r->wake_fd < 0)
+			opts_die(PROG, "ring %d: out of memory or file descriptors", i);
+		for (int s = 0; s < r->nslots; s++)
+			r->free_slots[s] = r->nslots - 1 - s;
+		r->nfree = r->nslots;
+		/* A multishot accept stays first in the socket's queue of waiters and
+		 * would take every client: rings sharing the socket accept one at a
+		 * time, so each goes back behind the others. */
+		r->accept_oneshot = srv->threads > 1 || srv->shared_listen;
+		sem_init(&r->ready, 0, 0);
+		/* The ring is made in its thread: SINGLE_ISSUER binds it to its maker. */
+		if (pthread_create(&r->tid, NULL, ring_main, r) != 0)
+			opts_die(PROG, "ring %d: pthread_create failed", i);
+		started++;
+		while (sem_wait(&r->ready) < 0 && errno == EINTR)
+			;
+		if (r->failed)
+			opts_die(PROG, "io_uring engine: no ring (--engine threads works without)");
+	}
+
+	server_loop(srv, -1, sfd); /* signals and keys; returns at SIGINT/SIGTERM */
+
+	atomic_store(&sh.stop, 1);
+	for (int i = 0; i < started; i++)
+		if (write(rings[i].wake_fd, &one, sizeof(one)) < 0)
+			logmsg("eventfd: %s", strerror(errno));
+	close(lfd); /* the rings' accepts hold it until they are cancelled */
+	for (int i = 0; i < started; i++) {
+		pthread_join(rings[i].tid, NULL);
+		open += rings[i].left_open;
+		failed |= rings[i].failed;
+		nobufs += rings[i].nobufs;
+	}
+	if (nobufs) /* worth knowing: each cost a receive armed again */
+		logmsg("io_uring: receives found no provided buffer %lu time(s)", nobufs);
+	if (open > 0)
+		logmsg("stopped with %d connection(s) still open", open);
+	else
+		logmsg("stopped");
+	for (int i = 0; i < started; i++) {
+		if (rings[i].left_open)
+			continue; /* connections still point into it */
+		close(rings[i].wake_fd);
+		free(rings[i].slots);
+		free(rings[i].gens);
+		free(rings[i].free_slots);
+	}
+	if (open == 0)
+		free(rings);
+	return failed ? 1 : 0;
+}
