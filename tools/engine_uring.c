@@ -71,6 +71,7 @@ struct ring {
 	struct uconn **slots;
 	uint32_t *gens;
 	int *free_slots, nfree, nslots;
+	struct uconn **live_list; /* the live connections, for the tick */
 	int live;
 	int accept_armed, accept_oneshot;
 	int64_t accept_again; /* 0, or when to arm accept after a pause */
@@ -87,6 +88,7 @@ struct ring {
 
 struct uconn {
 	int slot;
+	int live_i; /* in ring.live_list */
 	uint32_t gen;
 	int fd;
 	struct kts *k;
@@ -163,6 +165,8 @@ static void conn_free(struct ring *r, struct uconn *c)
 	r->gens[c->slot]++;
 	r->free_slots[r->nfree++] = c->slot;
 	r->live--;
+	r->live_list[c->live_i] = r->live_list[r->live];
+	r->live_list[c->live_i]->live_i = c->live_i;
 	atomic_fetch_sub(&r->sh->active, 1);
 	free(c);
 }
@@ -741,7 +745,8 @@ static void conn_start(struct ring *r, int fd, int64_t now)
 	c->rep.fd = -1;
 	httpsess_init(&c->hs, &r->sh->hs, now);
 	r->slots[slot] = c;
-	r->live++;
+	c->live_i = r->live;
+	r->live_list[r->live++] = c;
 	if (sl)
 		addr_format((struct sockaddr *)&ss, sl, c->peer, sizeof(c->peer));
 	else
@@ -855,11 +860,10 @@ static void on_tick(struct ring *r, int64_t now)
 		if (!r->accept_armed)
 			arm_accept(r);
 	}
-	for (int i = 0; i < r->nslots; i++) {
-		struct uconn *c = r->slots[i];
+	/* Backwards: a connection freed here is replaced by the last one, seen already. */
+	for (int i = r->live - 1; i >= 0; i--) {
+		struct uconn *c = r->live_list[i];
 
-		if (!c)
-			continue;
 		check_conn(r, c, now);
 		drive(r, c, now);
 	}
@@ -1037,8 +1041,9 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
 		r->gens = calloc((size_t)r->nslots, sizeof(*r->gens));
 		r->free_slots = calloc((size_t)r->nslots, sizeof(*r->free_slots));
+		r->live_list = calloc((size_t)r->nslots, sizeof(*r->live_list));
 		r->wake_fd = eventfd(0, EFD_CLOEXEC);
-		if (!r->slots || !r->gens || !r->free_slots || r->wake_fd < 0)
+		if (!r->slots || !r->gens || !r->free_slots || !r->live_list || r->wake_fd < 0)
 			opts_die(PROG, "ring %d: out of memory or file descriptors", i);
 		for (int s = 0; s < r->nslots; s++)
 			r->free_slots[s] = r->nslots - 1 - s;
@@ -1084,6 +1089,7 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		free(rings[i].slots);
 		free(rings[i].gens);
 		free(rings[i].free_slots);
+		free(rings[i].live_list);
 	}
 	if (open == 0)
 		free(rings);

@@ -31,6 +31,16 @@ FDS = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 GET = b"GET /%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
+def stopped_clean(name, srv):
+    """SIGTERM: exit 0, and no sanitizer report (leaks, UB) in an ASan build."""
+    srv.signal(signal.SIGTERM)
+    rc = srv.wait(20)
+    err = srv.stderr()
+    t.check("%s: SIGTERM, exit 0, nothing leaked or undefined" % name,
+            rc == 0 and "Sanitizer" not in err and "runtime error" not in err,
+            "rc %s\n%s" % (rc, err[-1500:]))
+
+
 def download(port, path="m.bin"):
     r = k.kts_client(["--ca", cert, "--get", "/" + path, "localhost:%d" % port], timeout=60)
     return r.returncode == 0 and k.sha256(r.stdout) == {"m.bin": mid, "s.bin": small}[path]
@@ -58,6 +68,7 @@ def slow_reader():
             "status %d, %d bytes in %.1f s" % (resp.status, len(resp.body), el))
     t.check("slow reader: nothing logged as an error",
             " error: " not in srv.stderr(), srv.stderr()[-1000:])
+    stopped_clean("slow reader", srv)
     srv.stop()
 
 
@@ -83,6 +94,7 @@ def reset_mid_body():
         ok = download(srv.port)
     t.check("reset in the middle of a body: the slot serves the next client", ok,
             srv.stderr()[-1000:])
+    stopped_clean("reset in the middle of a body", srv)
     srv.stop()
 
 
@@ -119,6 +131,7 @@ def many_keepalive(n=1000):
     finally:
         for s in conns:
             s.close()
+    stopped_clean("%d connections" % n, srv)
     srv.stop()
 
 
@@ -144,8 +157,7 @@ def no_buffers():
             len(results) == 24 and all(results), "%s\n%s" % (results, srv.stderr()[-1000:]))
     t.check("2 provided buffers: nothing logged as an error",
             " error: " not in srv.stderr(), srv.stderr()[-1000:])
-    srv.signal(signal.SIGTERM)
-    srv.wait(15)
+    stopped_clean("2 provided buffers", srv)
     t.check("2 provided buffers: receives did run out (logged at the stop)",
             srv.logged(r"^io_uring: receives found no provided buffer \d+ time\(s\)$"),
             srv.stderr()[-1000:])
