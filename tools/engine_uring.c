@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,7 +47,8 @@
  * slot RING_SLOT; OP_IGNORE completions (cancellations) are dropped. */
 enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_RX, OP_TX, OP_SPLICE_IN };
 #define RING_SLOT 0xffffffu
-#define ERR_FILE (-200) /* reading or splicing the file failed: errno in file_errno */
+#define ERR_FILE (-200) /* reading or splicing the file failed: errno in sys_errno */
+#define ERR_SEND (-201) /* the send itself failed: errno in sys_errno */
 
 enum phase { PH_HANDSHAKE, PH_OPEN, PH_CLOSING, PH_LINGER, PH_DEAD };
 enum rx_kind { RX_NONE, RX_MSG, RX_MULTI };
@@ -83,8 +86,13 @@ struct ring {
 	int left_open; /* connections still open when the stop gave up */
 	int failed;
 	unsigned long nobufs; /* receives that found no provided buffer */
+	unsigned long long sent[3]; /* bytes on the wire, by enum sent_by */
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
+
+/* How sent bytes left: the log's last line counts them (the kernel tier
+ * proves the splice path with it). */
+enum sent_by { BY_SPLICE, BY_BUFFER, BY_USERSPACE };
 
 struct uconn {
 	int slot;
@@ -115,7 +123,7 @@ struct uconn {
 	char *body;
 	size_t body_len, body_used;
 	int pipe[2], pipe_ok;
-	int file_errno;
+	int sys_errno;
 	int hs_failed; /* the handshake failed: its alert goes out, then the end */
 	size_t in_pipe;
 	struct deadline dl; /* handshake, send, close_notify */
@@ -181,6 +189,26 @@ static void conn_kill(struct uconn *c)
 	shutdown(c->fd, SHUT_RDWR);
 }
 
+/* Did the peer just drop the connection (no close_notify, or a reset)? */
+static int unclean_eof(const struct kts *k, ssize_t rc)
+{
+	return rc == KTS_ERR_TRUNCATED ||
+	       (rc == KTS_ERR_SYS && strstr(kts_error(k), strerror(ECONNRESET)));
+}
+
+/* A receive that met the peer's end first takes the socket's error with it
+ * (the send then sees EPIPE or nothing): TCP's state still tells a reset
+ * (closed) from a FIN (close-wait). */
+static const char *peer_end(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
+		return strerror(ECONNRESET);
+	return "the peer closed the connection without close_notify";
+}
+
 static void send_failed(struct uconn *c, int rc)
 {
 	char m[256], part[64] = "";
@@ -190,7 +218,11 @@ static void send_failed(struct uconn *c, int rc)
 			 c->rep.size);
 	if (rc == ERR_FILE)
 		logmsg("conn %s error: send: reading the file: %s%s", c->peer,
-		       strerror(c->file_errno), part);
+		       strerror(c->sys_errno), part);
+	else if (rc == ERR_SEND)
+		logmsg("conn %s error: send: %s%s", c->peer, strerror(c->sys_errno), part);
+	else if (unclean_eof(c->k, rc))
+		logmsg("conn %s error: send: %s%s", c->peer, peer_end(c->fd), part);
 	else if (rc == TIO_TIMEOUT)
 		logmsg("conn %s error: send: under %d KiB taken in %d s, the client is not "
 		       "reading%s",
@@ -198,13 +230,6 @@ static void send_failed(struct uconn *c, int rc)
 	else
 		logmsg("conn %s error: %s%s", c->peer, tio_message(c->k, rc, "send", m, sizeof(m)),
 		       part);
-}
-
-/* Did the peer just drop the connection (no close_notify, or a reset)? */
-static int unclean_eof(const struct kts *k, ssize_t rc)
-{
-	return rc == KTS_ERR_TRUNCATED ||
-	       (rc == KTS_ERR_SYS && strstr(kts_error(k), strerror(ECONNRESET)));
 }
 
 /* ---- receiving ----------------------------------------------------------------- */
@@ -372,7 +397,7 @@ static int body_fill(struct uconn *c)
 	if (n == 0)
 		return TIO_SHORT_FILE;
 	if (n < 0) {
-		c->file_errno = errno;
+		c->sys_errno = errno;
 		return ERR_FILE;
 	}
 	c->off += n;
@@ -496,7 +521,7 @@ static void reply_done(struct ring *r, struct uconn *c, int64_t now)
 }
 
 /* A send of the connection completed. */
-static void on_tx(struct uconn *c, enum op op, int res, int64_t now)
+static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t now)
 {
 	enum tx_kind kind = c->tx;
 	ssize_t n;
@@ -507,7 +532,7 @@ static void on_tx(struct uconn *c, enum op op, int res, int64_t now)
 		return;
 	if (op == OP_SPLICE_IN) { /* file -> pipe: no bytes on the wire yet */
 		if (res <= 0) {
-			c->file_errno = -res;
+			c->sys_errno = -res;
 			send_failed(c, res == 0 ? TIO_SHORT_FILE : ERR_FILE);
 			conn_kill(c);
 			return;
@@ -524,6 +549,8 @@ static void on_tx(struct uconn *c, enum op op, int res, int64_t now)
 			conn_kill(c);
 			return;
 		}
+		if (res > 0)
+			r->sent[BY_USERSPACE] += (unsigned)res;
 		if (res > 0 && c->replying)
 			deadline_moved(&c->dl, now, (uint64_t)res);
 		return;
@@ -532,11 +559,15 @@ static void on_tx(struct uconn *c, enum op op, int res, int64_t now)
 	if (n == KTS_WANT_WRITE)
 		return;
 	if (n <= 0) {
-		send_failed(c, n == 0 ? TIO_PEER_CLOSED : (int)n);
+		/* The send's own errno, even when a receive failed first (a reset
+		 * seen by the receive leaves the send only EPIPE otherwise). */
+		c->sys_errno = res < 0 ? -res : 0;
+		send_failed(c, res < 0 ? ERR_SEND : n == 0 ? TIO_PEER_CLOSED : (int)n);
 		conn_kill(c);
 		return;
 	}
 	deadline_moved(&c->dl, now, (uint64_t)n);
+	r->sent[kind == TX_SPLICE_OUT ? BY_SPLICE : BY_BUFFER] += (unsigned long long)n;
 	if (kind == TX_SPLICE_OUT) {
 		c->in_pipe -= (size_t)n;
 		c->body_out += n;
@@ -940,7 +971,7 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 			on_rx(r, c, cqe, now);
 		}
 	} else {
-		on_tx(c, op, cqe->res, now);
+		on_tx(r, c, op, cqe->res, now);
 	}
 	drive(r, c, now);
 }
@@ -1021,6 +1052,8 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	struct ring *rings = calloc((size_t)srv->threads, sizeof(*rings));
 	int open = 0, failed = 0, started = 0;
 	unsigned long nobufs = 0;
+	unsigned long long sent[3] = {0, 0, 0};
+	const char *setup;
 	uint64_t one = 1;
 
 	if (!rings)
@@ -1062,6 +1095,13 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		if (r->failed)
 			opts_die(PROG, "io_uring engine: no ring (--engine threads works without)");
 	}
+	/* What the kernel gave ring 0 (the others asked for the same). */
+	setup = rings[0].u.flags & IORING_SETUP_DEFER_TASKRUN ? "SINGLE_ISSUER|DEFER_TASKRUN"
+		: rings[0].u.flags & IORING_SETUP_SINGLE_ISSUER ? "SINGLE_ISSUER"
+								: "without SINGLE_ISSUER";
+	logmsg("engine uring: %d ring(s), setup %s, %s, %s", srv->threads, setup,
+	       rings[0].u.br ? "provided buffers" : "no provided buffers",
+	       rings[0].accept_oneshot ? "one accept at a time" : "multishot accept");
 
 	server_loop(srv, -1, sfd); /* signals and keys; returns at SIGINT/SIGTERM */
 
@@ -1075,7 +1115,11 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		open += rings[i].left_open;
 		failed |= rings[i].failed;
 		nobufs += rings[i].nobufs;
+		for (int b = 0; b < 3; b++)
+			sent[b] += rings[i].sent[b];
 	}
+	logmsg("sent: %llu bytes by splice, %llu from buffers (kernel TX), %llu encrypted in "
+	       "userspace", sent[BY_SPLICE], sent[BY_BUFFER], sent[BY_USERSPACE]);
 	if (nobufs) /* worth knowing: each cost a receive armed again */
 		logmsg("io_uring: receives found no provided buffer %lu time(s)", nobufs);
 	if (open > 0)

@@ -795,6 +795,7 @@ static int serve_process(struct server *srv, int lfd)
 		close(sfd);
 		return rc;
 	}
+	logmsg("engine threads: a thread per connection, up to %d", srv->max_conn);
 	server_loop(srv, lfd, sfd);
 
 	close(lfd);
