@@ -322,6 +322,60 @@ class KtsServer(Proc):
         return out
 
 
+NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+pid %(p)s/nginx.pid;
+error_log stderr notice;
+%(user)s
+events { worker_connections 64; }
+http {
+  access_log %(p)s/access.log;
+  client_body_temp_path %(p)s/body;
+  proxy_temp_path %(p)s/proxy;
+  fastcgi_temp_path %(p)s/fastcgi;
+  uwsgi_temp_path %(p)s/uwsgi;
+  scgi_temp_path %(p)s/scgi;
+  server {
+    listen 127.0.0.1:%(port)d ssl;
+    ssl_certificate %(cert)s;
+    ssl_certificate_key %(key)s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    root %(root)s;
+    %(extra)s
+  }
+}
+"""
+
+
+class Nginx(Proc):
+    """nginx serving root over TLS on loopback, in the foreground, everything
+    under its own directory in the test's temporary directory d; ready once the master has started its worker (its
+    listening socket is open by then)."""
+
+    def __init__(self, d, cert, key, root, name, extra=""):
+        prefix = os.path.join(d, name)
+        os.mkdir(prefix)
+        conf = os.path.join(prefix, "nginx.conf")
+        # As root the workers would switch to nobody, who cannot read the
+        # temporary directory; as non-root "user" is ignored with a warning.
+        user = "user root;" if os.geteuid() == 0 else ""
+        for attempt in range(5):
+            self.port = free_port()
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF % dict(p=prefix, user=user, port=self.port, cert=cert, key=key,
+                                    root=root, extra=extra))
+            super().__init__([NGINX, "-p", prefix, "-c", conf, "-e", "stderr"], d, name)
+            try:
+                self.wait_for(r"start worker process \d+")
+                return
+            except RuntimeError:
+                if attempt == 4 or "ddress already in use" not in self.stderr():
+                    raise
+                self.stop()
+
+
 class SServer(Proc):
     """openssl s_server; ready when it prints ACCEPT."""
 

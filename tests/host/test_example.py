@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The io_uring example program (tools/examples/uring_https.c) as a server for
 curl and openssl s_client, and as a client of openssl s_server -WWW, over TLS
-1.2 and 1.3: bodies by SHA-256, a 404, and the path each connection took."""
+1.2 and 1.3, and as a client of nginx: bodies by SHA-256, a 404, and the path
+each connection took."""
 import os
 import re
 import shutil
@@ -96,7 +97,32 @@ def client_case(tls):
             m.group(3) == want, err)
 
 
+def nginx_case(ng, tls):
+    """The example as a client of nginx: TLS 1.3 nginx sends two tickets after
+    the handshake, which on a kTLS kernel arrive through kernel RX."""
+    name = "example client -> nginx TLS " + tls
+    r = subprocess.run([EXAMPLE, "get", "127.0.0.1", str(ng.port), "/file.bin", cert],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    err = r.stderr.decode(errors="replace")
+    head, body = split_response(r.stdout)
+    m = PATHS_RE.search(err)
+    t.check(name + ": sha256", r.returncode == 0 and k.sha256(body) == digest,
+            "rc %d, %s, %d bytes\n%s" % (r.returncode, head[:60], len(body), err))
+    t.check(name + ": paths", m and m.group(1) == "TLSv" + tls and m.group(2) == want and
+            m.group(3) == want, err)
+
+
 t.run("example server", server_cases)
 for tls in ("1.2", "1.3"):
     t.run("example client " + tls, client_case, tls)
+if k.NGINX:
+    for tls in ("1.2", "1.3"):
+        ng = k.Nginx(d, cert, key, root, "nginx-" + tls,
+                     "ssl_conf_command MaxProtocol TLSv1.2;" if tls == "1.2" else "")
+        try:
+            t.run("example client nginx " + tls, nginx_case, ng, tls)
+        finally:
+            ng.stop()
+else:
+    t.fail("nginx installed", "nginx not found: install nginx-light (tools/setup-debian.sh test)")
 t.done()

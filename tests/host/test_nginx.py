@@ -10,14 +10,12 @@ server (checked to send none) and, for TLS 1.3, the default one: on a kTLS kerne
 the tickets then arrive through kernel RX and kts must hand them to OpenSSL."""
 import os
 import re
-import shutil
 import subprocess
 
 import ktshost as k
 
 t = k.Suite("nginx", deadline=50)
-NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-if not NGINX:
+if not k.NGINX:
     t.fail("nginx installed", "nginx not found: install the Debian package nginx-light "
            "(tools/setup-debian.sh test)")
     t.done()
@@ -29,59 +27,6 @@ os.mkdir(root)
 path = os.path.join(root, "file.bin")
 digest = k.write_random(path, 8 * 1024 * 1024)
 want = k.expected_paths()
-
-CONF = """
-daemon off;
-worker_processes 1;
-pid %(p)s/nginx.pid;
-error_log stderr notice;
-%(user)s
-events { worker_connections 64; }
-http {
-  access_log %(p)s/access.log;
-  client_body_temp_path %(p)s/body;
-  proxy_temp_path %(p)s/proxy;
-  fastcgi_temp_path %(p)s/fastcgi;
-  uwsgi_temp_path %(p)s/uwsgi;
-  scgi_temp_path %(p)s/scgi;
-  server {
-    listen 127.0.0.1:%(port)d ssl;
-    ssl_certificate %(cert)s;
-    ssl_certificate_key %(key)s;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root %(root)s;
-    %(extra)s
-  }
-}
-"""
-
-
-class Nginx(k.Proc):
-    """nginx in the foreground, everything under its own directory in the test's
-    temporary directory; ready once the master has started its worker (its
-    listening socket is open by then)."""
-
-    def __init__(self, name, extra=""):
-        prefix = os.path.join(d, name)
-        os.mkdir(prefix)
-        conf = os.path.join(prefix, "nginx.conf")
-        # As root the workers would switch to nobody, who cannot read the
-        # temporary directory; as non-root "user" is ignored with a warning.
-        user = "user root;" if os.geteuid() == 0 else ""
-        for attempt in range(5):
-            self.port = k.free_port()
-            with open(conf, "w") as f:
-                f.write(CONF % dict(p=prefix, user=user, port=self.port, cert=cert, key=key,
-                                    root=root, extra=extra))
-            super().__init__([NGINX, "-p", prefix, "-c", conf, "-e", "stderr"], d, name)
-            try:
-                self.wait_for(r"start worker process \d+")
-                return
-            except RuntimeError:
-                if attempt == 4 or "ddress already in use" not in self.stderr():
-                    raise
-                self.stop()
-
 
 def tickets(port, tls):
     """NewSessionTicket messages received on one connection (openssl s_client -msg)."""
@@ -137,8 +82,9 @@ def ticket_counts():
     t.check("nginx by default: TLS 1.3 tickets", n > 0, "%d tickets" % n)
 
 
-quiet = Nginx("no-tickets", "ssl_session_tickets off; ssl_conf_command NumTickets 0;")
-chatty = Nginx("tickets")
+quiet = k.Nginx(d, cert, key, root, "no-tickets",
+                "ssl_session_tickets off; ssl_conf_command NumTickets 0;")
+chatty = k.Nginx(d, cert, key, root, "tickets")
 t.run("ticket counts", ticket_counts)
 for tls, version, cipher, _ in k.MATRIX:
     t.run("nginx " + cipher, download, quiet, tls, version, cipher)
