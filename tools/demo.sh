@@ -49,6 +49,8 @@ for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; sleep
 port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$tmp/server.log")
 [[ -n $port ]] || { cat "$tmp/server.log"; echo "demo: server did not start" >&2; exit 1; }
 echo "kts-server listening on 127.0.0.1:$port, serving sample.bin (32 MiB)"
+for _ in $(seq 50); do grep -q "^engine" "$tmp/server.log" && break; sleep 0.1; done
+echo "kts-server $(grep -m1 '^engine' "$tmp/server.log")"
 
 build/tools/kts-client --ca "$tmp/cert.pem" --servername localhost --status \
 	--get /sample.bin "127.0.0.1:$port" 2>"$tmp/client.err" >"$tmp/got.bin" ||
