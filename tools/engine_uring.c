@@ -40,6 +40,7 @@
 #define HS_BUF_SIZE (17 * 1024)  /* a connection's own receive buffer (handshake) */
 #define BODY_CHUNK (64 * 1024)   /* file bytes read per round into a reply's buffer */
 #define SPLICE_MIN (16 * 1024)   /* kernel TX: files this large go file -> pipe -> socket */
+#define BODY_POOL 32             /* reply buffers a ring keeps for reuse */
 #define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
 #define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
 
@@ -87,6 +88,10 @@ struct ring {
 	int failed;
 	unsigned long nobufs; /* receives that found no provided buffer */
 	unsigned long long sent[3]; /* bytes on the wire, by enum sent_by */
+	/* Reply buffers come back here: a malloc and free of 64 KiB per reply
+	 * made glibc trim and refault the heap each time. */
+	char *body_pool[BODY_POOL];
+	int nbody_pool;
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
@@ -122,6 +127,7 @@ struct uconn {
 	long long body_out; /* body bytes sent (kernel) or written to kts (user) */
 	char *body;
 	size_t body_len, body_used;
+	size_t body_head; /* head bytes at the front of body (a small reply: one send) */
 	int pipe[2], pipe_ok;
 	int sys_errno;
 	int hs_failed; /* the handshake failed: its alert goes out, then the end */
@@ -160,6 +166,15 @@ static void log_note(struct uconn *c)
 
 /* ---- ending connections ------------------------------------------------------ */
 
+static void body_put(struct ring *r, struct uconn *c)
+{
+	if (c->body && r->nbody_pool < BODY_POOL)
+		r->body_pool[r->nbody_pool++] = c->body;
+	else
+		free(c->body);
+	c->body = NULL;
+}
+
 static void conn_free(struct ring *r, struct uconn *c)
 {
 	if (c->pipe_ok)
@@ -168,7 +183,7 @@ static void conn_free(struct ring *r, struct uconn *c)
 	kts_free(c->k);
 	close(c->fd);
 	free(c->rbuf);
-	free(c->body);
+	body_put(r, c);
 	r->slots[c->slot] = NULL;
 	r->gens[c->slot]++;
 	r->free_slots[r->nfree++] = c->slot;
@@ -384,36 +399,64 @@ static void tx_send(struct ring *r, struct uconn *c, const char *p, size_t len, 
 	c->tx_want = len;
 }
 
-/* Fill the reply's buffer from the file. Returns 0, or a TIO_/KTS_ code. */
-static int body_fill(struct uconn *c)
+/* Fill the reply's buffer from the file. The first fill also takes the head
+ * in front of the body, so that a small reply is one send (one record in
+ * userspace TX). Returns 0, or a TIO_/KTS_ code. */
+static int body_fill(struct ring *r, struct uconn *c)
 {
 	long long left = c->rep.size - (long long)c->off;
-	size_t want = left < BODY_CHUNK ? (size_t)left : BODY_CHUNK;
+	size_t head = c->head_done == 0 && c->rep.head_len <= BODY_CHUNK / 4 ? c->rep.head_len : 0;
+	size_t want = left < (long long)(BODY_CHUNK - head) ? (size_t)left : BODY_CHUNK - head;
 	ssize_t n;
 
+	if (!c->body && r->nbody_pool > 0)
+		c->body = r->body_pool[--r->nbody_pool];
 	if (!c->body && !(c->body = malloc(BODY_CHUNK)))
 		return KTS_ERR_NOMEM;
-	n = pread(c->rep.fd, c->body, want, c->off);
+	n = pread(c->rep.fd, c->body + head, want, c->off);
 	if (n == 0)
 		return TIO_SHORT_FILE;
 	if (n < 0) {
 		c->sys_errno = errno;
 		return ERR_FILE;
 	}
+	memcpy(c->body, c->rep.head, head);
+	c->head_done += head;
+	c->body_head = head;
 	c->off += n;
-	c->body_len = (size_t)n;
+	c->body_len = head + (size_t)n;
 	c->body_used = 0;
 	return 0;
+}
+
+/* Before any of the reply went out: head and first body bytes together. */
+static int first_fill(struct ring *r, struct uconn *c)
+{
+	if (c->head_done > 0 || c->body_len > 0 || c->rep.fd < 0 || c->off >= c->rep.size)
+		return 0;
+	return body_fill(r, c);
+}
+
+/* w bytes of the reply's buffer went out: the body's share of them counts. */
+static void body_advance(struct uconn *c, size_t w)
+{
+	size_t head = c->body_used < c->body_head ? c->body_head - c->body_used : 0;
+
+	c->body_used += w;
+	c->body_out += (long long)(w > head ? w - head : 0);
 }
 
 /* Kernel TX: the next plaintext send or splice of the reply. Returns 1 if one
  * was submitted, 0 when the reply is all out, or a TIO_/KTS_ error. */
 static int reply_step_kernel(struct ring *r, struct uconn *c)
 {
-	long long file_left = c->rep.fd >= 0 ? c->rep.size - (long long)c->off : 0;
+	long long file_left;
 	struct io_uring_sqe *sqe;
 	int rc;
 
+	if (c->rep.size < SPLICE_MIN && (rc = first_fill(r, c)) < 0)
+		return rc;
+	file_left = c->rep.fd >= 0 ? c->rep.size - (long long)c->off : 0;
 	if (c->head_done < c->rep.head_len) {
 		tx_send(r, c, c->rep.head + c->head_done, c->rep.head_len - c->head_done,
 			file_left > 0 || c->in_pipe > 0);
@@ -447,7 +490,7 @@ static int reply_step_kernel(struct ring *r, struct uconn *c)
 		c->tx_want = len;
 		return 1;
 	}
-	if ((rc = body_fill(c)) < 0) /* small files, or no pipe: read and send */
+	if ((rc = body_fill(r, c)) < 0) /* small files, or no pipe: read and send */
 		return rc;
 	return reply_step_kernel(r, c);
 }
@@ -460,6 +503,8 @@ static int reply_step_user(struct ring *r, struct uconn *c)
 	ssize_t w;
 	int rc;
 
+	if ((rc = first_fill(r, c)) < 0)
+		return rc;
 	for (;;) {
 		if (c->head_done < c->rep.head_len) {
 			w = kts_write(c->k, c->rep.head + c->head_done, c->rep.head_len - c->head_done);
@@ -471,7 +516,7 @@ static int reply_step_user(struct ring *r, struct uconn *c)
 			continue;
 		}
 		if (c->body_used == c->body_len && c->rep.fd >= 0 && c->off < c->rep.size &&
-		    (rc = body_fill(c)) < 0)
+		    (rc = body_fill(r, c)) < 0)
 			return rc;
 		if (c->body_used < c->body_len) {
 			w = kts_write(c->k, c->body + c->body_used, c->body_len - c->body_used);
@@ -479,8 +524,7 @@ static int reply_step_user(struct ring *r, struct uconn *c)
 				break;
 			if (w <= 0)
 				return w == 0 ? TIO_PEER_CLOSED : (int)w;
-			c->body_used += (size_t)w;
-			c->body_out += w;
+			body_advance(c, (size_t)w);
 			continue;
 		}
 		break;
@@ -513,8 +557,7 @@ static void reply_done(struct ring *r, struct uconn *c, int64_t now)
 		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
 		c->pipe_ok = 0;
 	}
-	free(c->body);
-	c->body = NULL;
+	body_put(r, c);
 	c->body_len = c->body_used = 0;
 	c->rep.fd = -1;
 	httpsess_sent(&c->hs, now);
@@ -574,8 +617,7 @@ static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t 
 	} else if (c->head_done < c->rep.head_len) {
 		c->head_done += (size_t)n;
 	} else {
-		c->body_used += (size_t)n;
-		c->body_out += n;
+		body_advance(c, (size_t)n);
 	}
 }
 
