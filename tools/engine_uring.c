@@ -1060,6 +1060,8 @@ static void *ring_main(void *arg)
 		io_uring_cq_advance(&r->u.ring, seen);
 	}
 	r->left_open = r->live;
+	while (r->nbody_pool > 0)
+		free(r->body_pool[--r->nbody_pool]);
 	if (r->live == 0)
 		uring_ring_fini(&r->u); /* else exit() takes what is still open */
 	return NULL;
