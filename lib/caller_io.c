@@ -42,7 +42,7 @@ int kts_attach_caller_io(struct kts *c, int fd)
 	if (!rbio || !wbio) {
 		BIO_free(rbio);
 		BIO_free(wbio);
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_fail(c, KTS_ERR_NOMEM, "attach: out of memory");
 	}
 	BIO_set_mem_eof_return(rbio, -1); /* empty means "nothing yet", not EOF */
@@ -165,7 +165,7 @@ ssize_t kts_feed(struct kts *c, const void *buf, size_t len)
 		int w = BIO_write(SSL_get_rbio(c->ssl), p + done, (int)n);
 
 		if (w <= 0) {
-			ERR_clear_error();
+			kts_err_clear();
 			return kts_fail_fatal(c, KTS_ERR_NOMEM, "feed: out of memory");
 		}
 		done += (size_t)w;
@@ -184,7 +184,7 @@ static int drain_decrypt(struct kts *c)
 
 		if (bytes_reserve(&c->early, KTS_RECORD_MAX_PLAIN, 0, NULL) < 0)
 			return kts_fail_fatal(c, KTS_ERR_NOMEM, "handshake: out of memory");
-		ERR_clear_error();
+		kts_err_clear();
 		ret = SSL_read_ex(c->ssl, c->early.data + c->early.len, c->early.cap - c->early.len, &got);
 		if (ret == 1) {
 			c->early.len += got;
@@ -435,7 +435,7 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 	while (done < len) {
 		size_t wrote = 0;
 
-		ERR_clear_error();
+		kts_err_clear();
 		if (SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &wrote) != 1)
 			return done ? (ssize_t)done : kts_ssl_result(c, 0, "write");
 		done += wrote;
@@ -451,7 +451,7 @@ int kts_cio_close(struct kts *c)
 			return KTS_WANT_WRITE; /* another alert first: send the queue */
 		kts_alert_warning(c, ALERT_CLOSE_NOTIFY);
 	} else {
-		ERR_clear_error();
+		kts_err_clear();
 		if (SSL_shutdown(c->ssl) < 0)
 			return kts_ssl_result(c, -1, "close");
 		if (kts_cio_collect(c) < 0)

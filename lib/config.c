@@ -92,7 +92,7 @@ struct kts_config *kts_config_new(void)
 	SSL_CTX_set_mode(cfg->ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_default_verify_paths(cfg->ctx);
 	trust_reset(cfg, "system default store");
-	ERR_clear_error();
+	kts_err_clear();
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
 	update_keylog(cfg);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
@@ -167,7 +167,7 @@ static int read_file(struct kts_config *cfg, const char *what, const char *path,
 static int check_pair(struct kts_config *cfg, X509 *cert, EVP_PKEY *key, const char *what)
 {
 	if (cert && key && X509_check_private_key(cert, key) != 1) {
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_config_fail(cfg, KTS_ERR_ARG,
 				       "%s: private key does not match the certificate", what);
 	}
@@ -202,7 +202,7 @@ static int set_cert(struct kts_config *cfg, const char *what, const void *pem, s
 			goto out;
 		}
 	}
-	ERR_clear_error(); /* the loop ends on "no start line" */
+	kts_err_clear(); /* the loop ends on "no start line" */
 	X509_free(cfg->cert);
 	cfg->cert = leaf;
 	leaf = NULL;
@@ -416,7 +416,7 @@ int kts_config_parse_protocols(struct kts_config *cfg, const char *spec)
 int kts_config_set_ciphers(struct kts_config *cfg, const char *list)
 {
 	if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1) {
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphers: no usable TLS 1.2 cipher in '%s'",
 				       list ? list : "(null)");
 	}
@@ -426,7 +426,7 @@ int kts_config_set_ciphers(struct kts_config *cfg, const char *list)
 int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list)
 {
 	if (!list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1) {
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphersuites: no usable TLS 1.3 suite in '%s'",
 				       list ? list : "(null)");
 	}

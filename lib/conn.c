@@ -33,7 +33,7 @@ static struct kts *conn_new(struct kts_config *cfg, int is_server)
 		if (c)
 			SSL_free(c->ssl);
 		free(c);
-		ERR_clear_error();
+		kts_err_clear();
 		kts_config_fail(cfg, KTS_ERR_NOMEM, "%s: out of memory", is_server ? "server" : "client");
 		return NULL;
 	}
@@ -88,7 +88,7 @@ int kts_attach(struct kts *c, int fd)
 	if (fd < 0)
 		return kts_fail(c, KTS_ERR_ARG, "attach: bad file descriptor %d", fd);
 	if (SSL_set_fd(c->ssl, fd) != 1) {
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_fail(c, KTS_ERR_NOMEM, "attach: OpenSSL could not wrap fd %d", fd);
 	}
 	c->fd = fd;
@@ -157,7 +157,7 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 			return rc;
 		return kernel_read(c, buf, len);
 	}
-	ERR_clear_error();
+	kts_err_clear();
 	errno = 0;
 	rc = SSL_read_ex(c->ssl, buf, len, &got) == 1 ? KTS_OK : kts_ssl_result(c, 0, "read");
 	if (rc == 0 && got == 0)
@@ -235,7 +235,7 @@ ssize_t kts_write(struct kts *c, const void *buf, size_t len)
 	while (done < len) {
 		size_t wrote = 0;
 
-		ERR_clear_error();
+		kts_err_clear();
 		errno = 0;
 		if (SSL_write_ex(c->ssl, (const char *)buf + done, len - done, &wrote) == 1) {
 			done += wrote;
@@ -334,7 +334,7 @@ int kts_close(struct kts *c)
 		if ((ret = (int)kts_kernel_tx_result(c, n < 0 ? -1 : n, (int)-n, SIZE_MAX, "close")) < 0)
 			return ret;
 	} else {
-		ERR_clear_error();
+		kts_err_clear();
 		errno = 0;
 		ret = SSL_shutdown(c->ssl);
 		if (ret < 0)

@@ -55,7 +55,7 @@ static unsigned long first_ssl_error(void)
 {
 	unsigned long first = ERR_get_error();
 
-	ERR_clear_error();
+	kts_err_clear();
 	return first;
 }
 
@@ -90,7 +90,7 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
 	case SSL_ERROR_SYSCALL:
-		ERR_clear_error();
+		kts_err_clear();
 		if (errno == 0)
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
 		return kts_fail_fatal(c, KTS_ERR_SYS, "%s: %s", what, strerror(errno));
@@ -99,7 +99,7 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 		 * effects (an alert that could not be sent, say). */
 		first = ERR_GET_REASON(ERR_peek_error());
 		if (first == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-			ERR_clear_error();
+			kts_err_clear();
 			return kts_fail_fatal(c, KTS_ERR_TRUNCATED, "%s: %s", what, truncated);
 		}
 		kts_ssl_reason(reason, sizeof(reason));
@@ -110,7 +110,7 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "%s: %s", what,
 				      reason[0] ? reason : "TLS protocol error");
 	default:
-		ERR_clear_error();
+		kts_err_clear();
 		return kts_fail_fatal(c, KTS_ERR_TLS, "%s: OpenSSL error %d", what, err);
 	}
 }

@@ -130,7 +130,7 @@ int kts_handshake(struct kts *c)
 			return ret;
 		c->prepared = 1;
 	}
-	ERR_clear_error();
+	kts_err_clear();
 	errno = 0;
 	ret = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
 	/* Caller-owned I/O: what OpenSSL wrote, an alert too, is the caller's to send. */

@@ -187,7 +187,7 @@ static int feed_openssl(struct kts *c, const unsigned char *secret, const unsign
 	BIO_write(in, rec, n);
 	BIO_set_mem_eof_return(in, -1); /* empty means "no more yet", not EOF */
 	SSL_set0_rbio(c->ssl, in);
-	ERR_clear_error();
+	kts_err_clear();
 	/* Processes the message; with no application data behind it, wants more. */
 	ret = SSL_read(c->ssl, &dummy, 1);
 	if (ret > 0 || SSL_get_error(c->ssl, ret) != SSL_ERROR_WANT_READ) {
@@ -382,12 +382,12 @@ int kts_issue_ticket(struct kts *c)
 		return kts_fail(c, KTS_ERR_TLS, "issue ticket: OpenSSL refused");
 	}
 	if (!out) {
-		ERR_clear_error();
+		kts_err_clear();
 		ret = SSL_do_handshake(c->ssl);
 		return ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
 	}
 	SSL_set0_wbio(c->ssl, out);
-	ERR_clear_error();
+	kts_err_clear();
 	ret = SSL_do_handshake(c->ssl);
 	rc = ret == 1 ? KTS_OK : kts_ssl_result(c, ret, "issue ticket");
 	n = rc == KTS_OK ? BIO_read(out, rec, sizeof(rec)) : 0;

@@ -189,13 +189,13 @@ static SSL_SESSION *newest_block(const char *buf, size_t len, size_t *start, siz
 			*start = pos;
 			*end = limit - (size_t)BIO_pending(bio); /* the mem BIO stops after the END line */
 			BIO_free(bio);
-			ERR_clear_error();
+			kts_err_clear();
 			return sess;
 		}
 		BIO_free(bio);
 		limit = pos;
 	}
-	ERR_clear_error();
+	kts_err_clear();
 	*start = *end = 0;
 	return NULL;
 }
@@ -289,7 +289,7 @@ static void save(int fd, SSL_SESSION *sess)
 	close(f);
 out:
 	BIO_free(bio);
-	ERR_clear_error();
+	kts_err_clear();
 }
 
 /* The verification rules a client connection applies, as 32 bytes:
@@ -443,7 +443,7 @@ int kts_client_session_offer(struct kts *c)
 		/* Like bad content, a file we cannot read now only costs a full handshake. */
 		if (f >= 0)
 			close(f);
-		ERR_clear_error();
+		kts_err_clear();
 		return KTS_OK;
 	}
 	close(f);
@@ -451,7 +451,7 @@ int kts_client_session_offer(struct kts *c)
 	if (sess && usable(c, sess) &&
 	    (SSL_SESSION_set1_id_context(sess, (const unsigned char *)"", 0) != 1 ||
 	     SSL_set_session(c->ssl, sess) != 1))
-		ERR_clear_error();
+		kts_err_clear();
 	SSL_SESSION_free(sess);
 	return KTS_OK;
 }
