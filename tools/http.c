@@ -321,14 +321,24 @@ void http_date(time_t t, char *buf)
 	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
 	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	/* A keep-alive server asks many times a second: the last second's line is
+	 * kept per thread (no lock, no sharing). */
+	static _Thread_local time_t last = -1;
+	static _Thread_local char line[HTTP_DATE_LEN];
 	struct tm tm;
 
+	if (t == last) {
+		memcpy(buf, line, strlen(line) + 1);
+		return;
+	}
 	if (!gmtime_r(&t, &tm)) /* a year beyond int: not a clock a server has */
 		memset(&tm, 0, sizeof(tm));
 	snprintf(buf, HTTP_DATE_LEN, "Date: %.3s, %02u %.3s %04u %02u:%02u:%02u GMT\r\n",
 		 days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 32,
 		 months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000,
 		 (unsigned)tm.tm_hour % 24, (unsigned)tm.tm_min % 60, (unsigned)tm.tm_sec % 61);
+	memcpy(line, buf, strlen(buf) + 1);
+	last = t;
 }
 
 const char *http_content_type(const char *name)

@@ -47,7 +47,8 @@ const char *http_reason(int status);
 
 /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" for t (IMF-fixdate, RFC 9110), into
  * buf of at least HTTP_DATE_LEN bytes. English names whatever the locale, and no
- * time zone lookup: strftime would read /etc/localtime on every call. */
+ * time zone lookup: strftime would read /etc/localtime on every call. The line
+ * is kept per thread for the second it names. */
 #define HTTP_DATE_LEN 40
 void http_date(time_t t, char *buf);
 
