@@ -191,6 +191,10 @@ static int drain_decrypt(struct kts *c)
 			continue;
 		}
 		ret = kts_ssl_result(c, 0, "read");
+		if (c->early.len == 0) { /* usually nothing came early: hold no buffer */
+			OPENSSL_clear_free(c->early.data, c->early.cap);
+			memset(&c->early, 0, sizeof(c->early));
+		}
 		if (ret == 0)
 			c->rx_eof = 1;
 		else if (ret != KTS_WANT_READ)

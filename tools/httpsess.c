@@ -44,6 +44,11 @@ static void consume(struct httpsess *s, size_t n)
 {
 	memmove(s->in, s->in + n, s->have - n);
 	s->have -= n;
+	if (s->have == 0) { /* an idle keep-alive connection holds no buffer */
+		free(s->in);
+		s->in = NULL;
+		s->cap = 0;
+	}
 }
 
 int httpsess_input(struct httpsess *s, const void *p, size_t n, int64_t now)
@@ -69,7 +74,7 @@ int httpsess_input(struct httpsess *s, const void *p, size_t n, int64_t now)
 		return -1;
 	}
 	if (s->have + n > s->cap) {
-		size_t cap = s->cap ? s->cap : HS_HEAD_LIMIT;
+		size_t cap = s->cap ? s->cap : HS_INPUT_FIRST;
 		char *in;
 
 		while (cap < s->have + n)
@@ -177,7 +182,7 @@ static enum hs_do respond(struct httpsess *s, const struct http_request *req, in
 
 enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct hs_reply *r)
 {
-	struct http_request *req = &s->req;
+	struct http_request req[1]; /* 4 KiB: answered as soon as parsed, never kept */
 	long long body;
 	int used;
 
@@ -217,6 +222,8 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 				body = 0;
 			}
 			s->body_len = s->body_left = body;
+			/* The answer is ready now; it goes out once the body is read. */
+			respond(s, req, !s->close_after, r);
 			s->st = HS_ST_BODY;
 			break;
 		case HS_ST_BODY:
@@ -230,7 +237,9 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 			}
 			if (s->body_left > 0)
 				return HS_READ;
-			return respond(s, req, !s->close_after, r);
+			s->st = HS_ST_REPLY;
+			*r = s->reply;
+			return HS_SEND;
 		}
 	}
 }
@@ -260,6 +269,7 @@ enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r)
 		snprintf(s->note, sizeof(s->note),
 			 "error: request body: %lld of %lld bytes within %d s: answered 408",
 			 s->body_len - s->body_left, s->body_len, t);
+		drop_reply(s); /* the answer held for after the body */
 		return simple(s, 408, 0, 0, NULL, r);
 	default: /* idle between requests: a quiet end */
 		s->st = HS_ST_END;

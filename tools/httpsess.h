@@ -20,6 +20,8 @@
 /* Plaintext kept while an answer goes out (pipelined requests): more is a
  * client that does not read its answers. */
 #define HS_INPUT_MAX (256 * 1024)
+/* The input buffer starts this small (most request heads fit) and doubles. */
+#define HS_INPUT_FIRST 1024
 
 struct hs_cfg {
 	const struct fsroot *root;
@@ -51,7 +53,6 @@ struct httpsess {
 	size_t have, cap;
 	enum hs_state st;
 	struct deadline dl; /* the wait for input */
-	struct http_request req; /* the request being read or answered */
 	long long body_len, body_left;
 	int close_after;
 	struct hs_reply reply;
