@@ -1,6 +1,6 @@
 /*
  * caller_io.c - connections whose socket I/O the caller owns (an io_uring or
- * any event loop): OpenSSL works on memory BIOs, the caller hands in what it
+ * any event loop): OpenSSL works on kts's queues (caller_bio.c), the caller hands in what it
  * received and sends what kts queues, and after the handoff it moves the
  * plaintext of kernel directions itself.
  *
@@ -27,80 +27,24 @@
 #include "tls_wire.h"
 
 /* Unsent ciphertext kts_write() may queue before it pushes back. */
-#define OUTQ_HIGH (256 * 1024)
+#define OUTQ_HIGH (64 * 1024)
+/* What a record adds to its plaintext, at most: header, TLS 1.2 explicit
+ * nonce or TLS 1.3 inner type, tag. */
+#define RECORD_GROWTH (KTS_RECORD_HEADER + 8 + KTS_RECORD_TAG + 3)
 
 int kts_attach_caller_io(struct kts *c, int fd)
 {
-	BIO *rbio, *wbio;
-
 	if (c->state != KTS_STATE_NEW)
 		return kts_fail(c, KTS_ERR_STATE, "attach: a socket is already attached");
 	if (fd < 0)
 		return kts_fail(c, KTS_ERR_ARG, "attach: bad file descriptor %d", fd);
-	rbio = BIO_new(BIO_s_mem());
-	wbio = BIO_new(BIO_s_mem());
-	if (!rbio || !wbio) {
-		BIO_free(rbio);
-		BIO_free(wbio);
+	if (kts_caller_bio_attach(c) < 0) {
 		kts_err_clear();
 		return kts_fail(c, KTS_ERR_NOMEM, "attach: out of memory");
 	}
-	BIO_set_mem_eof_return(rbio, -1); /* empty means "nothing yet", not EOF */
-	SSL_set_bio(c->ssl, rbio, wbio);
 	c->fd = fd;
 	c->caller_io = 1;
 	c->state = KTS_STATE_HANDSHAKE;
-	return KTS_OK;
-}
-
-/* Room for n more bytes at the end of b. While a send of b's bytes is in
- * flight they must not move: a bigger buffer is taken and the old one kept
- * (in *old) until that send is done. */
-static int bytes_reserve(struct kts_bytes *b, size_t n, int pinned, unsigned char **old)
-{
-	size_t unread = b->len - b->off, cap;
-	unsigned char *p;
-
-	if (!pinned && b->off > 0) {
-		memmove(b->data, b->data + b->off, unread);
-		b->off = 0;
-		b->len = unread;
-	}
-	if (n <= b->cap - b->len)
-		return 0;
-	for (cap = b->cap ? b->cap : 16384; cap - unread < n; cap *= 2)
-		if (cap > SIZE_MAX / 4)
-			return -1;
-	if (!(p = malloc(cap)))
-		return -1;
-	if (unread)
-		memcpy(p, b->data + b->off, unread);
-	if (pinned && old && !*old)
-		*old = b->data; /* the in-flight send still reads it */
-	else
-		OPENSSL_clear_free(b->data, b->cap);
-	b->data = p;
-	b->cap = cap;
-	b->len = unread;
-	b->off = 0;
-	return 0;
-}
-
-int kts_cio_collect(struct kts *c)
-{
-	BIO *w = SSL_get_wbio(c->ssl);
-	size_t n;
-
-	while (w && (n = BIO_ctrl_pending(w)) > 0) {
-		int got;
-
-		if (bytes_reserve(&c->outq, n, c->out_inflight && c->out_type == 0, &c->outq_old) < 0)
-			return kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
-		got = BIO_read(w, c->outq.data + c->outq.len, n > INT_MAX ? INT_MAX : (int)n);
-		if (got <= 0)
-			break;
-		c->outq.len += (size_t)got;
-	}
 	return KTS_OK;
 }
 
@@ -150,9 +94,6 @@ size_t kts_feed_limit(const struct kts *c)
 
 ssize_t kts_feed(struct kts *c, const void *buf, size_t len)
 {
-	const unsigned char *p = buf;
-	size_t done = 0;
-
 	if (c->state == KTS_STATE_FAILED)
 		return c->fail_code;
 	if (!c->caller_io || c->state == KTS_STATE_NEW)
@@ -160,18 +101,14 @@ ssize_t kts_feed(struct kts *c, const void *buf, size_t len)
 	if (c->state == KTS_STATE_OPEN && c->path[KTS_RX] == KTS_PATH_KERNEL)
 		return kts_fail(c, KTS_ERR_STATE,
 				"feed: the kernel owns RX; received bytes are already plaintext");
-	while (done < len) {
-		size_t n = len - done > INT_MAX ? INT_MAX : len - done;
-		int w = BIO_write(SSL_get_rbio(c->ssl), p + done, (int)n);
-
-		if (w <= 0) {
-			kts_err_clear();
-			return kts_fail_fatal(c, KTS_ERR_NOMEM, "feed: out of memory");
-		}
-		done += (size_t)w;
-	}
+	if (len == 0)
+		return 0;
+	if (kts_bytes_reserve(&c->inq, len, 0, 0, NULL) < 0)
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "feed: out of memory");
+	memcpy(c->inq.data + c->inq.len, buf, len);
+	c->inq.len += len;
 	if (c->draining)
-		scan(c, p, len);
+		scan(c, buf, len);
 	return (ssize_t)len;
 }
 
@@ -182,7 +119,7 @@ static int drain_decrypt(struct kts *c)
 		size_t got = 0;
 		int ret;
 
-		if (bytes_reserve(&c->early, KTS_RECORD_MAX_PLAIN, 0, NULL) < 0)
+		if (kts_bytes_reserve(&c->early, KTS_RECORD_MAX_PLAIN, 1, 0, NULL) < 0)
 			return kts_fail_fatal(c, KTS_ERR_NOMEM, "handshake: out of memory");
 		kts_err_clear();
 		ret = SSL_read_ex(c->ssl, c->early.data + c->early.len, c->early.cap - c->early.len, &got);
@@ -191,15 +128,13 @@ static int drain_decrypt(struct kts *c)
 			continue;
 		}
 		ret = kts_ssl_result(c, 0, "read");
-		if (c->early.len == 0) { /* usually nothing came early: hold no buffer */
-			OPENSSL_clear_free(c->early.data, c->early.cap);
-			memset(&c->early, 0, sizeof(c->early));
-		}
+		if (c->early.len == 0) /* usually nothing came early: hold no buffer */
+			kts_bytes_free(&c->early, 1);
 		if (ret == 0)
 			c->rx_eof = 1;
 		else if (ret != KTS_WANT_READ)
 			return ret;
-		return kts_cio_collect(c);
+		return KTS_OK;
 	}
 }
 
@@ -208,12 +143,8 @@ int kts_cio_handshake_done(struct kts *c)
 	int rc;
 
 	if (!c->draining) {
-		const char *p = NULL;
-		long n = BIO_get_mem_data(SSL_get_rbio(c->ssl), &p);
-
 		c->draining = 1;
-		if (n > 0)
-			scan(c, (const unsigned char *)p, (size_t)n);
+		scan(c, c->inq.data + c->inq.off, c->inq.len - c->inq.off);
 	}
 	if ((rc = drain_decrypt(c)) != KTS_OK)
 		return rc;
@@ -237,16 +168,15 @@ size_t kts_cio_early(struct kts *c, void *buf, size_t len)
 	n = n < len ? n : len;
 	memcpy(buf, c->early.data + c->early.off, n);
 	c->early.off += n;
-	if (c->early.off == c->early.len) {
-		OPENSSL_clear_free(c->early.data, c->early.cap);
-		memset(&c->early, 0, sizeof(c->early));
-	}
+	if (c->early.off == c->early.len)
+		kts_bytes_free(&c->early, 1);
 	return n;
 }
 
 void kts_cio_free(struct kts *c)
 {
-	OPENSSL_clear_free(c->early.data, c->early.cap);
+	kts_bytes_free(&c->early, 1);
+	kts_bytes_free(&c->inq, 0);
 	free(c->outq.data);
 	free(c->outq_old);
 }
@@ -331,13 +261,11 @@ ssize_t kts_recvmsg_done(struct kts *c, struct kts_msg *m, ssize_t res)
 
 size_t kts_out_pending(const struct kts *c)
 {
-	BIO *w;
 	size_t n;
 
 	if (!c || !c->caller_io)
 		return 0;
-	w = SSL_get_wbio(c->ssl);
-	n = c->outq.len - c->outq.off + (w ? BIO_ctrl_pending(w) : 0);
+	n = c->outq.len - c->outq.off;
 	if (c->path[KTS_TX] == KTS_PATH_KERNEL)
 		n += c->tx_hs_len + (c->tx_alert_pending ? 2 : 0);
 	return n;
@@ -352,8 +280,6 @@ size_t kts_out_msg(struct kts *c, struct kts_msg *m)
 	memset(m, 0, sizeof(*m));
 	if (!c->caller_io)
 		return 0;
-	if (!c->out_inflight)
-		kts_cio_collect(c);
 	/* OpenSSL's wire bytes (the handshake, tickets written during it,
 	 * userspace TX) always come before kernel TX records. */
 	if ((!c->out_inflight || c->out_type == 0) && c->outq.len > c->outq.off) {
@@ -436,6 +362,11 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 						 "the socket and report it with kts_send_done()");
 	if (c->outq.len - c->outq.off >= OUTQ_HIGH)
 		return KTS_WANT_WRITE; /* send the queue first */
+	/* Room for all of it at once: OpenSSL writes one record at a time, and
+	 * a queue grown record by record is copied at every doubling. */
+	if (kts_bytes_reserve(&c->outq, len + (len / KTS_RECORD_MAX_PLAIN + 1) * RECORD_GROWTH, 0,
+			      c->out_inflight && c->out_type == 0, &c->outq_old) < 0)
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
 	while (done < len) {
 		size_t wrote = 0;
 
@@ -444,7 +375,7 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 			return done ? (ssize_t)done : kts_ssl_result(c, 0, "write");
 		done += wrote;
 	}
-	return kts_cio_collect(c) < 0 ? c->fail_code : (ssize_t)done;
+	return (ssize_t)done;
 }
 
 /* kts_close() with caller-owned I/O: queue close_notify. */
@@ -458,8 +389,6 @@ int kts_cio_close(struct kts *c)
 		kts_err_clear();
 		if (SSL_shutdown(c->ssl) < 0)
 			return kts_ssl_result(c, -1, "close");
-		if (kts_cio_collect(c) < 0)
-			return c->fail_code;
 	}
 	c->tx_closed = 1;
 	return KTS_OK;

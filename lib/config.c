@@ -96,6 +96,10 @@ struct kts_config *kts_config_new(void)
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
 	update_keylog(cfg);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
+	if (kts_caller_bio_init(cfg) < 0) {
+		kts_config_free(cfg);
+		return NULL;
+	}
 	if (kts_server_resumption_init(cfg) != KTS_OK) {
 		kts_config_free(cfg);
 		return NULL;
@@ -119,6 +123,7 @@ void kts_config_release(struct kts_config *cfg)
 	EVP_PKEY_free(cfg->key);
 	free(cfg->server_name);
 	free(cfg->alpn);
+	kts_caller_bio_free(cfg);
 	free(cfg);
 }
 

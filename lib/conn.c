@@ -162,9 +162,6 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 	rc = SSL_read_ex(c->ssl, buf, len, &got) == 1 ? KTS_OK : kts_ssl_result(c, 0, "read");
 	if (rc == 0 && got == 0)
 		c->rx_eof = 1;
-	/* OpenSSL may have written (an alert, a KeyUpdate answer). */
-	if (c->caller_io && kts_cio_collect(c) < 0)
-		return c->fail_code;
 	return got > 0 ? (ssize_t)got : rc;
 }
 

@@ -82,6 +82,10 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 	int err = SSL_get_error(c->ssl, ret), first;
 	long verify;
 
+	if (c->state == KTS_STATE_FAILED) { /* a BIO callback failed it and said why */
+		kts_err_clear();
+		return c->fail_code;
+	}
 	switch (err) {
 	case SSL_ERROR_WANT_READ:
 		return KTS_WANT_READ;

@@ -133,9 +133,6 @@ int kts_handshake(struct kts *c)
 	kts_err_clear();
 	errno = 0;
 	ret = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
-	/* Caller-owned I/O: what OpenSSL wrote, an alert too, is the caller's to send. */
-	if (c->caller_io && kts_cio_collect(c) < 0)
-		return c->fail_code;
 	if (ret != 1) {
 		ret = kts_ssl_result(c, ret, "handshake");
 		if (ret == 0) /* close_notify during the handshake */

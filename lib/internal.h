@@ -42,6 +42,7 @@ struct kts_config {
 	int num_tickets;              /* server TLS 1.3 tickets, -1 = default */
 	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
+	BIO_METHOD *inq_meth, *outq_meth; /* caller-owned I/O queues (caller_bio.c) */
 	char error[KTS_ERRLEN];
 };
 
@@ -115,6 +116,7 @@ struct kts {
 
 	/* Caller-owned I/O (caller_io.c): kts never reads or writes the socket. */
 	int caller_io;
+	struct kts_bytes inq;       /* received wire bytes OpenSSL has not read yet */
 	struct kts_bytes outq;      /* wire bytes from OpenSSL for the caller to send */
 	unsigned char *outq_old;    /* outq's buffer before it grew under a send in flight */
 	size_t out_inflight;        /* bytes handed out by kts_out_msg, not yet done */
@@ -179,13 +181,23 @@ void kts_alert_warning(struct kts *c, unsigned char desc);
 ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n, int end);
 int kts_rx_error(struct kts *c, int err);
 
+/* caller_bio.c: OpenSSL's BIOs for caller-owned I/O, reading c->inq and
+ * appending to c->outq (running out of memory there fails the connection).
+ * bytes_reserve: room for n more bytes at the end of b (wipe: b holds
+ * plaintext, zero what is freed; ciphertext queues need not); while a send of b's
+ * bytes is in flight (pinned) they do not move: a bigger buffer is taken and
+ * the old one kept in *old until that send is done. */
+int kts_caller_bio_init(struct kts_config *cfg);
+void kts_caller_bio_free(struct kts_config *cfg);
+int kts_caller_bio_attach(struct kts *c);
+int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsigned char **old);
+void kts_bytes_free(struct kts_bytes *b, int wipe);
+
 /* caller_io.c: the parts of the handshake and the I/O calls that differ when
- * the caller owns the socket. collect: move what OpenSSL wrote to the send
- * queue. handshake_done: after OpenSSL finished, decrypt what was read past
+ * the caller owns the socket. handshake_done: after OpenSSL finished, decrypt what was read past
  * it; KTS_OK when the stream is at a record boundary (hand off now),
  * KTS_WANT_READ while a record read past it is incomplete, or an error.
  * early: copy out plaintext decrypted then (0 when none). */
-int kts_cio_collect(struct kts *c);
 int kts_cio_handshake_done(struct kts *c);
 size_t kts_cio_early(struct kts *c, void *buf, size_t len);
 ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len);

@@ -1,0 +1,153 @@
+/*
+ * caller_bio.c - the two BIOs OpenSSL works on when the caller owns the
+ * socket. OpenSSL's writes land straight in the connection's send queue and
+ * its reads come from the receive queue that kts_feed() fills: no copy
+ * through a memory BIO, and a queue that empties frees its buffer, so an
+ * idle connection holds none.
+ *
+ * The methods belong to the config (OpenSSL builds BIO_METHODs at run time;
+ * kts keeps no global state) and outlive every connection made from it.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+
+#include "internal.h"
+
+int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsigned char **old)
+{
+	size_t unread = b->len - b->off, cap;
+	unsigned char *p;
+
+	if (!pinned && b->off > 0) {
+		memmove(b->data, b->data + b->off, unread);
+		b->off = 0;
+		b->len = unread;
+	}
+	if (n <= b->cap - b->len)
+		return 0;
+	if (n > SIZE_MAX / 4 - unread)
+		return -1;
+	if (b->cap == 0) /* the size asked, in pages: doubling 64 KiB would pass malloc's mmap threshold */
+		cap = (unread + n + 4095) & ~(size_t)4095;
+	else
+		for (cap = b->cap * 2; cap - unread < n; cap *= 2)
+			;
+	cap = cap < 16384 ? 16384 : cap;
+	if (!(p = malloc(cap)))
+		return -1;
+	if (unread)
+		memcpy(p, b->data + b->off, unread);
+	if (pinned && old && !*old)
+		*old = b->data; /* the in-flight send still reads it */
+	else if (wipe)
+		OPENSSL_clear_free(b->data, b->cap);
+	else
+		free(b->data);
+	b->data = p;
+	b->cap = cap;
+	b->len = unread;
+	b->off = 0;
+	return 0;
+}
+
+void kts_bytes_free(struct kts_bytes *b, int wipe)
+{
+	if (wipe)
+		OPENSSL_clear_free(b->data, b->cap);
+	else
+		free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* OpenSSL writes a record (or a flight): append it to the send queue. The
+ * bytes of a send in flight stay where they are (kts_bytes_reserve). */
+static int outq_write(BIO *b, const char *p, size_t n, size_t *done)
+{
+	struct kts *c = BIO_get_data(b);
+
+	if (kts_bytes_reserve(&c->outq, n, 0, c->out_inflight && c->out_type == 0, &c->outq_old) < 0) {
+		kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
+		return 0;
+	}
+	memcpy(c->outq.data + c->outq.len, p, n);
+	c->outq.len += n;
+	*done = n;
+	return 1;
+}
+
+static int inq_read(BIO *b, char *p, size_t n, size_t *done)
+{
+	struct kts *c = BIO_get_data(b);
+	struct kts_bytes *q = &c->inq;
+	size_t have = q->len - q->off;
+
+	BIO_clear_retry_flags(b);
+	if (have == 0) {
+		BIO_set_retry_read(b); /* nothing received yet, not EOF */
+		return 0;
+	}
+	n = n < have ? n : have;
+	memcpy(p, q->data + q->off, n);
+	q->off += n;
+	if (q->off == q->len)
+		kts_bytes_free(q, 0);
+	*done = n;
+	return 1;
+}
+
+static long outq_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH; /* flushed: the caller sends the queue */
+}
+
+static long inq_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct kts *c = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_PENDING ? (long)(c->inq.len - c->inq.off) : 0;
+}
+
+int kts_caller_bio_init(struct kts_config *cfg)
+{
+	/* BIO_TYPE_SOURCE_SINK with no index: BIO_get_new_index() numbers run
+	 * out per process, and nothing looks these BIOs up by type. */
+	cfg->inq_meth = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "kts receive queue");
+	cfg->outq_meth = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "kts send queue");
+	if (!cfg->inq_meth || !cfg->outq_meth || BIO_meth_set_read_ex(cfg->inq_meth, inq_read) != 1 ||
+	    BIO_meth_set_ctrl(cfg->inq_meth, inq_ctrl) != 1 ||
+	    BIO_meth_set_write_ex(cfg->outq_meth, outq_write) != 1 ||
+	    BIO_meth_set_ctrl(cfg->outq_meth, outq_ctrl) != 1)
+		return -1;
+	return 0;
+}
+
+void kts_caller_bio_free(struct kts_config *cfg)
+{
+	BIO_meth_free(cfg->inq_meth);
+	BIO_meth_free(cfg->outq_meth);
+}
+
+int kts_caller_bio_attach(struct kts *c)
+{
+	BIO *rbio = BIO_new(c->cfg->inq_meth), *wbio = BIO_new(c->cfg->outq_meth);
+
+	if (!rbio || !wbio) {
+		BIO_free(rbio);
+		BIO_free(wbio);
+		return -1;
+	}
+	BIO_set_data(rbio, c);
+	BIO_set_data(wbio, c);
+	BIO_set_init(rbio, 1);
+	BIO_set_init(wbio, 1);
+	SSL_set_bio(c->ssl, rbio, wbio);
+	return 0;
+}
