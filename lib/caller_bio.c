@@ -30,9 +30,9 @@ int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsig
 		return 0;
 	if (n > SIZE_MAX / 4 - unread)
 		return -1;
-	if (b->cap == 0) /* the size asked, in pages: doubling 64 KiB would pass malloc's mmap threshold */
+	if (b->cap == 0) /* the size asked, in pages: doubled, 64 KiB would */
 		cap = (unread + n + 4095) & ~(size_t)4095;
-	else
+	else             /* reach malloc's mmap threshold */
 		for (cap = b->cap * 2; cap - unread < n; cap *= 2)
 			;
 	cap = cap < 16384 ? 16384 : cap;
@@ -62,16 +62,21 @@ void kts_bytes_free(struct kts_bytes *b, int wipe)
 	memset(b, 0, sizeof(*b));
 }
 
-/* OpenSSL writes a record (or a flight): append it to the send queue. The
- * bytes of a send in flight stay where they are (kts_bytes_reserve). */
+int kts_outq_reserve(struct kts *c, size_t n)
+{
+	/* The bytes of a send in flight stay where they are. */
+	if (kts_bytes_reserve(&c->outq, n, 0, c->out_inflight && c->out_type == 0, &c->outq_old) < 0)
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
+	return KTS_OK;
+}
+
+/* OpenSSL writes a record (or a flight): append it to the send queue. */
 static int outq_write(BIO *b, const char *p, size_t n, size_t *done)
 {
 	struct kts *c = BIO_get_data(b);
 
-	if (kts_bytes_reserve(&c->outq, n, 0, c->out_inflight && c->out_type == 0, &c->outq_old) < 0) {
-		kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
+	if (kts_outq_reserve(c, n) < 0)
 		return 0;
-	}
 	memcpy(c->outq.data + c->outq.len, p, n);
 	c->outq.len += n;
 	*done = n;

@@ -1,8 +1,8 @@
 /*
  * caller_io.c - connections whose socket I/O the caller owns (an io_uring or
- * any event loop): OpenSSL works on kts's queues (caller_bio.c), the caller hands in what it
- * received and sends what kts queues, and after the handoff it moves the
- * plaintext of kernel directions itself.
+ * any event loop): OpenSSL works on kts's queues (caller_bio.c), the caller
+ * hands in what it received and sends what kts queues, and after the handoff
+ * it moves the plaintext of kernel directions itself.
  *
  * The one delicate part is the switch to kernel RX. The caller may have
  * received bytes past the handshake (a TLS 1.3 client sends its request
@@ -177,7 +177,7 @@ void kts_cio_free(struct kts *c)
 {
 	kts_bytes_free(&c->early, 1);
 	kts_bytes_free(&c->inq, 0);
-	free(c->outq.data);
+	kts_bytes_free(&c->outq, 0);
 	free(c->outq_old);
 }
 
@@ -336,10 +336,8 @@ int kts_out_done(struct kts *c, ssize_t res)
 	if (type != 0)
 		return kts_tx_sent(c, (unsigned char)type, sent);
 	c->outq.off += sent < c->outq.len - c->outq.off ? sent : c->outq.len - c->outq.off;
-	if (c->outq.off == c->outq.len) { /* an idle connection keeps no buffer */
-		free(c->outq.data);
-		memset(&c->outq, 0, sizeof(c->outq));
-	}
+	if (c->outq.off == c->outq.len) /* an idle connection keeps no buffer */
+		kts_bytes_free(&c->outq, 0);
 	return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
 }
 
@@ -364,9 +362,8 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 		return KTS_WANT_WRITE; /* send the queue first */
 	/* Room for all of it at once: OpenSSL writes one record at a time, and
 	 * a queue grown record by record is copied at every doubling. */
-	if (kts_bytes_reserve(&c->outq, len + (len / KTS_RECORD_MAX_PLAIN + 1) * RECORD_GROWTH, 0,
-			      c->out_inflight && c->out_type == 0, &c->outq_old) < 0)
-		return kts_fail_fatal(c, KTS_ERR_NOMEM, "send queue: out of memory");
+	if (kts_outq_reserve(c, len + (len / KTS_RECORD_MAX_PLAIN + 1) * RECORD_GROWTH) < 0)
+		return c->fail_code;
 	while (done < len) {
 		size_t wrote = 0;
 

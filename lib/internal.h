@@ -184,18 +184,20 @@ int kts_rx_error(struct kts *c, int err);
 /* caller_bio.c: OpenSSL's BIOs for caller-owned I/O, reading c->inq and
  * appending to c->outq (running out of memory there fails the connection).
  * bytes_reserve: room for n more bytes at the end of b (wipe: b holds
- * plaintext, zero what is freed; ciphertext queues need not); while a send of b's
- * bytes is in flight (pinned) they do not move: a bigger buffer is taken and
- * the old one kept in *old until that send is done. */
+ * plaintext, zero what is freed; ciphertext queues need not); while a send
+ * of b's bytes is in flight (pinned) they do not move: a bigger buffer is
+ * taken and the old one kept in *old until that send is done.
+ * outq_reserve: that for the send queue; KTS_OK or the connection fails. */
 int kts_caller_bio_init(struct kts_config *cfg);
 void kts_caller_bio_free(struct kts_config *cfg);
 int kts_caller_bio_attach(struct kts *c);
+int kts_outq_reserve(struct kts *c, size_t n);
 int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsigned char **old);
 void kts_bytes_free(struct kts_bytes *b, int wipe);
 
 /* caller_io.c: the parts of the handshake and the I/O calls that differ when
- * the caller owns the socket. handshake_done: after OpenSSL finished, decrypt what was read past
- * it; KTS_OK when the stream is at a record boundary (hand off now),
+ * the caller owns the socket. handshake_done: after OpenSSL finished, decrypt
+ * what was read past it; KTS_OK when the stream is at a record boundary (hand off now),
  * KTS_WANT_READ while a record read past it is incomplete, or an error.
  * early: copy out plaintext decrypted then (0 when none). */
 int kts_cio_handshake_done(struct kts *c);
