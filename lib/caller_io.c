@@ -143,8 +143,11 @@ int kts_cio_handshake_done(struct kts *c)
 	int rc;
 
 	if (!c->draining) {
+		size_t n = c->inq.len - c->inq.off;
+
 		c->draining = 1;
-		scan(c, c->inq.data + c->inq.off, c->inq.len - c->inq.off);
+		if (n > 0) /* an empty queue may hold no buffer at all */
+			scan(c, c->inq.data + c->inq.off, n);
 	}
 	if ((rc = drain_decrypt(c)) != KTS_OK)
 		return rc;
