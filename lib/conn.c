@@ -72,13 +72,21 @@ void kts_free(struct kts *c)
 	OPENSSL_clear_free(c->appdata, c->appdata_len);
 	kts_post_handshake_free(c);
 	kts_cio_free(c);
+	free(c->reason[KTS_TX]);
+	free(c->reason[KTS_RX]);
+	free(c->alpn);
+	free(c->error);
 	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */
 	free(c);
 }
 
 const char *kts_error(const struct kts *c)
 {
-	return c ? c->error : "no connection";
+	if (!c)
+		return "no connection";
+	if (c->error_lost)
+		return "out of memory (no room for the message of the last failure)";
+	return c->error ? c->error : "";
 }
 
 int kts_attach(struct kts *c, int fd)
@@ -352,7 +360,7 @@ const char *kts_offload_reason(const struct kts *c, enum kts_dir dir)
 {
 	if (kts_offload(c, dir) != KTS_PATH_USER)
 		return NULL;
-	return c->reason[dir];
+	return c->reason[dir] ? c->reason[dir] : "unknown (out of memory for the reason)";
 }
 
 const char *kts_path_name(int path)
@@ -372,7 +380,7 @@ const char *kts_cipher(const struct kts *c)
 
 const char *kts_alpn(const struct kts *c)
 {
-	return c && c->alpn[0] ? c->alpn : NULL;
+	return c ? c->alpn : NULL;
 }
 
 int kts_session_resumed(const struct kts *c)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -11,12 +12,22 @@
 
 #include "internal.h"
 
+static void set_error(struct kts *c, const char *fmt, va_list ap)
+{
+	if (!c->error && !(c->error = malloc(KTS_ERRLEN))) {
+		c->error_lost = 1;
+		return;
+	}
+	c->error_lost = 0;
+	vsnprintf(c->error, KTS_ERRLEN, fmt, ap);
+}
+
 int kts_fail(struct kts *c, int code, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	set_error(c, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -26,7 +37,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	set_error(c, fmt, ap);
 	va_end(ap);
 	/* From here on every call returns this code. */
 	c->state = KTS_STATE_FAILED;

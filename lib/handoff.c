@@ -26,8 +26,10 @@ static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 {
 	va_list ap;
 
+	free(c->reason[dir]);
 	va_start(ap, fmt);
-	vsnprintf(c->reason[dir], sizeof(c->reason[dir]), fmt, ap);
+	if (vasprintf(&c->reason[dir], fmt, ap) < 0)
+		c->reason[dir] = NULL; /* kts_offload_reason says it is unknown */
 	va_end(ap);
 	c->path[dir] = KTS_PATH_USER;
 }
@@ -179,7 +181,8 @@ int kts_handoff(struct kts *c)
 			continue;
 		}
 		c->path[dir] = KTS_PATH_KERNEL;
-		c->reason[dir][0] = '\0';
+		free(c->reason[dir]);
+		c->reason[dir] = NULL;
 		fence_openssl(c, dir);
 		if (dir == KTS_RX && version == TLS1_3_VERSION && c->cfg->rx_no_pad)
 			kts_kernel_rx_no_pad(c->fd); /* an older kernel lacks it: no harm */
@@ -202,7 +205,8 @@ done:
 			if (c->path[dir] != KTS_PATH_KERNEL)
 				return kts_fail_fatal(c, KTS_ERR_OFFLOAD,
 						      "handshake: offload required but %s stays in userspace: %s",
-						      dir_name[dir], c->reason[dir]);
+						      dir_name[dir],
+						      c->reason[dir] ? c->reason[dir] : "reason unknown");
 	}
 	return KTS_OK;
 }

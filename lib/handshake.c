@@ -148,8 +148,7 @@ drain:
 	if (!c->is_server && SSL_session_reused(c->ssl) && SSL_version(c->ssl) <= TLS1_2_VERSION)
 		kts_client_session_new(c->ssl, SSL_get_session(c->ssl));
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-	if (alpn_len) /* at most 255 bytes by the protocol */
-		memcpy(c->alpn, alpn, alpn_len);
-	c->alpn[alpn_len] = '\0';
+	if (alpn_len && !(c->alpn = OPENSSL_strndup((const char *)alpn, alpn_len)))
+		return kts_fail_fatal(c, KTS_ERR_NOMEM, "handshake: out of memory");
 	return kts_handoff(c);
 }

@@ -78,8 +78,10 @@ struct kts {
 	char *server_name;       /* client: SNI and verified name */
 	int prepared;            /* client: verification and SNI set up */
 	int path[2];             /* enum kts_path per enum kts_dir */
-	char reason[2][KTS_REASONLEN];
-	char alpn[256];          /* negotiated ALPN protocol, NUL-terminated */
+	/* Strings on the heap, sized to fit: an idle connection is mostly these
+	 * structs, and most connections never fail. */
+	char *reason[2];         /* why a direction stays in userspace */
+	char *alpn;              /* negotiated ALPN protocol, NUL-terminated */
 	int rx_eof;              /* close_notify received */
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */
@@ -127,7 +129,8 @@ struct kts {
 	uint64_t rx_user_records;   /* records OpenSSL read past the handshake */
 	int drain_moved_keys;       /* a message past the handshake changed OpenSSL's state */
 
-	char error[KTS_ERRLEN];
+	char *error;                /* KTS_ERRLEN, from the first failure on */
+	int error_lost;             /* a failure found no memory for its message */
 };
 
 /* posthandshake.c: bytes of handshake records the kernel handed up (TLS 1.3
