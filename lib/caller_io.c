@@ -115,6 +115,9 @@ ssize_t kts_feed(struct kts *c, const void *buf, size_t len)
 /* Decrypt whatever whole records OpenSSL has past the handshake. */
 static int drain_decrypt(struct kts *c)
 {
+	/* Usually nothing came early: no record buffer at each handshake. */
+	if (c->inq.len == c->inq.off && !SSL_has_pending(c->ssl))
+		return KTS_OK;
 	for (;;) {
 		size_t got = 0;
 		int ret;
@@ -128,7 +131,7 @@ static int drain_decrypt(struct kts *c)
 			continue;
 		}
 		ret = kts_ssl_result(c, 0, "read");
-		if (c->early.len == 0) /* usually nothing came early: hold no buffer */
+		if (c->early.len == 0) /* only a ticket or alert came: hold no buffer */
 			kts_bytes_free(&c->early, 1);
 		if (ret == 0)
 			c->rx_eof = 1;

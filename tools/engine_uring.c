@@ -158,9 +158,9 @@ static void conn_sqe_tag(struct io_uring_sqe *sqe, struct uconn *c, enum op op)
 
 static void log_note(struct uconn *c)
 {
-	if (c->hs.note[0]) {
+	if (c->hs.note) {
 		logmsg("conn %s %s", c->peer, c->hs.note);
-		c->hs.note[0] = '\0';
+		httpsess_note_clear(&c->hs);
 	}
 }
 
@@ -360,6 +360,10 @@ static void on_rx(struct ring *r, struct uconn *c, const struct io_uring_cqe *cq
 	} else if (was_msg) {
 		n = kts_recvmsg_done(c->k, &c->rmsg, res);
 		n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
+		if (r->u.br && c->rx == RX_NONE) { /* a control record: rare, not kept */
+			free(c->rbuf);
+			c->rbuf = NULL;
+		}
 	} else {
 		n = kts_recv_done(c->k, NULL, 0, res); /* an end or error, no buffer */
 	}
@@ -897,6 +901,8 @@ static void check_conn(struct ring *r, struct uconn *c, int64_t now)
 			log_note(c);
 			if (d == HS_SEND)
 				reply_start(c, now);
+			else if (d == HS_ABORT)
+				conn_kill(c);
 			else
 				start_close(c, now);
 		}

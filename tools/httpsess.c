@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,46 @@ static void drop_reply(struct httpsess *s)
 	s->reply.fd = -1;
 }
 
+/* Kept when the heap has no room for the line itself. */
+static char note_oom[] = "error: out of memory";
+
+static void note(struct httpsess *s, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	httpsess_note_clear(s);
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		p = note_oom;
+	va_end(ap);
+	s->note = p;
+}
+
+void httpsess_note_clear(struct httpsess *s)
+{
+	if (s->note != note_oom)
+		free(s->note);
+	s->note = NULL;
+}
+
 void httpsess_free(struct httpsess *s)
 {
 	drop_reply(s);
+	free(s->out);
+	s->out = NULL;
+	httpsess_note_clear(s);
 	free(s->in);
 	s->in = NULL;
 	s->have = s->cap = 0;
+}
+
+/* The answer's head buffer, taken when an answer is made. */
+static char *out_get(struct httpsess *s)
+{
+	if (!s->out && !(s->out = malloc(HS_OUT_SIZE)))
+		note(s, "error: out of memory");
+	return s->out;
 }
 
 static void consume(struct httpsess *s, size_t n)
@@ -68,8 +103,7 @@ int httpsess_input(struct httpsess *s, const void *p, size_t n, int64_t now)
 	if (n == 0)
 		return 0;
 	if (s->have + n > HS_INPUT_MAX) {
-		snprintf(s->note, sizeof(s->note),
-			 "error: over %d KiB of requests sent without reading the answers",
+		note(s, "error: over %d KiB of requests sent without reading the answers",
 			 HS_INPUT_MAX / 1024);
 		return -1;
 	}
@@ -81,7 +115,7 @@ int httpsess_input(struct httpsess *s, const void *p, size_t n, int64_t now)
 			cap *= 2;
 		in = realloc(s->in, cap);
 		if (!in) {
-			snprintf(s->note, sizeof(s->note), "error: out of memory");
+			note(s, "error: out of memory");
 			return -1;
 		}
 		s->in = in;
@@ -120,13 +154,15 @@ static enum hs_do simple(struct httpsess *s, int status, int keep, int head_only
 	size_t hl;
 	int bl;
 
+	if (!out_get(s))
+		return s->st = HS_ST_END, HS_ABORT;
 	http_date(time(NULL), extra);
 	if (more)
 		strncat(extra, more, sizeof(extra) - strlen(extra) - 1);
 	bl = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
-	hl = http_format_head(s->out, sizeof(s->out), status, "text/plain; charset=utf-8", bl,
+	hl = http_format_head(s->out, HS_OUT_SIZE, status, "text/plain; charset=utf-8", bl,
 			      keep, 1, extra);
-	if (!head_only && hl + (size_t)bl < sizeof(s->out)) {
+	if (!head_only && hl + (size_t)bl < HS_OUT_SIZE) {
 		memcpy(s->out + hl, body, (size_t)bl);
 		hl += (size_t)bl;
 	}
@@ -158,12 +194,14 @@ static enum hs_do respond(struct httpsess *s, const struct http_request *req, in
 		return simple(s, 403, keep, head_only, NULL, r);
 	if (req->path_status) /* a malformed target: answer and close */
 		return simple(s, req->path_status, 0, head_only, NULL, r);
+	if (!out_get(s))
+		return s->st = HS_ST_END, HS_ABORT;
 	ffd = fsroot_open(s->cfg->root, req->path, req->trailing_slash, &st, &name);
 	if (ffd < 0)
 		return simple(s, -ffd, keep, head_only, NULL, r);
 	http_date(time(NULL), extra);
 	s->reply.head = s->out;
-	s->reply.head_len = http_format_head(s->out, sizeof(s->out), 200,
+	s->reply.head_len = http_format_head(s->out, HS_OUT_SIZE, 200,
 					     http_content_type(name), (long long)st.st_size, keep,
 					     req->version_minor, extra);
 	if (head_only || st.st_size == 0) {
@@ -223,7 +261,8 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 			}
 			s->body_len = s->body_left = body;
 			/* The answer is ready now; it goes out once the body is read. */
-			respond(s, req, !s->close_after, r);
+			if (respond(s, req, !s->close_after, r) != HS_SEND)
+				return HS_ABORT;
 			s->st = HS_ST_BODY;
 			break;
 		case HS_ST_BODY:
@@ -247,6 +286,8 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 void httpsess_sent(struct httpsess *s, int64_t now)
 {
 	drop_reply(s);
+	free(s->out); /* no answer owed: an idle connection holds no buffer */
+	s->out = NULL;
 	if (s->close_after) {
 		s->st = HS_ST_END;
 		return;
@@ -261,13 +302,11 @@ enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r)
 
 	switch (s->st) {
 	case HS_ST_HEAD:
-		snprintf(s->note, sizeof(s->note),
-			 "error: request head: %zu bytes, incomplete within %d s: answered 408",
+		note(s, "error: request head: %zu bytes, incomplete within %d s: answered 408",
 			 s->have, t);
 		return simple(s, 408, 0, 0, NULL, r);
 	case HS_ST_BODY:
-		snprintf(s->note, sizeof(s->note),
-			 "error: request body: %lld of %lld bytes within %d s: answered 408",
+		note(s, "error: request body: %lld of %lld bytes within %d s: answered 408",
 			 s->body_len - s->body_left, s->body_len, t);
 		drop_reply(s); /* the answer held for after the body */
 		return simple(s, 408, 0, 0, NULL, r);
@@ -280,8 +319,7 @@ enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r)
 enum hs_do httpsess_input_end(struct httpsess *s, int clean)
 {
 	if (clean && s->st == HS_ST_BODY)
-		snprintf(s->note, sizeof(s->note),
-			 "error: request body: %lld of %lld bytes, then the client closed",
+		note(s, "error: request body: %lld of %lld bytes, then the client closed",
 			 s->body_len - s->body_left, s->body_len);
 	s->st = HS_ST_END;
 	return clean ? HS_CLOSE : HS_ABORT;

@@ -22,6 +22,9 @@
 #define HS_INPUT_MAX (256 * 1024)
 /* The input buffer starts this small (most request heads fit) and doubles. */
 #define HS_INPUT_FIRST 1024
+/* An answer's head: ours are under 400 bytes. 1024 keeps the buffer in
+ * glibc's per-thread cache (tcache) as it comes and goes per request. */
+#define HS_OUT_SIZE 1024
 
 struct hs_cfg {
 	const struct fsroot *root;
@@ -56,12 +59,17 @@ struct httpsess {
 	long long body_len, body_left;
 	int close_after;
 	struct hs_reply reply;
-	char out[1400];
-	char note[320]; /* a log line for the engine ("" none): "error: ..." */
+	/* Both on the heap only while used: an idle connection holds neither. */
+	char *out;  /* HS_OUT_SIZE: the answer's head (and a short body) */
+	char *note; /* a log line for the engine (NULL none): "error: ..." */
 };
 
 void httpsess_init(struct httpsess *s, const struct hs_cfg *cfg, int64_t now);
 void httpsess_free(struct httpsess *s);
+
+/* The log line the last call left (NULL: none); the caller logs it, then
+ * httpsess_note_clear(). */
+void httpsess_note_clear(struct httpsess *s);
 
 /* The connection is ready (handshake done): the wait for a request starts now. */
 void httpsess_start(struct httpsess *s, int64_t now);
@@ -83,7 +91,8 @@ void httpsess_sent(struct httpsess *s, int64_t now);
 /* The deadline of HS_READ. */
 const struct deadline *httpsess_deadline(const struct httpsess *s);
 
-/* The HS_READ deadline passed: HS_SEND (a 408, note set) or HS_CLOSE. */
+/* The HS_READ deadline passed: HS_SEND (a 408, note set), HS_CLOSE, or
+ * HS_ABORT when out of memory. */
 enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r);
 
 /* The input ended: at close_notify (clean) HS_CLOSE, else HS_ABORT; note may
