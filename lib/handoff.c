@@ -205,8 +205,7 @@ done:
 			if (c->path[dir] != KTS_PATH_KERNEL)
 				return kts_fail_fatal(c, KTS_ERR_OFFLOAD,
 						      "handshake: offload required but %s stays in userspace: %s",
-						      dir_name[dir],
-						      c->reason[dir] ? c->reason[dir] : "reason unknown");
+						      dir_name[dir], kts_offload_reason(c, dir));
 	}
 	return KTS_OK;
 }

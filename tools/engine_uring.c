@@ -257,6 +257,16 @@ static int rx_wanted(const struct ring *r, const struct uconn *c)
 	return c->ph == PH_OPEN && !c->rx_end && httpsess_wants_input(&c->hs);
 }
 
+/* Receives take provided buffers when the ring has them: the connection's
+ * own buffer goes until a handshake or control record needs it again. */
+static void rbuf_drop(const struct ring *r, struct uconn *c)
+{
+	if (r->u.br) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+	}
+}
+
 /* One recvmsg into the connection's own buffer (kts_feed_limit applies). */
 static int rx_arm_msg(struct ring *r, struct uconn *c)
 {
@@ -360,10 +370,8 @@ static void on_rx(struct ring *r, struct uconn *c, const struct io_uring_cqe *cq
 	} else if (was_msg) {
 		n = kts_recvmsg_done(c->k, &c->rmsg, res);
 		n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
-		if (r->u.br && c->rx == RX_NONE) { /* a control record: rare, not kept */
-			free(c->rbuf);
-			c->rbuf = NULL;
-		}
+		if (c->rx == RX_NONE) /* a control record: rare, its buffer not kept */
+			rbuf_drop(r, c);
 	} else {
 		n = kts_recv_done(c->k, NULL, 0, res); /* an end or error, no buffer */
 	}
@@ -743,10 +751,7 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 		httpsess_start(&c->hs, now);
 		/* What came with the handshake's end (a request) waits in kts. */
 		n = rx_take(c, c->rbuf, HS_BUF_SIZE, kts_read(c->k, c->rbuf, HS_BUF_SIZE), now);
-		if (r->u.br) { /* receives take provided buffers from now on */
-			free(c->rbuf);
-			c->rbuf = NULL;
-		}
+		rbuf_drop(r, c);
 		if (c->ph == PH_DEAD)
 			return;
 		if (n != KTS_WANT_READ) {
