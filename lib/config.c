@@ -518,6 +518,12 @@ int kts_config_set_rx_no_pad(struct kts_config *cfg, int on)
 	return KTS_OK;
 }
 
+int kts_config_set_release_openssl(struct kts_config *cfg, int on)
+{
+	cfg->release_ssl = on != 0;
+	return KTS_OK;
+}
+
 int kts_config_parse_offload(struct kts_config *cfg, const char *spec)
 {
 	static const char *const names[] = {"auto", "require", "off"};

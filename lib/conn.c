@@ -15,6 +15,7 @@
 
 #include "internal.h"
 #include "kernel.h"
+#include "sesscache.h"
 
 static struct kts *conn_new(struct kts_config *cfg, int is_server)
 {
@@ -64,8 +65,10 @@ void kts_free(struct kts *c)
 	/* OpenSSL drops the session of a connection freed without having sent
 	 * close_notify; kts may have sent it through the kernel, or the peer just
 	 * closed TCP. Failed connections already lost theirs to the fatal alert. */
-	if (c->state == KTS_STATE_OPEN)
+	if (c->ssl && c->state == KTS_STATE_OPEN)
 		SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
+	else if (!c->ssl && c->state == KTS_STATE_FAILED && c->sid_len && c->cfg->cache)
+		kts_sess_cache_del(c->cfg->cache, c->sid, c->sid_len); /* as OpenSSL's free would */
 	SSL_free(c->ssl);
 	kts_config_release(c->cfg);
 	free(c->server_name);
@@ -370,12 +373,12 @@ const char *kts_path_name(int path)
 
 const char *kts_version(const struct kts *c)
 {
-	return c && c->state == KTS_STATE_OPEN ? SSL_get_version(c->ssl) : NULL;
+	return c && c->state == KTS_STATE_OPEN ? c->version_name : NULL;
 }
 
 const char *kts_cipher(const struct kts *c)
 {
-	return c && c->state == KTS_STATE_OPEN ? SSL_get_cipher_name(c->ssl) : NULL;
+	return c && c->state == KTS_STATE_OPEN ? c->cipher_name : NULL;
 }
 
 const char *kts_alpn(const struct kts *c)
@@ -385,7 +388,7 @@ const char *kts_alpn(const struct kts *c)
 
 int kts_session_resumed(const struct kts *c)
 {
-	return c && c->state == KTS_STATE_OPEN && SSL_session_reused(c->ssl) == 1;
+	return c && c->state == KTS_STATE_OPEN && c->resumed;
 }
 
 size_t kts_pending(const struct kts *c)

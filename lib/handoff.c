@@ -4,7 +4,7 @@
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
  * sequence numbers, install into the kernel per direction, wipe the keys,
- * apply the policy. Each direction that the kernel refuses stays with OpenSSL,
+ * apply the policy, release what OpenSSL no longer needs. Each direction that the kernel refuses stays with OpenSSL,
  * with the reason kept.
  */
 #include <errno.h>
@@ -85,6 +85,34 @@ static void fence_openssl(struct kts *c, int dir)
 		SSL_set0_wbio(c->ssl, dead);
 	else
 		SSL_set0_rbio(c->ssl, dead);
+}
+
+/* kts_config_set_release_openssl: a server whose both directions the kernel
+ * owns needs OpenSSL for nothing but late tickets (kts_issue_ticket) and
+ * ticket app data, so its SSL goes. Marked as shut down first: freeing an
+ * SSL that never sent close_notify would drop its session from the cache. */
+static void release_openssl(struct kts *c)
+{
+	SSL_SESSION *sess = SSL_get_session(c->ssl);
+	const unsigned char *id;
+	unsigned int id_len = 0;
+	void *data;
+	size_t data_len = 0;
+
+	if (!c->cfg->release_ssl || !c->is_server || c->appdata ||
+	    c->path[KTS_TX] != KTS_PATH_KERNEL || c->path[KTS_RX] != KTS_PATH_KERNEL || !sess)
+		return;
+	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
+	if (data_len > 0)
+		return; /* kts_ticket_appdata reads it from the session */
+	id = SSL_SESSION_get_id(sess, &id_len);
+	if (c->version == TLS1_2_VERSION && id_len <= sizeof(c->sid)) {
+		memcpy(c->sid, id, id_len);
+		c->sid_len = (unsigned char)id_len;
+	}
+	SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 }
 
 int kts_handoff(struct kts *c)
@@ -207,5 +235,7 @@ done:
 						      "handshake: offload required but %s stays in userspace: %s",
 						      dir_name[dir], kts_offload_reason(c, dir));
 	}
+	/* 8. Nothing of OpenSSL outlives it that the connection cannot use. */
+	release_openssl(c);
 	return KTS_OK;
 }

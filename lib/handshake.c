@@ -143,6 +143,9 @@ drain:
 	if (c->caller_io && (ret = kts_cio_handshake_done(c)) != KTS_OK)
 		return ret;
 	c->state = KTS_STATE_OPEN;
+	c->version_name = SSL_get_version(c->ssl);
+	c->cipher_name = SSL_get_cipher_name(c->ssl);
+	c->resumed = SSL_session_reused(c->ssl) == 1;
 	/* OpenSSL reports no new session when a TLS 1.2 resumption renewed the
 	 * ticket: save the session in use, which holds the renewed one. */
 	if (!c->is_server && SSL_session_reused(c->ssl) && SSL_version(c->ssl) <= TLS1_2_VERSION)

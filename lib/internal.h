@@ -26,6 +26,7 @@ struct kts_config {
 	int offload;        /* enum kts_offload_policy */
 	int kernel_tls;     /* the kernel had the tls ULP when the config was made */
 	int rx_no_pad;      /* TLS 1.3 kernel RX: TLS_RX_EXPECT_NO_PAD (trusted peers) */
+	int release_ssl;    /* servers: free the SSL once the kernel owns both directions */
 	int ca_set;         /* the default trust store was replaced by the caller's */
 	/* Which trust anchors verify peers: SHA-256 chained over each CA file's
 	 * content and each CA directory's path (or the system default). Client
@@ -82,6 +83,16 @@ struct kts {
 	 * structs, and most connections never fail. */
 	char *reason[2];         /* why a direction stays in userspace */
 	char *alpn;              /* negotiated ALPN protocol, NUL-terminated */
+	/* What kts_version, kts_cipher and kts_session_resumed report: kept
+	 * here so they outlive the SSL (kts_config_set_release_openssl).
+	 * OpenSSL's names are static strings. */
+	const char *version_name;
+	const char *cipher_name;
+	int resumed;
+	/* Released servers, TLS 1.2: the session ID, so a connection that fails
+	 * later still drops its session from the cache as OpenSSL would. */
+	unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
+	unsigned char sid_len;
 	int rx_eof;              /* close_notify received */
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */

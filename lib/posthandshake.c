@@ -271,8 +271,9 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_SYS,
 				  "read: installing updated RX keys: %s", strerror(-err));
 	}
-	/* OpenSSL's read side follows: it reads the update under the old key. */
-	rc = feed_openssl(c, old, quiet, sizeof(quiet));
+	/* OpenSSL's read side follows (if it is still there): it reads the
+	 * update under the old key. */
+	rc = c->ssl ? feed_openssl(c, old, quiet, sizeof(quiet)) : KTS_OK;
 	OPENSSL_cleanse(old, sizeof(old));
 	c->ossl_seq[KTS_RX] = c->rx_user_records;
 	if (rc != KTS_OK || !requested)
@@ -367,6 +368,9 @@ int kts_issue_ticket(struct kts *c)
 		return rc;
 	if (c->tx_hs_len > 0) /* a retry after KTS_WANT_WRITE: finish sending that ticket */
 		return kts_post_handshake_flush(c);
+	if (!c->ssl)
+		return kts_fail(c, KTS_ERR_STATE, "issue ticket: OpenSSL's state was released at "
+				"the handoff (kts_config_set_release_openssl)");
 	if (!c->is_server || SSL_version(c->ssl) != TLS1_3_VERSION)
 		return kts_fail(c, KTS_ERR_STATE, "issue ticket: only TLS 1.3 servers issue tickets");
 	if (SSL_get_options(c->ssl) & SSL_OP_NO_TICKET)

@@ -257,7 +257,8 @@ ssize_t kts_ticket_appdata(struct kts *c, void *buf, size_t len)
 
 	if (!buf && len)
 		return kts_fail(c, KTS_ERR_ARG, "ticket appdata: no buffer");
-	if (!c->is_server || !SSL_is_init_finished(c->ssl) || !SSL_session_reused(c->ssl))
+	/* Without the SSL (released) the session carried no app data. */
+	if (!c->is_server || !c->ssl || !SSL_is_init_finished(c->ssl) || !SSL_session_reused(c->ssl))
 		return 0;
 	if (td && td->in_set) {
 		data = td->in;

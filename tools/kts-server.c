@@ -1091,6 +1091,9 @@ int main(int argc, char **argv)
 		opts_die(PROG, "--key %s: %s", key, kts_config_error(srv.cfg));
 	if (opts_apply(srv.cfg, &o, err, sizeof(err)) < 0)
 		opts_die(PROG, "%s", err);
+	/* kts-server issues no late tickets: an idle kTLS connection keeps
+	 * nothing of OpenSSL. */
+	kts_config_set_release_openssl(srv.cfg, 1);
 	if (kts_config_set_alpn(srv.cfg, "http/1.1") < 0)
 		opts_die(PROG, "alpn: %s", kts_config_error(srv.cfg));
 	if (kts_config_set_session_lifetime(srv.cfg, lifetime) < 0)

@@ -130,6 +130,13 @@ KTS_API int kts_config_parse_offload(struct kts_config *cfg, const char *spec);
  * buffer. Only for trusted peers: each padded record is then decrypted twice.
  * Off by default; a kernel without it ignores the setting. */
 KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
+/* Servers: once the kernel owns both directions of a connection, free
+ * OpenSSL's state for it at the handoff (about 10 KiB each on OpenSSL 3.0), so
+ * an idle kTLS connection costs little more than struct kts. kts_version,
+ * kts_cipher, kts_alpn, kts_session_resumed and a peer's KeyUpdate keep
+ * working; kts_ssl returns NULL and kts_issue_ticket fails with KTS_ERR_STATE.
+ * Connections that use ticket app data keep OpenSSL. Off by default. */
+KTS_API int kts_config_set_release_openssl(struct kts_config *cfg, int on);
 
 /* ---- connections -------------------------------------------------------- */
 
@@ -392,7 +399,8 @@ KTS_API const char *kts_alpn(const struct kts *c);
 
 /* Escape hatch: the underlying OpenSSL SSL * (cast it). Only for inspection
  * (certificates, session details); reading or writing through it after the
- * handshake bypasses kts and corrupts an offloaded connection. */
+ * handshake bypasses kts and corrupts an offloaded connection. NULL once
+ * kts_config_set_release_openssl freed it. */
 KTS_API void *kts_ssl(struct kts *c);
 
 #ifdef __cplusplus

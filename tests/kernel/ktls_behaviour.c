@@ -56,7 +56,7 @@ static void *kts_handshake_thread(void *arg)
 /* version 12/13, AES-128-GCM; tickets: what an OpenSSL server sends; peer_kts:
  * the other end is kts too. Returns 0 with both ends handshaken. */
 static int pair_open(struct pair *p, int version, int kts_is_server, int tickets, int peer_kts,
-		     int policy, unsigned int lifetime)
+		     int policy, unsigned int lifetime, int release)
 {
 	const struct suite *s = &test_suites[0];
 	int me = kts_is_server ? 0 : 1, other = 1 - me;
@@ -72,6 +72,7 @@ static int pair_open(struct pair *p, int version, int kts_is_server, int tickets
 	kts_config_set_offload(p->cfg[0], policy);
 	if (lifetime)
 		kts_config_set_session_lifetime(p->cfg[0], lifetime);
+	kts_config_set_release_openssl(p->cfg[0], release);
 	p->k = kts_is_server ? kts_server_new(p->cfg[0]) : kts_client_new(p->cfg[0]);
 	kts_attach(p->k, p->fds[me]);
 	if (peer_kts) {
@@ -243,6 +244,15 @@ static int case_keyupdate(struct pair *p)
 	if (n != 5 || memcmp(buf, "reply", 5) != 0)
 		return snprintf(why, sizeof(why), "the peer read %zd after kts' KeyUpdate", n), 0;
 	return 1;
+}
+
+/* A server that released OpenSSL (kts_config_set_release_openssl) follows
+ * the peer's KeyUpdates as well: kts keeps the secrets, not the SSL. */
+static int case_keyupdate_released(struct pair *p)
+{
+	if (kts_ssl(p->k))
+		return snprintf(why, sizeof(why), "SSL kept after the handoff"), 0;
+	return case_keyupdate(p);
 }
 
 /* A forged record fails authentication and the connection is dead. The kernel
@@ -685,31 +695,33 @@ struct behaviour {
 	int (*run)(struct pair *p);
 	int version, kts_is_server, tickets, peer_kts, policy;
 	unsigned int lifetime; /* kts server: resumption on */
+	int release;           /* kts_config_set_release_openssl */
 };
 
 static const struct behaviour cases[] = {
-	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO, 0},
-	{"warning-alert-tls12", case_warning_alert, 12, 0, 0, 1, KTS_OFFLOAD_AUTO, 0},
-	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO, 0},
-	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"bad-record-tls12", case_bad_record, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"truncation", case_truncation, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"tiny-reads", case_tiny_reads, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"sendfile", case_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE, 0},
-	{"late-ticket-full-sendbuf", case_late_ticket_blocked, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 3600},
-	{"renegotiation-refused-tls12", case_renegotiation_refused, 12, 1, 0, 1, KTS_OFFLOAD_AUTO, 0},
-	{"renegotiation-openssl-tls12", case_renegotiation_openssl, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"hello-request-openssl-tls12", case_renegotiation_openssl, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-during-write", case_reset_write, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-during-sendfile", case_reset_sendfile, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-then-close", case_reset_close, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-error-taken-write", case_reset_taken_write, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-error-taken-sendfile", case_reset_taken_sendfile, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-blocked-write", case_reset_blocked_write, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
-	{"reset-blocked-sendfile", case_reset_blocked_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0},
+	{"alert", case_alert, 13, 0, 0, 1, KTS_OFFLOAD_AUTO, 0, 0},
+	{"warning-alert-tls12", case_warning_alert, 12, 0, 0, 1, KTS_OFFLOAD_AUTO, 0, 0},
+	{"ticket-after-handoff", case_ticket, 13, 0, 2, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"keyupdate", case_keyupdate, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"keyupdate-released-server", case_keyupdate_released, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 1},
+	{"bad-record-tls13", case_bad_record, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"bad-record-tls12", case_bad_record, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"truncation", case_truncation, 13, 0, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"tiny-reads", case_tiny_reads, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"sendfile", case_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"nonblocking", case_nonblocking, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"require", case_require, 13, 1, 0, 0, KTS_OFFLOAD_REQUIRE, 0, 0},
+	{"late-ticket-full-sendbuf", case_late_ticket_blocked, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 3600, 0},
+	{"renegotiation-refused-tls12", case_renegotiation_refused, 12, 1, 0, 1, KTS_OFFLOAD_AUTO, 0, 0},
+	{"renegotiation-openssl-tls12", case_renegotiation_openssl, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"hello-request-openssl-tls12", case_renegotiation_openssl, 12, 0, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-during-write", case_reset_write, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-during-sendfile", case_reset_sendfile, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-then-close", case_reset_close, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-error-taken-write", case_reset_taken_write, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-error-taken-sendfile", case_reset_taken_sendfile, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-blocked-write", case_reset_blocked_write, 12, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
+	{"reset-blocked-sendfile", case_reset_blocked_sendfile, 13, 1, 0, 0, KTS_OFFLOAD_AUTO, 0, 0},
 };
 
 int main(int argc, char **argv)
@@ -736,7 +748,7 @@ int main(int argc, char **argv)
 
 		why[0] = '\0';
 		ok = pair_open(&p, b->version, b->kts_is_server, b->tickets, b->peer_kts, b->policy,
-			       b->lifetime) == 0;
+			       b->lifetime, b->release) == 0;
 		ok = ok && kts_offload(p.k, KTS_TX) == expect && kts_offload(p.k, KTS_RX) == expect;
 		if (ok)
 			ok = b->run(&p);

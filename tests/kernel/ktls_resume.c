@@ -248,7 +248,44 @@ static int keep_ticket(SSL *ssl, SSL_SESSION *sess)
 	return 1; /* we keep the reference */
 }
 
-static int case_server(int version, int issue_late, int by_session_id)
+/* kts_config_set_release_openssl: OpenSSL's state is gone once the kernel
+ * owns both directions, and what the connection reports does not change. */
+static int released_ok(struct kts *k, int version)
+{
+	const char *want = version == 13 ? "TLSv1.3" : "TLSv1.2";
+	int rc;
+
+	if (expect != KTS_PATH_KERNEL)
+		return kts_ssl(k) != NULL ||
+		       (snprintf(why, sizeof(why), "userspace connection lost its SSL"), 0);
+	if (kts_ssl(k))
+		return snprintf(why, sizeof(why), "SSL kept after the handoff"), 0;
+	if (!kts_version(k) || strcmp(kts_version(k), want) != 0 || !kts_cipher(k))
+		return snprintf(why, sizeof(why), "released: version %s cipher %s",
+				kts_version(k) ? kts_version(k) : "NULL",
+				kts_cipher(k) ? kts_cipher(k) : "NULL"), 0;
+	rc = kts_issue_ticket(k);
+	if (rc != KTS_ERR_STATE || !strstr(kts_error(k), "released"))
+		return snprintf(why, sizeof(why), "issue ticket after release: %d '%s'", rc,
+				kts_error(k)), 0;
+	return 1;
+}
+
+/* A forged record fails the connection; the session it resumed is then
+ * dropped from the cache (RFC 5246 7.2.2), with or without its SSL. */
+static int fail_with_forged_record(struct kts *k, int fds[2])
+{
+	unsigned char rec[5 + 32] = {23, 3, 3, 0, 32};
+	char buf[8];
+
+	if (write(fds[1], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+		return snprintf(why, sizeof(why), "writing the forged record failed"), 0;
+	if (kts_read(k, buf, sizeof(buf)) >= 0)
+		return snprintf(why, sizeof(why), "kts read a forged record"), 0;
+	return 1;
+}
+
+static int case_server(int version, int issue_late, int by_session_id, int release)
 {
 	const struct suite *s = &test_suites[1];
 	struct kts_config *kcfg = test_kts_config(version, s, 1);
@@ -266,12 +303,13 @@ static int case_server(int version, int issue_late, int by_session_id)
 		if (kts_config_set_session_cache(kcfg, 64) != KTS_OK)
 			return snprintf(why, sizeof(why), "cache: %s", kts_config_error(kcfg)), 0;
 	}
+	kts_config_set_release_openssl(kcfg, release);
 	if (kts_config_set_session_lifetime(kcfg, 3600) != KTS_OK) {
 		snprintf(why, sizeof(why), "lifetime: %s", kts_config_error(kcfg));
 		goto out;
 	}
 	k = connect_pair(kcfg, 1, octx, NULL, &ossl, fds);
-	ok = !why[0] && paths_ok(k, "first");
+	ok = !why[0] && paths_ok(k, "first") && (!release || released_ok(k, version));
 	before = t.n;
 	if (ok && issue_late) {
 		char buf[8];
@@ -300,7 +338,18 @@ static int case_server(int version, int issue_late, int by_session_id)
 		snprintf(why, sizeof(why), "the client's session did not resume");
 		ok = 0;
 	}
+	ok = ok && (!release || released_ok(k, version));
+	ok = ok && (!by_session_id || fail_with_forged_record(k, fds));
 	done_pair(k, ossl, fds);
+	if (ok && by_session_id) {
+		k = connect_pair(kcfg, 1, octx, t.last, &ossl, fds);
+		ok = !why[0] && paths_ok(k, "after the failure");
+		if (ok && kts_session_resumed(k)) {
+			snprintf(why, sizeof(why), "a session whose connection failed resumed");
+			ok = 0;
+		}
+		done_pair(k, ossl, fds);
+	}
 out:
 	SSL_SESSION_free(t.last);
 	SSL_CTX_free(octx);
@@ -421,10 +470,13 @@ out:
 static int case_both_tls13(void) { return case_both(13); }
 static int case_both_tls12(void) { return case_both(12); }
 
-static int case_tls13_ticket(void) { return case_server(13, 0, 0); }
-static int case_tls13_late_ticket(void) { return case_server(13, 1, 0); }
-static int case_tls12_ticket(void) { return case_server(12, 0, 0); }
-static int case_tls12_session_id(void) { return case_server(12, 0, 1); }
+static int case_tls13_ticket(void) { return case_server(13, 0, 0, 0); }
+static int case_tls13_late_ticket(void) { return case_server(13, 1, 0, 0); }
+static int case_tls12_ticket(void) { return case_server(12, 0, 0, 0); }
+static int case_tls12_session_id(void) { return case_server(12, 0, 1, 0); }
+static int case_tls13_released(void) { return case_server(13, 0, 0, 1); }
+static int case_tls12_ticket_released(void) { return case_server(12, 0, 0, 1); }
+static int case_tls12_session_id_released(void) { return case_server(12, 0, 1, 1); }
 
 static const struct {
 	const char *name;
@@ -437,6 +489,9 @@ static const struct {
 	{"resume-server-late-ticket-tls13", case_tls13_late_ticket},
 	{"resume-server-ticket-tls12", case_tls12_ticket},
 	{"resume-server-session-id-tls12", case_tls12_session_id},
+	{"resume-server-released-tls13", case_tls13_released},
+	{"resume-server-ticket-released-tls12", case_tls12_ticket_released},
+	{"resume-server-session-id-released-tls12", case_tls12_session_id_released},
 	{"resume-both-rotation-tls13", case_both_tls13},
 	{"resume-both-rotation-tls12", case_both_tls12},
 };
