@@ -444,16 +444,18 @@ def group_memory(a, tmp, kts, scpu, ccpu):
 
 def group_vm(a, out):
     logf = os.path.join(out, "vm.log")
-    env = dict(os.environ, KTS_LOG_DIR=out, VM_BENCH_SIZE=a.vm_size, VM_BENCH_ROUNDS=str(a.vm_rounds))
+    env = dict(os.environ, KTS_LOG_DIR=out, VM_BENCH_SIZE=a.vm_size, VM_BENCH_ROUNDS=str(a.vm_rounds),
+               VM_BENCH_CONNS=str(a.vm_conns))
     cmd = [os.path.join(HERE, "vm-serve.sh"), a.vm_build]
-    say(f"vm: {' '.join(cmd)} (VM_BENCH_SIZE={a.vm_size} VM_BENCH_ROUNDS={a.vm_rounds}), log {logf}")
+    say(f"vm: {' '.join(cmd)} (VM_BENCH_SIZE={a.vm_size} VM_BENCH_ROUNDS={a.vm_rounds} "
+        f"VM_BENCH_CONNS={a.vm_conns}), log {logf}")
     t0 = time.monotonic()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     with open(logf, "w") as f:
         f.write(p.stdout + p.stderr)
     say(f"vm: exit {p.returncode} after {time.monotonic() - t0:.0f} s")
     res = {"what": "server CPU per GB (instruction-count clock, one boot), 1 vCPU", "exit": p.returncode,
-           "serve": [], "cipher": [], "rx": [], "not_measured": {}, "tls_stat": {}, "lines": []}
+           "serve": [], "cipher": [], "rx": [], "mem": [], "not_measured": {}, "tls_stat": {}, "lines": []}
     for line in p.stdout.splitlines():
         w = line.split()
         if not w:
@@ -465,11 +467,13 @@ def group_vm(a, out):
             res["cipher"].append(kv)
         elif w[0] == "rx":
             res["rx"].append(kv)
+        elif w[0] == "mem":
+            res["mem"].append(kv)
         elif w[0] == "not-measured":
             res["not_measured"][w[1].rstrip(":")] = line.split(":", 1)[1].strip() if ":" in line else line
         elif w[0] == "tls_stat":
             res["tls_stat"][w[1]] = w[2]
-        if w[0] in ("serve", "cipher", "rx", "not-measured", "bench", "vm", "VM"):
+        if w[0] in ("serve", "cipher", "rx", "mem", "not-measured", "bench", "vm", "VM"):
             res["lines"].append(line)
     if p.returncode and not res["serve"]:
         res["error"] = (p.stdout + p.stderr).strip().splitlines()[-3:]
@@ -602,6 +606,23 @@ def report(res, out, quick):
             for tls in ("1.2", "1.3"):
                 goal_row(goals, f"VM kts receive kernel RX vs offload off, TLS {tls}",
                          ratio(rx.get((tls, "auto")), rx.get((tls, "off"))), "<=", 0.8)
+        if v["mem"]:
+            md.append("\n| idle connections | tls | connections | server kTLS TX / RX | PSS KiB/conn |")
+            md.append("|---|---|---|---|---|")
+            mem = {}
+            for r in v["mem"]:
+                kib = float(r["pss_kib_per_conn"]) if r.get("pss_kib_per_conn") else None
+                # Counted only when the server's side of every connection was kernel TLS.
+                n = int(r.get("conns", 0) or 0)
+                full = r.get("server") != "kts-uring" or (int(r.get("server_ktls_tx", -1)) >= n and
+                                                          int(r.get("server_ktls_rx", -1)) >= n)
+                mem[r.get("server")] = kib if full else None
+                md.append(f"| {r.get('server')} | {r.get('tls')} | {r.get('conns')} | "
+                          f"{r.get('server_ktls_tx', '–')} / {r.get('server_ktls_rx', '–')} | {fmt(kib, 2)} |")
+            goal_row(goals, "VM kts-uring PSS KiB per idle kTLS connection (absolute)", mem.get("kts-uring"),
+                     "<=", 2.0, "no mem line, or not every connection on kernel TX and RX")
+            goal_row(goals, "(info) VM kts-uring PSS/conn vs nginx-ktls", ratio(mem.get("kts-uring"),
+                     mem.get("nginx-ktls")), "<=", 1.0)
         for k, why in v["not_measured"].items():
             md.append(f"\nnot measured: {k}: {why}")
         if v.get("tls_stat"):
@@ -682,6 +703,7 @@ def main():
     a.mem_rounds = 1 if q else 3
     a.vm_size = "32M" if q else "256M"
     a.vm_rounds = 1  # instruction counts repeat to a fraction of a percent
+    a.vm_conns = 1000 if q else 10000  # idle kTLS connections per server (about 50 ms each)
     a.build, a.vm_build = os.path.abspath(a.build), os.path.abspath(a.vm_build)
     groups = [g for g in a.groups.split(",") if g]
     for g in groups:

@@ -5,7 +5,7 @@
 # static BUILDDIR/bench/kts-server on its PATH; nginx and its shared libraries
 # go into a second initramfs archive when the host has /usr/sbin/nginx.
 # Prints vm_serve's lines and the boot's tls_stat deltas. Used by run-all.sh.
-#   VM_BENCH_SIZE (256M), VM_BENCH_ROUNDS (3): passed to the guest
+#   VM_BENCH_SIZE (256M), VM_BENCH_ROUNDS (3), VM_BENCH_CONNS (1000): passed to the guest
 #   KTS_BENCH_VM_MEM (1536), KTS_BENCH_VM_TIMEOUT (3600), KTS_LOG_DIR (.)
 set -euo pipefail
 
@@ -48,7 +48,7 @@ else
 fi
 
 append="console=ttyS0 quiet panic=-1"
-for v in VM_BENCH_SIZE VM_BENCH_ROUNDS; do
+for v in VM_BENCH_SIZE VM_BENCH_ROUNDS VM_BENCH_CONNS; do
 	[[ -z ${!v:-} ]] || append+=" $v=${!v}"
 done
 echo "vm ${vmlinuz##*/} qemu TCG -icount shift=0 (CPU seconds are instruction counts / 1e9)"

@@ -12,11 +12,14 @@
  * every variant once per round; the lines give medians.
  *
  * Environment (kernel command line words): VM_BENCH_SIZE (default 256M),
- * VM_BENCH_ROUNDS (default 3). Output lines (CPU s/GB: instruction counts
- * here, GB = 10^9 bytes):
+ * VM_BENCH_ROUNDS (default 3), VM_BENCH_CONNS (idle connections per server in
+ * the memory phase, default 1000; 0 skips it). Output lines (CPU s/GB:
+ * instruction counts here, GB = 10^9 bytes):
  *   serve server=kts-threads tls=1.3 path=ktls size=256MiB rounds=3 cpu_s_per_gb=...
  *   cipher tls=1.2 cipher=aes128gcm cpu_s_per_gb=...
  *   rx tls=1.3 offload=auto path=kernel cpu_s_per_gb=...
+ *   mem server=kts-uring tls=1.3 conns=1000 server_ktls_tx=1000 server_ktls_rx=1000
+ *       pss_kib_per_conn=...
  *   not-measured NAME: why
  */
 #ifndef _GNU_SOURCE
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,9 +50,12 @@
 #define MAXV 8
 #define MAXR 16
 #define NGINX "/nginx/nginx"
+#define SMALL 1024 /* bytes of /small, the idle connections' one request */
+#define WARM 16    /* connections opened before the memory baseline */
 
 static size_t size = 256u << 20;
 static int rounds = 3;
+static int conns = 1000; /* idle connections per server in the memory phase */
 static char root[] = "/tmp/vmserve";
 
 static double thread_cpu(void)
@@ -58,9 +65,8 @@ static double thread_cpu(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* CPU seconds of pid and its children (all threads): schedstat (ns) where the
- * kernel has it, else /proc/PID/stat ticks. */
-static double tree_cpu(pid_t pid)
+/* CPU seconds of one process (all threads): schedstat (ns). */
+static double proc_cpu(pid_t pid)
 {
 	double t = 0;
 	char path[320], buf[512];
@@ -83,7 +89,35 @@ static double tree_cpu(pid_t pid)
 		}
 		closedir(d);
 	}
-	/* children (nginx workers) */
+	return t;
+}
+
+/* Proportional set size of one process, KiB. */
+static double proc_pss_kib(pid_t pid)
+{
+	char path[64], line[128];
+	double kib = 0, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pss: %lf", &v) == 1)
+			kib += v;
+	fclose(f);
+	return kib;
+}
+
+/* own(pid) summed over pid and its descendants (nginx's workers). */
+static double tree_sum(pid_t pid, double (*own)(pid_t))
+{
+	double t = own(pid);
+	char path[320], buf[512];
+	DIR *d;
+	struct dirent *e;
+	FILE *f;
+
 	if ((d = opendir("/proc"))) {
 		while ((e = readdir(d))) {
 			int ppid = 0;
@@ -97,11 +131,16 @@ static double tree_cpu(pid_t pid)
 				sscanf(p + 2, "%*c %d", &ppid);
 			fclose(f);
 			if (ppid == pid)
-				t += tree_cpu(atoi(e->d_name));
+				t += tree_sum(atoi(e->d_name), own);
 		}
 		closedir(d);
 	}
 	return t;
+}
+
+static double tree_cpu(pid_t pid)
+{
+	return tree_sum(pid, proc_cpu);
 }
 
 static long tls_stat(const char *name)
@@ -265,8 +304,9 @@ static pid_t start_nginx(int ktls, int *port, char *note, size_t notelen)
 	mkdir(dir, 0755);
 	snprintf(conf, sizeof(conf),
 		 "daemon off;\nworker_processes 1;\nuser root;\nerror_log %s/error.log;\npid %s/nginx.pid;\n"
-		 "events { worker_connections 64; }\n"
+		 "worker_rlimit_nofile %d;\nevents { worker_connections %d; }\n"
 		 "http { access_log off; sendfile on; keepalive_requests 100000000;\n"
+		 " keepalive_timeout 3600s;\n"
 		 " client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
 		 " uwsgi_temp_path %s; scgi_temp_path %s;\n"
 		 " server { listen 127.0.0.1:%d ssl; ssl_certificate %s/cert.pem;\n"
@@ -274,7 +314,8 @@ static pid_t start_nginx(int ktls, int *port, char *note, size_t notelen)
 		 "  ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;\n"
 		 "  ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;\n"
 		 "  ssl_session_cache shared:b%d:1m; %s\n  root %s/root; } }\n",
-		 dir, dir, dir, dir, dir, dir, dir, *port, root, root, seq,
+		 dir, dir, conns * 2 + 512, conns + WARM + 64, dir, dir, dir, dir, dir, *port, root,
+		 root, seq,
 		 ktls ? "ssl_conf_command Options KTLS;" : "", root);
 	snprintf(path, sizeof(path), "%s/nginx.conf", dir);
 	write_file(path, conf);
@@ -377,6 +418,80 @@ out:
 	return ok;
 }
 
+/* ---- memory per idle connection ------------------------------------------------ */
+
+/* One keep-alive connection: handshake (kts client, offload auto), GET /small,
+ * the whole response read; left open. Returns 0 on success. */
+static int idle_open(struct variant *v, struct kts_config *cfg, struct kts **k, int *fd)
+{
+	static const char req[] = "GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	char buf[4096], *e;
+	size_t got = 0;
+
+	*k = NULL;
+	if ((*fd = tcp_connect(v->port)) < 0)
+		return -1;
+	if (!(*k = kts_client_new(cfg)) || kts_attach(*k, *fd) || kts_handshake(*k) != KTS_OK ||
+	    kts_write(*k, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1))
+		return -1;
+	for (;;) {
+		ssize_t n = kts_read(*k, buf + got, sizeof(buf) - 1 - got);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		buf[got] = 0;
+		if ((e = strstr(buf, "\r\n\r\n")) && got - (size_t)(e + 4 - buf) >= SMALL)
+			return 0;
+	}
+}
+
+/* Server PSS growth per connection with n idle connections open (after 16
+ * warm-up connections, kept open), and whether the server's side of them was
+ * kernel TLS: TlsCurrTxSw/TlsCurrRxSw growth minus the client's own. */
+static void measure_idle(struct variant *v, int n)
+{
+	int total = n + WARM, ok = 1, ctx = 0, crx = 0, i;
+	struct kts_config *cfg = test_kts_config(v->tls, &test_suites[0], 0);
+	struct kts **k = calloc((size_t)total, sizeof(*k));
+	int *fd = calloc((size_t)total, sizeof(*fd));
+	long tx0 = 0, rx0 = 0, tx, rx;
+	double pss0 = 0, pss;
+
+	for (i = 0; ok && cfg && k && fd && i < total; i++) {
+		if (i == WARM) {
+			sleep(1);
+			pss0 = tree_sum(v->pid, proc_pss_kib);
+			tx0 = tls_stat("TlsCurrTxSw");
+			rx0 = tls_stat("TlsCurrRxSw");
+		}
+		ok = idle_open(v, cfg, &k[i], &fd[i]) == 0;
+		if (ok && i >= WARM) {
+			ctx += kts_offload(k[i], KTS_TX) == KTS_PATH_KERNEL;
+			crx += kts_offload(k[i], KTS_RX) == KTS_PATH_KERNEL;
+		}
+	}
+	sleep(1);
+	pss = tree_sum(v->pid, proc_pss_kib);
+	tx = tls_stat("TlsCurrTxSw") - tx0 - ctx;
+	rx = tls_stat("TlsCurrRxSw") - rx0 - crx;
+	if (ok && cfg && k && fd)
+		printf("mem server=%s tls=%s conns=%d server_ktls_tx=%ld server_ktls_rx=%ld "
+		       "pss_kib_per_conn=%.2f\n",
+		       v->name, v->tls == 12 ? "1.2" : "1.3", n, tx, rx, (pss - pss0) / n);
+	else
+		printf("mem server=%s tls=%s FAILED at connection %d\n", v->name,
+		       v->tls == 12 ? "1.2" : "1.3", i);
+	fflush(stdout);
+	for (i = 0; k && fd && i < total; i++) {
+		kts_free(k[i]);
+		if (fd[i] > 0)
+			close(fd[i]);
+	}
+	free(k);
+	free(fd);
+	kts_config_free(cfg);
+}
+
 static int cmpd(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -425,7 +540,7 @@ int main(void)
 {
 	struct variant vs[MAXV * 2];
 	int nv = 0, has_engine = 0;
-	char cert[64], key[64], dir[64], note[256], line[4096];
+	char cert[64], key[64], dir[64], note[256], line[4096], maxconn[16];
 	double gb, rx[2][2][MAXR], ci[MAXR];
 	int rxn[2][2] = {{0}}, rxpath[2][2] = {{0}};
 	FILE *h;
@@ -436,6 +551,15 @@ int main(void)
 		rounds = atoi(getenv("VM_BENCH_ROUNDS"));
 	if (rounds < 1 || rounds > MAXR)
 		rounds = 3;
+	if (getenv("VM_BENCH_CONNS"))
+		conns = atoi(getenv("VM_BENCH_CONNS"));
+	{
+		/* root may raise its own limit; the servers started below inherit it */
+		struct rlimit rl = {.rlim_cur = (rlim_t)conns * 2 + 1024,
+				    .rlim_max = (rlim_t)conns * 2 + 1024};
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			printf("setrlimit NOFILE %lu: %s\n", (unsigned long)rl.rlim_cur, strerror(errno));
+	}
 	gb = (double)size / 1e9;
 	signal(SIGPIPE, SIG_IGN);
 	printf("bench vm_serve size=%zuMiB rounds=%d tls_stat=%s\n", size >> 20, rounds,
@@ -465,6 +589,12 @@ int main(void)
 				return 1;
 			}
 		close(f);
+		f = open("/tmp/vmserve/root/small", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (f < 0 || write(f, blk, SMALL) != SMALL) {
+			printf("setup failed: cannot write /small\n");
+			return 1;
+		}
+		close(f);
 	}
 
 	/* Which engines does this kts-server have? */
@@ -474,6 +604,7 @@ int main(void)
 				has_engine = 1;
 		pclose(h);
 	}
+	snprintf(maxconn, sizeof(maxconn), "%d", conns + WARM + 64);
 	for (int tls = 12; tls <= 13; tls++) {
 		static const char *eng[] = {"uring", "threads"};
 		for (int e = 0; e < 2; e++) {
@@ -501,7 +632,9 @@ int main(void)
 			argv[a++] = "--tls";
 			argv[a++] = tls == 12 ? "1.2" : "1.3";
 			argv[a++] = "--timeout";
-			argv[a++] = "600";
+			argv[a++] = "3600";
+			argv[a++] = "--max-conn";
+			argv[a++] = maxconn;
 			if (has_engine) {
 				argv[a++] = "--engine";
 				argv[a++] = (char *)eng[e];
@@ -593,6 +726,12 @@ int main(void)
 				printf("rx tls=%s offload=%s path=%s size=%zuMiB rounds=%d cpu_s_per_gb=%.3f\n",
 				       tls ? "1.3" : "1.2", o ? "off" : "auto", kts_path_name(rxpath[tls][o]),
 				       size >> 20, rxn[tls][o], med(rx[tls][o], rxn[tls][o]));
+	/* Memory: idle kTLS keep-alive connections, TLS 1.3, the two servers the
+	 * goal compares (kts-threads is a thread each; nginx-user is the host
+	 * group's nginx). */
+	for (int i = 0; conns > 0 && i < nv; i++)
+		if (vs[i].tls == 13 && (!strcmp(vs[i].name, "kts-uring") || !strcmp(vs[i].name, "nginx-ktls")))
+			measure_idle(&vs[i], conns);
 	for (int i = 0; i < nv; i++)
 		kill(-vs[i].pid, SIGKILL);
 	while (wait(NULL) > 0)
