@@ -4,8 +4,8 @@
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
  * sequence numbers, install into the kernel per direction, wipe the keys,
- * apply the policy, release what OpenSSL no longer needs. Each direction that the kernel refuses stays with OpenSSL,
- * with the reason kept.
+ * apply the policy, release what OpenSSL no longer needs. Each direction that
+ * the kernel refuses stays with OpenSSL, with the reason kept.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -113,6 +113,8 @@ static void release_openssl(struct kts *c)
 	SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
 	SSL_free(c->ssl);
 	c->ssl = NULL;
+	/* Only OpenSSL's write side used it (late tickets). */
+	OPENSSL_cleanse(c->ossl_tx_secret, sizeof(c->ossl_tx_secret));
 }
 
 int kts_handoff(struct kts *c)

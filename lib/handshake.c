@@ -148,7 +148,7 @@ drain:
 	c->resumed = SSL_session_reused(c->ssl) == 1;
 	/* OpenSSL reports no new session when a TLS 1.2 resumption renewed the
 	 * ticket: save the session in use, which holds the renewed one. */
-	if (!c->is_server && SSL_session_reused(c->ssl) && SSL_version(c->ssl) <= TLS1_2_VERSION)
+	if (!c->is_server && c->resumed && SSL_version(c->ssl) <= TLS1_2_VERSION)
 		kts_client_session_new(c->ssl, SSL_get_session(c->ssl));
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
 	if (alpn_len && !(c->alpn = OPENSSL_strndup((const char *)alpn, alpn_len)))
