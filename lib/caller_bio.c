@@ -1,12 +1,12 @@
 /*
- * caller_bio.c - the two BIOs OpenSSL works on when the caller owns the
- * socket. OpenSSL's writes land straight in the connection's send queue and
- * its reads come from the receive queue that kts_feed() fills: no copy
- * through a memory BIO, and a queue that empties frees its buffer, so an
- * idle connection holds none.
+ * caller_bio.c - the BIO OpenSSL works on when the caller owns the socket.
+ * OpenSSL's writes land straight in the connection's send queue and its
+ * reads come from the receive queue that kts_feed() fills: no copy through a
+ * memory BIO, and a queue that empties frees its buffer, so an idle
+ * connection holds none.
  *
- * The methods belong to the config (OpenSSL builds BIO_METHODs at run time;
- * kts keeps no global state) and outlive every connection made from it.
+ * The method belongs to the config (OpenSSL builds BIO_METHODs at run time;
+ * kts keeps no global state) and outlives every connection made from it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -103,56 +103,44 @@ static int inq_read(BIO *b, char *p, size_t n, size_t *done)
 	return 1;
 }
 
-static long outq_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	(void)b;
-	(void)num;
-	(void)ptr;
-	return cmd == BIO_CTRL_FLUSH; /* flushed: the caller sends the queue */
-}
-
-static long inq_ctrl(BIO *b, int cmd, long num, void *ptr)
+/* One BIO both ways (half the per-connection cost of two): pending is what
+ * waits to be read; a flush succeeds, as the caller sends the queue. */
+static long queues_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
 	struct kts *c = BIO_get_data(b);
 
 	(void)num;
 	(void)ptr;
-	return cmd == BIO_CTRL_PENDING ? (long)(c->inq.len - c->inq.off) : 0;
+	if (cmd == BIO_CTRL_PENDING)
+		return (long)(c->inq.len - c->inq.off);
+	return cmd == BIO_CTRL_FLUSH;
 }
 
 int kts_caller_bio_init(struct kts_config *cfg)
 {
 	/* BIO_TYPE_SOURCE_SINK with no index: BIO_get_new_index() numbers run
 	 * out per process, and nothing looks these BIOs up by type. */
-	cfg->inq_meth = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "kts receive queue");
-	cfg->outq_meth = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "kts send queue");
-	if (!cfg->inq_meth || !cfg->outq_meth || BIO_meth_set_read_ex(cfg->inq_meth, inq_read) != 1 ||
-	    BIO_meth_set_ctrl(cfg->inq_meth, inq_ctrl) != 1 ||
-	    BIO_meth_set_write_ex(cfg->outq_meth, outq_write) != 1 ||
-	    BIO_meth_set_ctrl(cfg->outq_meth, outq_ctrl) != 1)
+	cfg->queues_meth = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "kts caller queues");
+	if (!cfg->queues_meth || BIO_meth_set_read_ex(cfg->queues_meth, inq_read) != 1 ||
+	    BIO_meth_set_write_ex(cfg->queues_meth, outq_write) != 1 ||
+	    BIO_meth_set_ctrl(cfg->queues_meth, queues_ctrl) != 1)
 		return -1;
 	return 0;
 }
 
 void kts_caller_bio_free(struct kts_config *cfg)
 {
-	BIO_meth_free(cfg->inq_meth);
-	BIO_meth_free(cfg->outq_meth);
+	BIO_meth_free(cfg->queues_meth);
 }
 
 int kts_caller_bio_attach(struct kts *c)
 {
-	BIO *rbio = BIO_new(c->cfg->inq_meth), *wbio = BIO_new(c->cfg->outq_meth);
+	BIO *bio = BIO_new(c->cfg->queues_meth);
 
-	if (!rbio || !wbio) {
-		BIO_free(rbio);
-		BIO_free(wbio);
+	if (!bio)
 		return -1;
-	}
-	BIO_set_data(rbio, c);
-	BIO_set_data(wbio, c);
-	BIO_set_init(rbio, 1);
-	BIO_set_init(wbio, 1);
-	SSL_set_bio(c->ssl, rbio, wbio);
+	BIO_set_data(bio, c);
+	BIO_set_init(bio, 1);
+	SSL_set_bio(c->ssl, bio, bio); /* one reference for both */
 	return 0;
 }

@@ -75,8 +75,8 @@ void kts_free(struct kts *c)
 	OPENSSL_clear_free(c->appdata, c->appdata_len);
 	kts_post_handshake_free(c);
 	kts_cio_free(c);
-	free(c->reason[KTS_TX]);
-	free(c->reason[KTS_RX]);
+	kts_reason_drop(c, KTS_TX);
+	kts_reason_drop(c, KTS_RX);
 	free(c->alpn);
 	free(c->error);
 	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */

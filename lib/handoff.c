@@ -20,13 +20,21 @@
 
 static const char *const dir_name[2] = {"TX", "RX"};
 
+/* Both directions may share one reason string. */
+void kts_reason_drop(struct kts *c, int dir)
+{
+	if (c->reason[dir] != c->reason[1 - dir])
+		free(c->reason[dir]);
+	c->reason[dir] = NULL;
+}
+
 static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 {
 	va_list ap;
 
-	free(c->reason[dir]);
+	kts_reason_drop(c, dir);
 	va_start(ap, fmt);
 	if (vasprintf(&c->reason[dir], fmt, ap) < 0)
 		c->reason[dir] = NULL; /* kts_offload_reason says it is unknown */
@@ -34,11 +42,13 @@ static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 	c->path[dir] = KTS_PATH_USER;
 }
 
-/* Both directions stay with OpenSSL for one reason. */
+/* Both directions stay with OpenSSL for one reason: one copy of it. */
 static void both_in_user(struct kts *c, const char *reason)
 {
 	stay_in_user(c, KTS_TX, "%s", reason);
-	stay_in_user(c, KTS_RX, "%s", reason);
+	kts_reason_drop(c, KTS_RX);
+	c->reason[KTS_RX] = c->reason[KTS_TX];
+	c->path[KTS_RX] = KTS_PATH_USER;
 }
 
 /* Keys per direction of this endpoint: [KTS_TX] what we send, [KTS_RX] what we read. */
@@ -211,8 +221,7 @@ int kts_handoff(struct kts *c)
 			continue;
 		}
 		c->path[dir] = KTS_PATH_KERNEL;
-		free(c->reason[dir]);
-		c->reason[dir] = NULL;
+		kts_reason_drop(c, dir);
 		fence_openssl(c, dir);
 		if (dir == KTS_RX && version == TLS1_3_VERSION && c->cfg->rx_no_pad)
 			kts_kernel_rx_no_pad(c->fd); /* an older kernel lacks it: no harm */

@@ -43,7 +43,7 @@ struct kts_config {
 	int num_tickets;              /* server TLS 1.3 tickets, -1 = default */
 	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
-	BIO_METHOD *inq_meth, *outq_meth; /* caller-owned I/O queues (caller_bio.c) */
+	BIO_METHOD *queues_meth; /* caller-owned I/O queues (caller_bio.c) */
 	char error[KTS_ERRLEN];
 };
 
@@ -195,7 +195,7 @@ void kts_alert_warning(struct kts *c, unsigned char desc);
 ssize_t kts_rx_record(struct kts *c, unsigned char type, unsigned char *buf, size_t n, int end);
 int kts_rx_error(struct kts *c, int err);
 
-/* caller_bio.c: OpenSSL's BIOs for caller-owned I/O, reading c->inq and
+/* caller_bio.c: OpenSSL's BIO for caller-owned I/O, reading c->inq and
  * appending to c->outq (running out of memory there fails the connection).
  * bytes_reserve: room for n more bytes at the end of b (wipe: b holds
  * plaintext, zero what is freed; ciphertext queues need not); while a send
@@ -244,8 +244,11 @@ void kts_config_release(struct kts_config *cfg);
 void kts_handshake_callbacks(SSL_CTX *ctx, int want_secrets);
 void kts_conn_callbacks(struct kts *c);
 
-/* handoff.c: after the handshake, move what the kernel can take. */
+/* handoff.c: after the handshake, move what the kernel can take.
+ * reason_drop: forget why dir stays in userspace (the directions may share
+ * one string). */
 int kts_handoff(struct kts *c);
+void kts_reason_drop(struct kts *c, int dir);
 
 /* server_session.c: tickets, ticket keys, session ID context, lifetime.
  * init runs in kts_config_new (callbacks on cfg->ctx, random session ID

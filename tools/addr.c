@@ -153,6 +153,7 @@ void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buf
 {
 	char host[INET6_ADDRSTRLEN + 1], port[16];
 
+	_Static_assert(ADDR_PEER_MAX >= 1 + INET6_ADDRSTRLEN + 2 + 5 + 1, "ADDR_PEER_MAX too small");
 	if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
 			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
 		snprintf(buf, buflen, "?");

@@ -8,6 +8,9 @@
 #define ADDR_HOST_MAX 256
 #define ADDR_PORT_MAX 16
 #define ADDR_STR_MAX (ADDR_HOST_MAX + ADDR_PORT_MAX + 4)
+/* What addr_format writes at most: "[" numeric IPv6 "]:" port, or "?". A
+ * connection keeps one, so it is not ADDR_STR_MAX. */
+#define ADDR_PEER_MAX (1 + 46 + 2 + 5 + 1)
 
 struct addr_spec {
 	char host[ADDR_HOST_MAX]; /* without brackets; "" for "any" (":PORT") */
@@ -27,7 +30,7 @@ int addr_connect(const struct addr_spec *a, char *err, size_t errlen);
 /* Bind and listen (SO_REUSEADDR, CLOEXEC). Returns the fd, or -1 with a message. */
 int addr_listen(const struct addr_spec *a, int backlog, char *err, size_t errlen);
 
-/* Format a socket address as "1.2.3.4:80" or "[::1]:80". */
+/* Format a socket address as "1.2.3.4:80" or "[::1]:80" (ADDR_PEER_MAX). */
 void addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t buflen);
 
 /* Format the host part for an HTTP Host header: brackets around IPv6 literals,

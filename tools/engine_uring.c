@@ -99,6 +99,13 @@ struct ring {
  * proves the splice path with it). */
 enum sent_by { BY_SPLICE, BY_BUFFER, BY_USERSPACE };
 
+/* A connection's own receive, allocated only while it needs one: an idle
+ * connection on the buffer ring holds neither the buffer nor its header. */
+struct own_rx {
+	struct kts_msg msg;
+	char buf[HS_BUF_SIZE];
+};
+
 struct uconn {
 	int slot;
 	int live_i; /* in ring.live_list */
@@ -113,8 +120,7 @@ struct uconn {
 	int need_ctrl;    /* kernel RX met a control record: one recvmsg next */
 	int rx_end;       /* the input ended (rx_rc) and the session has not seen it */
 	ssize_t rx_rc;
-	struct kts_msg rmsg;
-	char *rbuf; /* HS_BUF_SIZE: handshake, control records, no buffer ring */
+	struct own_rx *own; /* handshake, control records, no buffer ring */
 	/* send */
 	enum tx_kind tx;
 	size_t tx_want;
@@ -135,7 +141,7 @@ struct uconn {
 	struct deadline dl; /* handshake, send, close_notify */
 	int64_t linger_end, last_rx;
 	struct httpsess hs;
-	char peer[ADDR_STR_MAX];
+	char peer[ADDR_PEER_MAX];
 };
 
 static uint64_t ud_make(uint32_t gen, uint32_t slot, enum op op)
@@ -182,7 +188,7 @@ static void conn_free(struct ring *r, struct uconn *c)
 	httpsess_free(&c->hs);
 	kts_free(c->k);
 	close(c->fd);
-	free(c->rbuf);
+	free(c->own);
 	body_put(r, c);
 	r->slots[c->slot] = NULL;
 	r->gens[c->slot]++;
@@ -262,8 +268,8 @@ static int rx_wanted(const struct ring *r, const struct uconn *c)
 static void rbuf_drop(const struct ring *r, struct uconn *c)
 {
 	if (r->u.br) {
-		free(c->rbuf);
-		c->rbuf = NULL;
+		free(c->own);
+		c->own = NULL;
 	}
 }
 
@@ -272,13 +278,13 @@ static int rx_arm_msg(struct ring *r, struct uconn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (!c->rbuf && !(c->rbuf = malloc(HS_BUF_SIZE)))
+	if (!c->own && !(c->own = malloc(sizeof(*c->own))))
 		return -1;
 	sqe = conn_sqe(r, c);
 	if (c->ph == PH_LINGER) { /* bytes to drop: no kts */
-		io_uring_prep_recv(sqe, c->fd, c->rbuf, HS_BUF_SIZE, 0);
+		io_uring_prep_recv(sqe, c->fd, c->own->buf, HS_BUF_SIZE, 0);
 	} else {
-		kts_uring_prep_recvmsg(sqe, c->k, c->fd, &c->rmsg, c->rbuf, HS_BUF_SIZE);
+		kts_uring_prep_recvmsg(sqe, c->k, c->fd, &c->own->msg, c->own->buf, HS_BUF_SIZE);
 	}
 	conn_sqe_tag(sqe, c, OP_RX);
 	c->rx = RX_MSG;
@@ -368,8 +374,8 @@ static void on_rx(struct ring *r, struct uconn *c, const struct io_uring_cqe *cq
 		n = rx_take(c, buf, r->u.bufsz, n, now);
 		uring_buf_put(&r->u, bid);
 	} else if (was_msg) {
-		n = kts_recvmsg_done(c->k, &c->rmsg, res);
-		n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
+		n = kts_recvmsg_done(c->k, &c->own->msg, res);
+		n = rx_take(c, c->own->buf, HS_BUF_SIZE, n, now);
 		if (c->rx == RX_NONE) /* a control record: rare, its buffer not kept */
 			rbuf_drop(r, c);
 	} else {
@@ -720,7 +726,7 @@ static void drive_closing(struct ring *r, struct uconn *c, int64_t now)
 
 static void log_status(struct ring *r, struct uconn *c)
 {
-	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8];
+	char prefix[sizeof(log_prefix) + ADDR_PEER_MAX + 8];
 
 	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, c->peer);
 	opts_print_status(stderr, prefix, c->k, r->sh->srv->reasons);
@@ -750,7 +756,7 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 		c->ph = PH_OPEN;
 		httpsess_start(&c->hs, now);
 		/* What came with the handshake's end (a request) waits in kts. */
-		n = rx_take(c, c->rbuf, HS_BUF_SIZE, kts_read(c->k, c->rbuf, HS_BUF_SIZE), now);
+		n = rx_take(c, c->own->buf, HS_BUF_SIZE, kts_read(c->k, c->own->buf, HS_BUF_SIZE), now);
 		rbuf_drop(r, c);
 		if (c->ph == PH_DEAD)
 			return;
@@ -1010,9 +1016,9 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 
 			c->rx = RX_NONE;
 			c->inflight--;
-			n = kts_recvmsg_done(c->k, &c->rmsg, cqe->res);
+			n = kts_recvmsg_done(c->k, &c->own->msg, cqe->res);
 			if (n > 0) /* data with the handshake's end: kept for the session */
-				n = rx_take(c, c->rbuf, HS_BUF_SIZE, n, now);
+				n = rx_take(c, c->own->buf, HS_BUF_SIZE, n, now);
 			if (n < 0 && n != KTS_WANT_READ && n != KTS_WANT_WRITE && c->ph != PH_DEAD) {
 				char m[256];
 

@@ -56,7 +56,7 @@ struct conn {
 	int fd;
 	int slot;
 	int idle; /* waiting for a request (or handshaking): may be cut at stop */
-	char peer[ADDR_STR_MAX];
+	char peer[ADDR_PEER_MAX];
 };
 
 static void usage(FILE *f)
@@ -458,7 +458,7 @@ static void conn_main(struct conn *cn)
 	struct server *srv = cn->srv;
 	struct deadline dl;
 	struct kts *c;
-	char prefix[sizeof(log_prefix) + ADDR_STR_MAX + 8], m[256];
+	char prefix[sizeof(log_prefix) + ADDR_PEER_MAX + 8], m[256];
 	int rc;
 
 	c = kts_server_new(srv->cfg);
@@ -606,7 +606,7 @@ static void wait_idle(struct server *srv, int ms)
  * at most once a second, with a count of those not logged. */
 void server_refuse(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen)
 {
-	char peer[ADDR_STR_MAX], more[64] = "";
+	char peer[ADDR_PEER_MAX], more[64] = "";
 	unsigned long held;
 	int allow;
 
@@ -1018,7 +1018,7 @@ int main(int argc, char **argv)
 	struct addr_spec la;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char err[1024], where[ADDR_STR_MAX];
+	char err[1024], where[ADDR_PEER_MAX];
 	sigset_t sigs;
 	int opt, lfd;
 
