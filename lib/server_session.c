@@ -73,13 +73,19 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[KTS_TICKET_NAME_LEN],
  * after a resumption, the resumed ticket's data: renewals carry it on). */
 static int ticket_gen_cb(SSL *ssl, void *arg)
 {
+	struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	struct kts *c = SSL_get_app_data(ssl);
 	struct ticket_data *td = c ? ticket_data(c) : NULL;
 	SSL_SESSION *sess = SSL_get_session(ssl);
+	int64_t left = cfg && cfg->ring ? kts_ticket_ring_seal_window(cfg->ring) : -1;
 	void *old;
 	size_t old_len;
 
 	(void)arg;
+	/* The lifetime the ticket advertises (and its session keeps) ends when
+	 * its key stops opening tickets, if that comes first. */
+	if (sess && left >= 0 && left < (int64_t)SSL_SESSION_get_timeout(sess))
+		SSL_SESSION_set_timeout(sess, (long)left);
 	if (!td || !td->out_set)
 		return 1;
 	if (!sess)
@@ -211,6 +217,17 @@ int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyrev, const
 	char err[200];
 	int rc = kts_ticket_ring_add(cfg->ring, keyrev, key, keylen, err, sizeof(err));
 
+	return rc ? kts_config_fail(cfg, rc, "%s", err) : KTS_OK;
+}
+
+int kts_config_set_ticket_keys(struct kts_config *cfg, const struct kts_ticket_key *keys, size_t n)
+{
+	char err[200];
+	int rc;
+
+	if (!cfg)
+		return KTS_ERR_ARG;
+	rc = kts_ticket_ring_set(cfg->ring, keys, n, err, sizeof(err));
 	return rc ? kts_config_fail(cfg, rc, "%s", err) : KTS_OK;
 }
 

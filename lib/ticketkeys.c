@@ -1,6 +1,9 @@
 /*
- * ticketkeys.c - see ticketkeys.h.
+ * ticketkeys.c - see ticketkeys.h. The rules of a key's state by time are
+ * here once: kts_ticket_key_state and kts_ticket_keys_encrypting serve the
+ * ring, kts_config_set_ticket_keys and ktsctl alike.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +20,11 @@
 #define MAX_CATCH_UP 100000
 
 struct key {
-	uint32_t keyrev;
+	struct kts_ticket_key k; /* keyrev, times, bytes */
 	unsigned char name[KTS_TICKET_NAME_LEN];
-	unsigned char bytes[KTS_TICKET_KEY_LEN];
+	/* Added one at a time (kts_config_add_ticket_key): the times follow
+	 * from when it was added and the lifetime in force at each lookup. */
+	int relative;
 	time_t added;
 };
 
@@ -28,14 +33,117 @@ struct kts_ticket_ring {
 	time_t (*now)(void *arg);
 	void *now_arg;
 	unsigned int lifetime;
-	int manual;     /* the caller added a key: automatic mode is over for good */
-	size_t n;       /* keys[0] is the oldest, keys[n - 1] the newest (encrypts) */
-	struct key keys[KTS_TICKET_KEYS_MAX];
+	int manual;     /* the caller gave keys: automatic mode is over for good */
+	size_t n;       /* keys[0] is the oldest, keys[n - 1] the newest */
+	struct key keys[KTS_TICKET_KEYSET_MAX];
 	/* Automatic mode: the chain link of epoch (= time / lifetime). */
 	unsigned char link[32];
 	time_t epoch;
 	int epoch_keyed; /* the key of epoch is in keys[] */
 };
+
+/* ---- the rules ------------------------------------------------------------------ */
+
+enum kts_ticket_key_state kts_ticket_key_state(const struct kts_ticket_key *k, int64_t now)
+{
+	if (now >= k->decrypt_until)
+		return KTS_KEY_GONE;
+	if (now < k->encrypt_from)
+		return KTS_KEY_STAGED;
+	return now < k->encrypt_until ? KTS_KEY_ACTIVE : KTS_KEY_RETIRED;
+}
+
+const char *kts_ticket_key_state_name(enum kts_ticket_key_state s)
+{
+	switch (s) {
+	case KTS_KEY_STAGED: return "staged";
+	case KTS_KEY_ACTIVE: return "active";
+	case KTS_KEY_RETIRED: return "retired";
+	case KTS_KEY_GONE: return "gone";
+	}
+	return "?";
+}
+
+/* The active key that started encrypting last; the later one on a tie. */
+static int encrypting(const struct kts_ticket_key *const *keys, size_t n, int64_t now)
+{
+	int best = -1;
+
+	for (size_t i = 0; i < n; i++)
+		if (kts_ticket_key_state(keys[i], now) == KTS_KEY_ACTIVE &&
+		    (best < 0 || keys[i]->encrypt_from >= keys[best]->encrypt_from))
+			best = (int)i;
+	return best;
+}
+
+int kts_ticket_keys_encrypting(const struct kts_ticket_key *keys, size_t n, int64_t now)
+{
+	const struct kts_ticket_key *p[KTS_TICKET_KEYSET_MAX];
+
+	if (!keys || n > KTS_TICKET_KEYSET_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		p[i] = &keys[i];
+	return encrypting(p, n, now);
+}
+
+static int all_zero(const unsigned char *p, size_t len)
+{
+	unsigned char acc = 0;
+
+	while (len--)
+		acc |= *p++;
+	return acc == 0;
+}
+
+/* The bytes of one key: "" or the problem. */
+static const char *bad_bytes(const unsigned char *key)
+{
+	if (all_zero(key, HALF) || all_zero(key + HALF, HALF))
+		return "AES or HMAC half is all zero bytes";
+	return "";
+}
+
+int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t now, char *err,
+			  size_t errlen)
+{
+	if (n == 0 || !keys) {
+		snprintf(err, errlen, "ticket keys: the set is empty");
+		return KTS_ERR_ARG;
+	}
+	if (n > KTS_TICKET_KEYSET_MAX) {
+		snprintf(err, errlen, "ticket keys: %zu keys, at most %d", n, KTS_TICKET_KEYSET_MAX);
+		return KTS_ERR_ARG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct kts_ticket_key *k = &keys[i];
+
+		if (*bad_bytes(k->key)) {
+			snprintf(err, errlen, "ticket keys: keyrev %u: %s", k->keyrev, bad_bytes(k->key));
+			return KTS_ERR_ARG;
+		}
+		if (k->encrypt_from > k->encrypt_until || k->encrypt_until > k->decrypt_until) {
+			snprintf(err, errlen,
+				 "ticket keys: keyrev %u: times out of order (encrypt from %" PRId64
+				 ", until %" PRId64 ", decrypt until %" PRId64 ")",
+				 k->keyrev, k->encrypt_from, k->encrypt_until, k->decrypt_until);
+			return KTS_ERR_ARG;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (keys[j].keyrev == k->keyrev) {
+				snprintf(err, errlen, "ticket keys: keyrev %u is in the set twice",
+					 k->keyrev);
+				return KTS_ERR_ARG;
+			}
+	}
+	if (kts_ticket_keys_encrypting(keys, n, now) < 0) {
+		snprintf(err, errlen, "ticket keys: no key is active now (%" PRId64 ")", now);
+		return KTS_ERR_ARG;
+	}
+	return KTS_OK;
+}
+
+/* ---- the ring -------------------------------------------------------------------- */
 
 static time_t wall_clock(void *arg)
 {
@@ -71,6 +179,18 @@ static int key_name(uint32_t keyrev, const unsigned char *bytes,
 	return rc;
 }
 
+/* A key added one at a time encrypts for one lifetime after it was added and
+ * decrypts for another: every ticket it seals can be opened for its whole
+ * lifetime. The times are worked out afresh because the lifetime may change. */
+static void settle_times(const struct kts_ticket_ring *r, struct key *k)
+{
+	if (!k->relative)
+		return;
+	k->k.encrypt_from = k->added;
+	k->k.encrypt_until = k->added + (time_t)r->lifetime;
+	k->k.decrypt_until = k->added + 2 * (time_t)r->lifetime;
+}
+
 static void drop_at(struct kts_ticket_ring *r, size_t i)
 {
 	memmove(&r->keys[i], &r->keys[i + 1], (r->n - i - 1) * sizeof(r->keys[0]));
@@ -84,36 +204,49 @@ static void drop_all(struct kts_ticket_ring *r)
 	r->n = 0;
 }
 
-/* Append as the newest key, dropping the oldest when full. */
-static int push(struct kts_ticket_ring *r, uint32_t keyrev, const unsigned char *bytes,
-		time_t added)
+/* A slot for k: its name is computed once, here. */
+static int fill(const struct kts_ticket_ring *r, struct key *slot, const struct kts_ticket_key *k,
+		int relative, time_t added)
 {
-	unsigned char name[KTS_TICKET_NAME_LEN];
-	struct key *k;
-
-	if (key_name(keyrev, bytes, name) < 0)
+	if (key_name(k->keyrev, k->key, slot->name) < 0)
 		return -1;
-	if (r->n == KTS_TICKET_KEYS_MAX)
-		drop_at(r, 0);
-	k = &r->keys[r->n++];
-	k->keyrev = keyrev;
-	memcpy(k->name, name, sizeof(name));
-	memcpy(k->bytes, bytes, KTS_TICKET_KEY_LEN);
-	k->added = added;
+	slot->k = *k;
+	slot->relative = relative;
+	slot->added = added;
+	settle_times(r, slot);
 	return 0;
 }
 
-/* Derive the key of the current epoch from its link and make it the newest. */
+/* Append as the newest key, dropping the oldest when full. */
+static int push(struct kts_ticket_ring *r, const struct kts_ticket_key *k, int relative,
+		time_t added)
+{
+	if (r->n == KTS_TICKET_KEYSET_MAX)
+		drop_at(r, 0);
+	if (fill(r, &r->keys[r->n], k, relative, added) < 0) {
+		OPENSSL_cleanse(&r->keys[r->n], sizeof(r->keys[0]));
+		return -1;
+	}
+	r->n++;
+	return 0;
+}
+
+/* Derive the key of the current epoch from its link and make it the newest:
+ * it encrypts during its epoch and decrypts during the next one. */
 static int push_epoch_key(struct kts_ticket_ring *r)
 {
-	unsigned char bytes[KTS_TICKET_KEY_LEN];
-	int rc = hmac(r->link, sizeof(r->link), "kts ticket aes key", bytes) < 0 ||
-			 hmac(r->link, sizeof(r->link), "kts ticket hmac key", bytes + HALF) < 0 ||
-			 push(r, (uint32_t)r->epoch, bytes, r->epoch * (time_t)r->lifetime) < 0
-		 ? -1
-		 : 0;
+	struct kts_ticket_key k = {.keyrev = (uint32_t)r->epoch};
+	int rc;
 
-	OPENSSL_cleanse(bytes, sizeof(bytes));
+	k.encrypt_from = r->epoch * (time_t)r->lifetime;
+	k.encrypt_until = k.encrypt_from + (time_t)r->lifetime;
+	k.decrypt_until = k.encrypt_until + (time_t)r->lifetime;
+	rc = hmac(r->link, sizeof(r->link), "kts ticket aes key", k.key) < 0 ||
+			     hmac(r->link, sizeof(r->link), "kts ticket hmac key", k.key + HALF) < 0 ||
+			     push(r, &k, 0, 0) < 0
+		     ? -1
+		     : 0;
+	OPENSSL_cleanse(&k, sizeof(k));
 	r->epoch_keyed = rc == 0;
 	return rc;
 }
@@ -132,14 +265,15 @@ static int step(struct kts_ticket_ring *r)
 	return 0;
 }
 
-/* Under the lock: drop expired keys; in automatic mode, move to the current
+/* Under the lock: drop gone keys; in automatic mode, move to the current
  * epoch, keeping the previous epoch's key (other processes may have used it). */
-static int refresh(struct kts_ticket_ring *r)
+static int refresh(struct kts_ticket_ring *r, time_t now)
 {
-	time_t now = r->now(r->now_arg), e;
+	time_t e;
 
 	for (size_t i = 0; i < r->n;) {
-		if (r->lifetime && now - r->keys[i].added >= 2 * (time_t)r->lifetime)
+		settle_times(r, &r->keys[i]);
+		if (r->lifetime && kts_ticket_key_state(&r->keys[i].k, now) == KTS_KEY_GONE)
 			drop_at(r, i);
 		else
 			i++;
@@ -162,6 +296,18 @@ static int refresh(struct kts_ticket_ring *r)
 			return -1;
 	}
 	return r->epoch_keyed ? 0 : push_epoch_key(r);
+}
+
+/* Under the lock, after refresh: the index of the encrypting key, or -1. */
+static int ring_encrypting(const struct kts_ticket_ring *r, time_t now)
+{
+	const struct kts_ticket_key *p[KTS_TICKET_KEYSET_MAX];
+
+	if (!r->lifetime)
+		return -1;
+	for (size_t i = 0; i < r->n; i++)
+		p[i] = &r->keys[i].k;
+	return encrypting(p, r->n, now);
 }
 
 struct kts_ticket_ring *kts_ticket_ring_new(void)
@@ -213,19 +359,31 @@ void kts_ticket_ring_set_lifetime(struct kts_ticket_ring *r, unsigned int second
 	pthread_mutex_unlock(&r->lock);
 }
 
-static int all_zero(const unsigned char *p, size_t len)
+/* The caller manages keys from now on: the automatic ones go. */
+static void go_manual(struct kts_ticket_ring *r)
 {
-	unsigned char acc = 0;
+	if (r->manual)
+		return;
+	drop_all(r);
+	OPENSSL_cleanse(r->link, sizeof(r->link));
+	r->manual = 1;
+}
 
-	while (len--)
-		acc |= *p++;
-	return acc == 0;
+static const struct key *held(const struct kts_ticket_ring *r, uint32_t keyrev)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->keys[i].k.keyrev == keyrev)
+			return &r->keys[i];
+	return NULL;
 }
 
 int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsigned char *key,
 			size_t keylen, char *err, size_t errlen)
 {
+	struct kts_ticket_key k = {.keyrev = keyrev};
+	const struct key *old;
 	int rc = KTS_OK;
+	time_t now;
 
 	if (!key || keylen != KTS_TICKET_KEY_LEN) {
 		snprintf(err, errlen,
@@ -233,38 +391,83 @@ int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsign
 			 KTS_TICKET_KEY_LEN, keylen, key ? "" : " and no pointer");
 		return KTS_ERR_ARG;
 	}
-	if (all_zero(key, keylen) || all_zero(key, HALF) || all_zero(key + HALF, HALF)) {
-		snprintf(err, errlen, "ticket key: keyrev %u: AES or HMAC half is all zero bytes",
-			 keyrev);
+	if (*bad_bytes(key)) {
+		snprintf(err, errlen, "ticket key: keyrev %u: %s", keyrev, bad_bytes(key));
 		return KTS_ERR_ARG;
 	}
 	pthread_mutex_lock(&r->lock);
-	if (!r->manual) { /* the caller manages keys from now on */
-		drop_all(r);
-		OPENSSL_cleanse(r->link, sizeof(r->link));
-		r->manual = 1;
-	}
-	refresh(r); /* expired keyrevs may be reused */
-	for (size_t i = 0; i < r->n; i++) {
-		if (r->keys[i].keyrev != keyrev)
-			continue;
-		if (CRYPTO_memcmp(r->keys[i].bytes, key, KTS_TICKET_KEY_LEN) != 0) {
+	go_manual(r);
+	now = r->now(r->now_arg);
+	refresh(r, now); /* gone keyrevs may be reused */
+	if ((old = held(r, keyrev))) {
+		if (CRYPTO_memcmp(old->k.key, key, KTS_TICKET_KEY_LEN) != 0) {
 			snprintf(err, errlen, "ticket key: keyrev %u already added with different bytes",
 				 keyrev);
 			rc = KTS_ERR_ARG;
-		} else if (i != r->n - 1) {
+		} else if (old != &r->keys[r->n - 1]) {
 			snprintf(err, errlen,
 				 "ticket key: keyrev %u already added and newer keys follow it", keyrev);
 			rc = KTS_ERR_ARG;
 		} /* else the newest again with the same bytes: a no-op */
 		goto out;
 	}
-	if (push(r, keyrev, key, r->now(r->now_arg)) < 0) {
+	while (r->n >= KTS_TICKET_KEYS_MAX)
+		drop_at(r, 0);
+	memcpy(k.key, key, KTS_TICKET_KEY_LEN);
+	if (push(r, &k, 1, now) < 0) {
 		snprintf(err, errlen, "ticket key: keyrev %u: cannot compute its name (HMAC-SHA256)",
 			 keyrev);
 		rc = KTS_ERR_NOMEM;
 	}
 out:
+	OPENSSL_cleanse(&k, sizeof(k));
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *keys, size_t n,
+			char *err, size_t errlen)
+{
+	struct key *next = NULL;
+	time_t now;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	now = r->now(r->now_arg);
+	refresh(r, now); /* a gone keyrev may come back with new bytes */
+	rc = kts_ticket_keys_check(keys, n, now, err, errlen);
+	for (size_t i = 0; rc == KTS_OK && r->manual && i < n; i++) { /* automatic keys go */
+		const struct key *old = held(r, keys[i].keyrev);
+
+		if (old && CRYPTO_memcmp(old->k.key, keys[i].key, KTS_TICKET_KEY_LEN) != 0) {
+			snprintf(err, errlen,
+				 "ticket keys: keyrev %u is held with different bytes (a keyrev names "
+				 "one key until it is gone)",
+				 keys[i].keyrev);
+			rc = KTS_ERR_ARG;
+		}
+	}
+	/* The new set is built aside, so a failure leaves the old one whole. */
+	if (rc == KTS_OK && !(next = calloc(n, sizeof(*next)))) {
+		snprintf(err, errlen, "ticket keys: out of memory");
+		rc = KTS_ERR_NOMEM;
+	}
+	for (size_t i = 0; rc == KTS_OK && i < n; i++)
+		if (fill(r, &next[i], &keys[i], 0, 0) < 0) {
+			snprintf(err, errlen, "ticket keys: keyrev %u: cannot compute its name",
+				 keys[i].keyrev);
+			rc = KTS_ERR_NOMEM;
+		}
+	if (rc == KTS_OK) {
+		go_manual(r);
+		drop_all(r);
+		memcpy(r->keys, next, n * sizeof(r->keys[0]));
+		r->n = n;
+	}
+	if (next) {
+		OPENSSL_cleanse(next, n * sizeof(*next));
+		free(next);
+	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
@@ -274,7 +477,7 @@ int kts_ticket_ring_refresh(struct kts_ticket_ring *r)
 	int rc;
 
 	pthread_mutex_lock(&r->lock);
-	rc = refresh(r);
+	rc = refresh(r, r->now(r->now_arg));
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
@@ -282,37 +485,51 @@ int kts_ticket_ring_refresh(struct kts_ticket_ring *r)
 int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
 				unsigned char key[KTS_TICKET_KEY_LEN])
 {
-	int rc;
+	time_t now;
+	int rc, i;
 
 	pthread_mutex_lock(&r->lock);
-	rc = refresh(r) < 0 ? -1 : r->n > 0;
-	/* A caller's key encrypts for one lifetime only, so every ticket it
-	 * issues can still be decrypted for its whole lifetime before the key
-	 * expires (automatic keys rotate every lifetime by construction). */
-	if (rc == 1 && r->manual && r->lifetime &&
-	    r->now(r->now_arg) - r->keys[r->n - 1].added >= (time_t)r->lifetime)
-		rc = 0;
-	if (rc == 1) {
-		memcpy(name, r->keys[r->n - 1].name, KTS_TICKET_NAME_LEN);
-		memcpy(key, r->keys[r->n - 1].bytes, KTS_TICKET_KEY_LEN);
+	now = r->now(r->now_arg);
+	rc = refresh(r, now) < 0 ? -1 : 0;
+	if (rc == 0 && (i = ring_encrypting(r, now)) >= 0) {
+		memcpy(name, r->keys[i].name, KTS_TICKET_NAME_LEN);
+		memcpy(key, r->keys[i].k.key, KTS_TICKET_KEY_LEN);
+		rc = 1;
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+int64_t kts_ticket_ring_seal_window(struct kts_ticket_ring *r)
+{
+	int64_t left = -1;
+	time_t now;
+	int i;
+
+	pthread_mutex_lock(&r->lock);
+	now = r->now(r->now_arg);
+	if (refresh(r, now) == 0 && (i = ring_encrypting(r, now)) >= 0)
+		left = r->keys[i].k.decrypt_until - now;
+	pthread_mutex_unlock(&r->lock);
+	return left;
 }
 
 int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
 				const unsigned char name[KTS_TICKET_NAME_LEN],
 				unsigned char key[KTS_TICKET_KEY_LEN])
 {
-	int rc = 0;
+	time_t now;
+	int rc = 0, enc;
 
 	pthread_mutex_lock(&r->lock);
-	if (refresh(r) < 0)
+	now = r->now(r->now_arg);
+	if (refresh(r, now) < 0)
 		rc = -1;
+	enc = ring_encrypting(r, now);
 	for (size_t i = 0; rc == 0 && i < r->n; i++) {
 		if (memcmp(r->keys[i].name, name, KTS_TICKET_NAME_LEN) == 0) {
-			memcpy(key, r->keys[i].bytes, KTS_TICKET_KEY_LEN);
-			rc = i == r->n - 1 ? 1 : 2;
+			memcpy(key, r->keys[i].k.key, KTS_TICKET_KEY_LEN);
+			rc = (int)i == enc ? 1 : 2;
 		}
 	}
 	pthread_mutex_unlock(&r->lock);

@@ -9,17 +9,26 @@
  * Its 16-byte name (sent in every ticket) is keyrev, big-endian (4), then the
  * first 12 bytes of HMAC-SHA256(hmac key, "kts ticket key name").
  *
- * Automatic mode (no key added by the caller): keys come from a secret chain
- * seeded with RAND_priv_bytes. Wall-clock time is cut into epochs of
- * `lifetime` seconds; epoch e's key (keyrev e) is derived from the chain's
- * link for e. Each step is one-way and passed links are wiped, so a later
- * memory dump yields no key of an expired ticket (the ring steps on each lookup
- * and on kts_ticket_ring_refresh: a process that does neither keeps its link). Processes forked after the
- * lifetime is set hold the same chain, so they issue and accept each other's
- * tickets (libtls makes per-process keys). After a gap of more than 100000
- * epochs the chain is reseeded instead of stepped (no stall; processes then
- * stop sharing). Once the caller adds a key, the automatic keys are dropped
- * (wiped) and never come back: tickets under them cost one full handshake.
+ * Every key has the three times of struct kts_ticket_key (kts.h) and a state
+ * by the clock; kts_ticket_key_state and kts_ticket_keys_encrypting say which,
+ * for the ring and for ktsctl alike. Keys come three ways:
+ *  - a whole set (kts_ticket_ring_set), times given;
+ *  - one at a time (kts_ticket_ring_add): the newest sealing, times from when
+ *    it was added (active for one lifetime, retired for the next), at most
+ *    KTS_TICKET_KEYS_MAX keys kept;
+ *  - automatic mode (no key given yet): keys come from a secret chain seeded
+ *    with RAND_priv_bytes. Wall-clock time is cut into epochs of `lifetime`
+ *    seconds; epoch e's key (keyrev e) is derived from the chain's link for
+ *    e, active during epoch e and retired during e + 1. Each step is one-way
+ *    and passed links are wiped, so a later memory dump yields no key of an
+ *    expired ticket (the ring steps on each lookup and on
+ *    kts_ticket_ring_refresh: a process that does neither keeps its link).
+ *    Processes forked after the lifetime is set hold the same chain, so they
+ *    issue and accept each other's tickets (libtls makes per-process keys).
+ *    After a gap of more than 100000 epochs the chain is reseeded instead of
+ *    stepped (no stall; processes then stop sharing).
+ * Once the caller gives a key, the automatic keys are dropped (wiped) and
+ * never come back: tickets under them cost one full handshake.
  */
 #ifndef KTS_TICKETKEYS_H
 #define KTS_TICKETKEYS_H
@@ -58,13 +67,23 @@ int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsign
  * or -1 if the chain could not be stepped. */
 int kts_ticket_ring_refresh(struct kts_ticket_ring *r);
 
+/* Replace every key with keys[0, n) (kts_config_set_ticket_keys). Returns
+ * KTS_OK, or KTS_ERR_ARG / KTS_ERR_NOMEM with a message in err; on failure the
+ * ring is unchanged. */
+int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *keys, size_t n,
+			char *err, size_t errlen);
+
+/* Seconds from now until the key that seals a ticket now stops opening
+ * tickets (the cap of a ticket's lifetime); -1 when no key seals. */
+int64_t kts_ticket_ring_seal_window(struct kts_ticket_ring *r);
+
 /* The key for a new ticket: copies its name and bytes out. Returns 1, 0 when
- * there is none (lifetime 0, or every added key expired), -1 on internal error. */
+ * there is none (lifetime 0, or no key active), -1 on internal error. */
 int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
 				unsigned char key[KTS_TICKET_KEY_LEN]);
 
-/* The key a ticket names: copies its bytes out. Returns 1 (the newest key),
- * 2 (an older key: the ticket should be renewed), 0 (unknown or expired),
+/* The key a ticket names: copies its bytes out. Returns 1 (the key that seals
+ * now), 2 (another key: the ticket should be renewed), 0 (unknown or gone),
  * -1 on internal error. */
 int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
 				const unsigned char name[KTS_TICKET_NAME_LEN],

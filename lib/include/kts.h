@@ -19,8 +19,9 @@
  *
  * Threads: a kts_config may be shared by connections in many threads once it is
  * fully set up. Set it up first: its setters must not run once connections
- * exist (they change what live handshakes read), except
- * kts_config_add_ticket_key(), which is thread-safe. Connections hold a
+ * exist (they change what live handshakes read), except the ticket key
+ * functions (kts_config_add_ticket_key(), kts_config_set_ticket_keys(),
+ * kts_config_refresh_ticket_keys()), which are thread-safe. Connections hold a
  * reference to their config, so kts_config_free() may come before kts_free().
  * One struct kts is used by one thread at a time. The library keeps no global
  * mutable state and does not touch signal handling: writes to a closed peer
@@ -30,6 +31,7 @@
 #define KTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -319,7 +321,8 @@ KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
  * key (32) then an HMAC-SHA256 key (32). The newest key (last added) encrypts;
  * older ones only decrypt, and a ticket under one is renewed. Re-adding a known
  * keyrev is KTS_ERR_ARG unless it is the newest with identical bytes (a no-op).
- * Up to KTS_TICKET_KEYS_MAX keys are kept (the oldest is dropped and zeroed);
+ * Up to KTS_TICKET_KEYS_MAX keys are kept (the oldest is dropped and zeroed,
+ * also keys of kts_config_set_ticket_keys(), which takes keys with schedules);
  * a key encrypts for one lifetime after it was added and expires at its add
  * time + 2 x lifetime, so add a new key at least once per lifetime. Keys added after connections
  * exist apply to new handshakes at once (this call is thread-safe). Without
@@ -335,6 +338,48 @@ KTS_API int kts_config_set_num_tickets(struct kts_config *cfg, unsigned int n);
 #define KTS_TICKET_KEYS_MAX 4
 KTS_API int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyrev,
 				      const unsigned char *key, size_t keylen);
+
+/* Server: a ticket key and its schedule, for kts_config_set_ticket_keys().
+ * Times are seconds since the Unix epoch. At time t a key is
+ *   staged   t < encrypt_from: opens tickets (another server may issue them
+ *            already) but seals none, so every server can hold a key before
+ *            any server seals under it;
+ *   active   encrypt_from <= t < encrypt_until: of the active keys, the one
+ *            with the latest encrypt_from (the later in the set on a tie)
+ *            seals new tickets; the others act as retired;
+ *   retired  encrypt_until <= t < decrypt_until: opens tickets, and a ticket
+ *            under it is renewed;
+ *   gone     decrypt_until <= t: dropped and zeroed.
+ * A ticket's advertised lifetime is the session lifetime, or less: never past
+ * the decrypt_until of the key that sealed it. */
+struct kts_ticket_key {
+	unsigned int keyrev; /* named in every ticket (in the clear) */
+	int64_t encrypt_from, encrypt_until, decrypt_until;
+	unsigned char key[KTS_TICKET_KEY_LEN]; /* AES-256 key, then HMAC-SHA256 key */
+};
+enum kts_ticket_key_state { KTS_KEY_STAGED, KTS_KEY_ACTIVE, KTS_KEY_RETIRED, KTS_KEY_GONE };
+#define KTS_TICKET_KEYSET_MAX 32
+
+/* Server: replace all ticket keys with keys[0, n) at once (automatic keys and
+ * keys added with kts_config_add_ticket_key go too). The set must hold 1 to
+ * KTS_TICKET_KEYSET_MAX keys with distinct keyrevs, times in order, no all-zero
+ * half, and a key active now; a keyrev the config already holds must come with
+ * the same bytes (a keyrev names one key until it is gone). Anything else is
+ * KTS_ERR_ARG with the reason, and the keys in use stay. Thread-safe, like
+ * kts_config_add_ticket_key: new handshakes use the new set at once. The
+ * config keeps its own copy; zero keys[] after the call. */
+KTS_API int kts_config_set_ticket_keys(struct kts_config *cfg, const struct kts_ticket_key *keys,
+				       size_t n);
+
+/* The rules above, for tools that manage key files: the state of k at now;
+ * the index of the key in keys[0, n) that seals tickets at now (-1: none);
+ * whether keys[0, n) is a set kts_config_set_ticket_keys would take at now
+ * (KTS_OK, or KTS_ERR_ARG with the reason in err); a state's name. */
+KTS_API enum kts_ticket_key_state kts_ticket_key_state(const struct kts_ticket_key *k, int64_t now);
+KTS_API int kts_ticket_keys_encrypting(const struct kts_ticket_key *keys, size_t n, int64_t now);
+KTS_API int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t now,
+				  char *err, size_t errlen);
+KTS_API const char *kts_ticket_key_state_name(enum kts_ticket_key_state s);
 
 /* Server: bring the ticket keys to the current time without a handshake: drop
  * expired keys and move the automatic key chain to the current lifetime

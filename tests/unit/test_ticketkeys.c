@@ -251,10 +251,11 @@ static void test_auto_rotation(void **state)
 	name_of(r, n);
 	assert_int_equal(be32(n), 9);
 	/* A caller's key encrypts for one lifetime, then only decrypts the
-	 * tickets it issued until it expires at 2 x lifetime. */
+	 * tickets it issued until it expires at 2 x lifetime: retired, so
+	 * its tickets would be renewed (under a key that seals; none does). */
 	fake_now += 1;
 	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 2);
 	fake_now += 60;
 	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0); /* 9 expired, no auto key */
 	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 0);
@@ -587,6 +588,41 @@ static void test_renew_older_key(void **state)
 	hs_free(&h3);
 }
 
+/* A ticket never promises more than its key can keep: its lifetime ends when
+ * the key that sealed it stops opening tickets, if that is sooner. */
+static void test_lifetime_capped(void **state)
+{
+	struct env *e = *state;
+	struct kts_ticket_key set[1] = {{1, 0, 0, 0, {0}}};
+	struct hs h1, h2;
+
+	assert_int_equal(kts_config_set_session_lifetime(e->cfg, 3600), KTS_OK);
+	make_key(set[0].key, 7);
+	set[0].encrypt_from = fake_now - 10;
+	set[0].encrypt_until = fake_now + 100;
+	set[0].decrypt_until = fake_now + 500;
+	assert_int_equal(kts_config_set_ticket_keys(e->cfg, set, 1), KTS_OK);
+	handshake(&h1, e->cfg, e->cctx, NULL, NULL);
+	assert_int_equal(ticket_keyrev(h1.sess), 1);
+	assert_int_equal(SSL_SESSION_get_ticket_lifetime_hint(h1.sess), 500);
+	set[0].decrypt_until = fake_now + 100000; /* a longer window: the lifetime */
+	assert_int_equal(kts_config_set_ticket_keys(e->cfg, set, 1), KTS_OK);
+	handshake(&h2, e->cfg, e->cctx, h1.sess, NULL);
+	assert_true(resumed(&h2));
+	hs_free(&h2);
+	handshake(&h2, e->cfg, e->cctx, NULL, NULL);
+	assert_int_equal(SSL_SESSION_get_ticket_lifetime_hint(h2.sess), 3600);
+	/* The config's error names a refused set; the keys in use stay. */
+	set[0].encrypt_from = fake_now + 1;
+	assert_int_equal(kts_config_set_ticket_keys(e->cfg, set, 1), KTS_ERR_ARG);
+	assert_non_null(strstr(kts_config_error(e->cfg), "no key is active now"));
+	hs_free(&h1);
+	handshake(&h1, e->cfg, e->cctx, h2.sess, NULL);
+	assert_true(resumed(&h1));
+	hs_free(&h1);
+	hs_free(&h2);
+}
+
 /* Ticket can't be used: a full handshake without error, and a new ticket. */
 static void assert_full_with_new_ticket(struct hs *h, long keyrev)
 {
@@ -811,7 +847,7 @@ static void test_shared_keys(void **state)
 	HS(test_resume, env), HS(test_renew_older_key, env),                              \
 		HS(test_unknown_and_expired_keys, env), HS(test_tampered_ticket, env),     \
 		HS(test_appdata, env), HS(test_lifetime_off, env), HS(test_setters, env), \
-		HS(test_shared_keys, env)
+		HS(test_shared_keys, env), HS(test_lifetime_capped, env)
 
 int main(void)
 {
