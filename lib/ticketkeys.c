@@ -129,12 +129,21 @@ int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t n
 				 k->keyrev, k->encrypt_from, k->encrypt_until, k->decrypt_until);
 			return KTS_ERR_ARG;
 		}
-		for (size_t j = 0; j < i; j++)
+		for (size_t j = 0; j < i; j++) {
 			if (keys[j].keyrev == k->keyrev) {
 				snprintf(err, errlen, "ticket keys: keyrev %u is in the set twice",
 					 k->keyrev);
 				return KTS_ERR_ARG;
 			}
+			/* One key under two names: a copy gone wrong, and tickets
+			 * under either would open with both. */
+			if (CRYPTO_memcmp(keys[j].key, k->key, KTS_TICKET_KEY_LEN) == 0) {
+				snprintf(err, errlen,
+					 "ticket keys: keyrev %u has the same bytes as keyrev %u",
+					 k->keyrev, keys[j].keyrev);
+				return KTS_ERR_ARG;
+			}
+		}
 	}
 	if (kts_ticket_keys_encrypting(keys, n, now) < 0) {
 		snprintf(err, errlen, "ticket keys: no key is active now (%" PRId64 ")", now);

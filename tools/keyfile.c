@@ -1,132 +1,153 @@
 /* keyfile.c - kts-server's --ticket-keys file in a running server (see keyfile.h). */
 #include "keyfile.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-struct loaded {
-	size_t added;  /* keys added by this load */
-	size_t pushed; /* older keys they pushed out of the library's ring */
-	unsigned int newest;
-};
+#include "keyset.h"
 
-/* Read the file and add the keys this process has not added yet, in file
- * order. Returns 0, or -1 with a message in err. Keys added before a failure
- * stay added (and counted in *l). */
-static int load(struct keyfile *kf, struct kts_config *cfg, struct loaded *l, char *err,
-		size_t errlen)
+/* The key that seals at now in the remembered set, as the library decides. */
+static long sealing_at(const struct keyfile *kf, int64_t now)
 {
-	struct ticketfile_key *keys = calloc(TICKETFILE_MAX_KEYS, sizeof(*keys));
-	struct ticketfile_seen *grown;
-	char why[512];
-	size_t first;
-	int n, rc = -1;
+	struct kts_ticket_key k[KTS_TICKET_KEYSET_MAX];
+	int i;
 
-	memset(l, 0, sizeof(*l));
-	if (!keys) {
-		snprintf(err, errlen, "%s: out of memory", kf->path);
-		return -1;
+	memset(k, 0, sizeof(k));
+	for (size_t j = 0; j < kf->n; j++) { /* times only: the rules need no bytes */
+		k[j].keyrev = kf->keys[j].keyrev;
+		k[j].encrypt_from = kf->keys[j].encrypt_from;
+		k[j].encrypt_until = kf->keys[j].encrypt_until;
+		k[j].decrypt_until = kf->keys[j].decrypt_until;
 	}
-	n = ticketfile_load(kf->path, keys, TICKETFILE_MAX_KEYS, err, errlen);
-	if (n < 0)
-		goto out;
-	if (ticketfile_plan(keys, (size_t)n, kf->seen, kf->nseen, &first, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "%s: %s", kf->path, why);
-		goto out;
-	}
-	grown = realloc(kf->seen, (kf->nseen + (size_t)n - first + 1) * sizeof(*kf->seen));
-	if (!grown) {
-		snprintf(err, errlen, "%s: out of memory", kf->path);
-		goto out;
-	}
-	kf->seen = grown;
-	l->newest = keys[n - 1].keyrev;
-	for (size_t i = first; i < (size_t)n; i++) {
-		struct ticketfile_seen *s = &kf->seen[kf->nseen];
-
-		if (kts_config_add_ticket_key(cfg, keys[i].keyrev, keys[i].key, sizeof(keys[i].key)) <
-		    0) {
-			snprintf(err, errlen, "%s: line %d: %s", kf->path, keys[i].line,
-				 kts_config_error(cfg));
-			goto out;
-		}
-		l->pushed += keywatch_add(&kf->watch, time(NULL));
-		l->added++;
-		s->keyrev = keys[i].keyrev;
-		if (ticketfile_digest(&keys[i], s->digest) < 0) {
-			snprintf(err, errlen, "%s: line %d: SHA-256 failed", kf->path, keys[i].line);
-			goto out;
-		}
-		kf->nseen++;
-	}
-	rc = 0;
-out:
-	ticketfile_wipe(keys, TICKETFILE_MAX_KEYS);
-	free(keys);
-	return rc;
+	i = kts_ticket_keys_encrypting(k, kf->n, now);
+	return i < 0 ? -1 : (long)kf->keys[i].keyrev;
 }
 
-/* "; N older key(s) dropped (at most 4 are kept)" when keys were pushed out. */
-static const char *dropped(const struct loaded *l, char *buf, size_t len)
+/* "3 key(s): keyrev 5 seals, 1 staged, 1 retired" */
+static void describe(const struct keyfile *kf, int64_t now, char *buf, size_t len)
 {
-	if (!l->pushed)
-		return "";
-	snprintf(buf, len, "; %zu older key(s) dropped (at most %d are kept)", l->pushed,
-		 KTS_TICKET_KEYS_MAX);
-	return buf;
+	size_t staged = 0, retired = 0;
+	long seal = sealing_at(kf, now);
+
+	for (size_t i = 0; i < kf->n; i++) {
+		struct kts_ticket_key k = {.encrypt_from = kf->keys[i].encrypt_from,
+					   .encrypt_until = kf->keys[i].encrypt_until,
+					   .decrypt_until = kf->keys[i].decrypt_until};
+		enum kts_ticket_key_state s = kts_ticket_key_state(&k, now);
+
+		staged += s == KTS_KEY_STAGED;
+		retired += s == KTS_KEY_RETIRED || (s == KTS_KEY_ACTIVE && (long)kf->keys[i].keyrev != seal);
+	}
+	snprintf(buf, len, "%zu key(s): keyrev %ld seals, %zu staged, %zu retired", kf->n, seal, staged,
+		 retired);
+}
+
+/* Read the file and hand the set to cfg. 0, or -1 with a message in err. */
+static int load(struct keyfile *kf, struct kts_config *cfg, char *err, size_t errlen)
+{
+	struct keyset *ks = calloc(1, sizeof(*ks));
+	int rc = -1;
+
+	kf->last_load = (int64_t)time(NULL);
+	if (!ks) {
+		snprintf(err, errlen, "%s: out of memory", kf->path);
+		goto out;
+	}
+	if (keyset_load(kf->path, geteuid(), ks, NULL, err, errlen) < 0)
+		goto out;
+	if (kts_config_set_ticket_keys(cfg, ks->keys, ks->n) < 0) {
+		snprintf(err, errlen, "%s: %s", kf->path, kts_config_error(cfg));
+		goto out;
+	}
+	kf->n = ks->n;
+	for (size_t i = 0; i < ks->n; i++) {
+		kf->keys[i].keyrev = ks->keys[i].keyrev;
+		kf->keys[i].encrypt_from = ks->keys[i].encrypt_from;
+		kf->keys[i].encrypt_until = ks->keys[i].encrypt_until;
+		kf->keys[i].decrypt_until = ks->keys[i].decrypt_until;
+	}
+	kf->sealing = sealing_at(kf, kf->last_load);
+	kf->checked = kf->last_load;
+	rc = 0;
+out:
+	if (ks) {
+		keyset_wipe(ks);
+		free(ks);
+	}
+	kf->last_ok = rc == 0;
+	snprintf(kf->last_error, sizeof(kf->last_error), "%s", rc == 0 ? "" : err);
+	return rc;
 }
 
 int keyfile_start(struct keyfile *kf, struct kts_config *cfg, unsigned int lifetime, char *msg,
 		  size_t len)
 {
-	struct loaded l;
-	char d[96];
+	char d[160];
 
-	keywatch_init(&kf->watch, lifetime);
-	if (load(kf, cfg, &l, msg, len) < 0)
+	kf->lifetime = lifetime;
+	kf->sealing = -1;
+	if (load(kf, cfg, msg, len) < 0)
 		return -1;
-	snprintf(msg, len, "ticket keys: %zu key(s) kept from %s, newest keyrev %u%s",
-		 keywatch_kept(&kf->watch, time(NULL)), kf->path, l.newest, dropped(&l, d, sizeof(d)));
+	describe(kf, kf->last_load, d, sizeof(d));
+	snprintf(msg, len, "ticket keys: loaded %s: %s", kf->path, d);
 	return 0;
 }
 
-int keyfile_reload(struct keyfile *kf, struct kts_config *cfg, char *msg, size_t len)
+int keyfile_reload(struct keyfile *kf, struct kts_config *cfg, const char *why, char *msg,
+		   size_t len)
 {
-	struct loaded l;
-	char err[768], d[96];
+	char err[512], d[160];
 
-	if (load(kf, cfg, &l, err, sizeof(err)) < 0) {
-		snprintf(msg, len, "ticket keys: reload failed, keeping the keys loaded before: %s",
-			 err);
+	if (load(kf, cfg, err, sizeof(err)) < 0) {
+		snprintf(msg, len, "ticket keys: reload (%s) failed, keeping the %zu key(s) in use: %s",
+			 why, kf->n, err);
 		return -1;
 	}
-	snprintf(msg, len, "ticket keys: reloaded %s: %zu new key(s), newest keyrev %u, %zu kept%s",
-		 kf->path, l.added, l.newest, keywatch_kept(&kf->watch, time(NULL)),
-		 dropped(&l, d, sizeof(d)));
+	describe(kf, kf->last_load, d, sizeof(d));
+	snprintf(msg, len, "ticket keys: reloaded %s (%s): %s", kf->path, why, d);
 	return 0;
 }
 
-int keyfile_check(struct keyfile *kf, char *msg, size_t len)
+int keyfile_check(struct keyfile *kf, int64_t now, char *msg, size_t len)
 {
-	if (!kf->path || !keywatch_stopped(&kf->watch, time(NULL)))
+	long seal;
+
+	if (!kf->path)
 		return 0;
-	snprintf(msg, len,
-		 "ticket keys: the newest key (keyrev %u) stopped sealing tickets one session "
-		 "lifetime (%u s) after it was loaded: no tickets are issued until a new key is "
-		 "added to %s and SIGHUP sent",
-		 kf->nseen ? kf->seen[kf->nseen - 1].keyrev : 0, kf->watch.lifetime, kf->path);
+	kf->checked = now;
+	if ((seal = sealing_at(kf, now)) == kf->sealing)
+		return 0;
+	if (seal >= 0)
+		snprintf(msg, len, "ticket keys: keyrev %ld seals new tickets from now on", seal);
+	else
+		snprintf(msg, len,
+			 "ticket keys: no key in %s is active now: no tickets are issued until the "
+			 "file has one (ktsctl keys rotate)",
+			 kf->path);
+	kf->sealing = seal;
 	return 1;
 }
 
-int64_t keyfile_next_check_ms(const struct keyfile *kf)
+int64_t keyfile_next_check_ms(const struct keyfile *kf, int64_t now)
 {
-	time_t left;
+	int64_t next = INT64_MAX;
 
-	if (!kf->path || kf->watch.told)
+	if (!kf->path)
 		return -1;
-	/* Never early: time() is the current second rounded down. */
-	left = keywatch_until_stop(&kf->watch, time(NULL));
-	return (int64_t)left * 1000;
+	for (size_t i = 0; i < kf->n; i++) {
+		const struct keyfile_key *k = &kf->keys[i];
+		int64_t t[3] = {k->encrypt_from, k->encrypt_until, k->decrypt_until};
+
+		for (int j = 0; j < 3; j++)
+			if (t[j] > kf->checked && t[j] < next)
+				next = t[j];
+	}
+	if (next == INT64_MAX)
+		return -1;
+	/* time() counts whole seconds: wake just after the second turns. */
+	return next <= now ? 0 : (next - now) * 1000 + 1;
 }

@@ -1,7 +1,8 @@
-/* keyfile.h - kts-server's --ticket-keys file in a running server: the keys
- * this process added from it (ticketfile.h parses, keywatch.h follows what the
- * library keeps of them) and the log lines about them. Each function fills msg
- * with one log line (no key bytes). */
+/* keyfile.h - kts-server's --ticket-keys file in a running server: load the
+ * key set (keyset.h) into the config as a whole, keep what the log and status
+ * need (keyrevs and times, never key bytes), and say when no key seals. Each
+ * function fills msg with one log line. One struct per process; not
+ * thread-safe (the process loop owns it). */
 #ifndef KTS_TOOLS_KEYFILE_H
 #define KTS_TOOLS_KEYFILE_H
 
@@ -9,31 +10,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keywatch.h"
-#include "ticketfile.h"
+struct keyfile_key {
+	unsigned int keyrev;
+	int64_t encrypt_from, encrypt_until, decrypt_until;
+};
 
 struct keyfile {
 	const char *path; /* NULL: no --ticket-keys */
-	struct ticketfile_seen *seen;
-	size_t nseen;
-	struct keywatch watch;
+	unsigned int lifetime; /* the server's session lifetime */
+	size_t n;
+	struct keyfile_key keys[KTS_TICKET_KEYSET_MAX]; /* times of the set in use */
+	long sealing;        /* keyrev that sealed at the last check; -1: none */
+	int64_t checked;     /* when that was */
+	int64_t last_load;   /* when the last load or reload was tried */
+	int last_ok;         /* and whether it worked */
+	char last_error[256]; /* its error, "" after a success */
 };
 
-/* At start: add the file's keys to cfg (lifetime: the session lifetime).
- * Returns 0, or -1 with the problem in msg. */
+/* At start: load the file into cfg. Returns 0, or -1 with the problem in msg. */
 int keyfile_start(struct keyfile *kf, struct kts_config *cfg, unsigned int lifetime, char *msg,
 		  size_t len);
 
-/* SIGHUP: add the keys that are new in the file. Keys gone from the file stay
- * until they expire or newer keys push them out. Returns 0 or -1 (the keys
- * loaded before stay in use). */
-int keyfile_reload(struct keyfile *kf, struct kts_config *cfg, char *msg, size_t len);
+/* Reload (why: "SIGHUP", "file replaced"): the new set replaces the old one
+ * as a whole, or, if the file is bad, the keys in use stay. Returns 0 or -1. */
+int keyfile_reload(struct keyfile *kf, struct kts_config *cfg, const char *why, char *msg,
+		   size_t len);
 
-/* 1 (and msg) once when the newest key has stopped sealing tickets: no ticket
- * is issued until a reload adds a key; 0 otherwise. */
-int keyfile_check(struct keyfile *kf, char *msg, size_t len);
+/* 1 (and msg) when the key that seals changed since the last call by time
+ * alone (a staged key took over, or the last active key retired: then no
+ * ticket is issued until a key is active); 0 otherwise. */
+int keyfile_check(struct keyfile *kf, int64_t now, char *msg, size_t len);
 
-/* Milliseconds until keyfile_check may have news, -1 if none is coming. */
-int64_t keyfile_next_check_ms(const struct keyfile *kf);
+/* Milliseconds until a key of the set changes state after the last check
+ * (0: a change is due), -1 if none will. */
+int64_t keyfile_next_check_ms(const struct keyfile *kf, int64_t now);
 
 #endif

@@ -84,9 +84,9 @@ static void usage(FILE *f)
 		"                          default) or 60..604800\n"
 		"  --session-id STRING     session ID context, 1..32 bytes (default random);\n"
 		"                          servers sharing tickets must share it\n"
-		"  --ticket-keys FILE      ticket keys, '<keyrev> <base64 of 64 bytes>' per line,\n"
-		"                          newest last, mode 0600/0400; SIGHUP adds new ones\n"
-		"                          (default: automatic keys)\n"
+		"  --ticket-keys FILE      ticket key set (ktsctl keys init), mode 0600/0400;\n"
+		"                          reloaded when replaced and on SIGHUP (default:\n"
+		"                          automatic keys)\n"
 		"  --num-tickets N         TLS 1.3 tickets per full handshake (default 2)\n"
 		"  --session-cache N       TLS 1.2 session-ID cache of N entries, shared by\n"
 		"                          the workers (default: tickets only)\n"
@@ -649,8 +649,9 @@ static int accept_one(struct server *srv, int lfd)
 
 /* ---- ticket keys -------------------------------------------------------------- */
 
-/* SIGHUP: add the keys that are new in the --ticket-keys file. */
-static void reload_keys(struct server *srv)
+/* The --ticket-keys file was replaced, or SIGHUP: the set in it replaces the
+ * one in use (a bad file keeps it). */
+static void reload_keys(struct server *srv, const char *why)
 {
 	char msg[1024];
 
@@ -658,23 +659,21 @@ static void reload_keys(struct server *srv)
 		logmsg("signal %d: no --ticket-keys file to reload", SIGHUP);
 		return;
 	}
-	keyfile_reload(&srv->keys, srv->cfg, msg, sizeof(msg));
+	keyfile_reload(&srv->keys, srv->cfg, why, msg, sizeof(msg));
 	logmsg("%s", msg);
-	if (!srv->worker && keyfile_check(&srv->keys, msg, sizeof(msg)))
-		logmsg("%s", msg);
 }
 
 /* Periodic: keep automatic ticket keys moving also in a process that is not
  * handshaking, so its memory holds no old key (kts_config_refresh_ticket_keys);
- * say once when the newest --ticket-keys key stops sealing tickets (the
- * process that owns the keys says it: not a worker). */
+ * say when another --ticket-keys key starts sealing by its time, or none
+ * does (the process that owns the keys says it: not a worker). */
 static void housekeeping(struct server *srv)
 {
 	char msg[1024];
 
 	if (kts_config_refresh_ticket_keys(srv->cfg) < 0)
 		logmsg("error: %s", kts_config_error(srv->cfg));
-	if (!srv->worker && keyfile_check(&srv->keys, msg, sizeof(msg)))
+	if (!srv->worker && keyfile_check(&srv->keys, (int64_t)time(NULL), msg, sizeof(msg)))
 		logmsg("%s", msg);
 }
 
@@ -682,7 +681,7 @@ static void housekeeping(struct server *srv)
 static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 {
 	int64_t ms = last + KEYS_REFRESH_S * 1000 - now;
-	int64_t check = srv->worker ? -1 : keyfile_next_check_ms(&srv->keys);
+	int64_t check = srv->worker ? -1 : keyfile_next_check_ms(&srv->keys, (int64_t)time(NULL));
 
 	if (check >= 0 && check < ms)
 		ms = check;
@@ -694,7 +693,7 @@ void server_loop(struct server *srv, int lfd, int sfd)
 	int64_t last = deadline_now();
 
 	for (;;) {
-		struct pollfd p[3];
+		struct pollfd p[4];
 		int full = active_count(srv) >= srv->max_conn;
 		/* Full and sharing the socket with other workers: leave new clients
 		 * to one with a free slot for REFUSE_GRACE_MS, then refuse them. */
@@ -709,8 +708,10 @@ void server_loop(struct server *srv, int lfd, int sfd)
 		p[1].events = POLLIN;
 		p[2].fd = hold ? -1 : lfd;
 		p[2].events = POLLIN;
-		p[0].revents = p[1].revents = p[2].revents = 0;
-		if (poll(p, 3, ms) < 0) {
+		p[3].fd = srv->keywatch.fd; /* -1 in workers and without --ticket-keys */
+		p[3].events = POLLIN;
+		p[0].revents = p[1].revents = p[2].revents = p[3].revents = 0;
+		if (poll(p, 4, ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			opts_die(PROG, "poll: %s", strerror(errno));
@@ -728,12 +729,14 @@ void server_loop(struct server *srv, int lfd, int sfd)
 				opts_die(PROG, "signalfd: %s", strerror(errno));
 			}
 			if (si.ssi_signo == SIGHUP) {
-				reload_keys(srv);
+				reload_keys(srv, "SIGHUP");
 				continue;
 			}
 			logmsg("signal %u: stopping", si.ssi_signo);
 			return;
 		}
+		if (p[3].revents && filewatch_changed(&srv->keywatch))
+			reload_keys(srv, "file replaced");
 		if (p[1].revents) {
 			uint64_t v;
 
@@ -847,6 +850,7 @@ static pid_t start_worker(struct server *srv, int lfd, pid_t parent)
 	}
 	snprintf(log_prefix, sizeof(log_prefix), "worker %ld: ", (long)getpid());
 	srv->worker = 1;
+	filewatch_close(&srv->keywatch);
 	exit(serve_process(srv, lfd));
 }
 
@@ -870,7 +874,7 @@ static int supervise(struct server *srv, int lfd, int n)
 	struct worker *w = calloc((size_t)n, sizeof(*w));
 	pid_t self = getpid();
 	sigset_t sigs;
-	int live = 0, stopping = 0, failed = 0;
+	int live = 0, stopping = 0, failed = 0, sfd;
 	int64_t last = deadline_now();
 	char how[64];
 
@@ -896,38 +900,50 @@ static int supervise(struct server *srv, int lfd, int n)
 		for (int i = 0; i < n; i++)
 			if (w[i].pid > 0)
 				kill(w[i].pid, SIGTERM);
+	sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0)
+		opts_die(PROG, "signalfd: %s", strerror(errno));
 	while (live > 0) {
-		int ms = housekeeping_in(srv, last, deadline_now());
-		struct timespec tick = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
-		siginfo_t si;
+		struct pollfd p[2] = {{sfd, POLLIN, 0}, {srv->keywatch.fd, POLLIN, 0}};
+		struct signalfd_siginfo si;
+		int hup = 0;
 		pid_t pid;
 		int status;
 
-		if (sigtimedwait(&sigs, &si, &tick) < 0) {
-			if (errno == EAGAIN) { /* workers forked from now on get current keys */
-				housekeeping(srv);
-				last = deadline_now();
-			} else if (errno != EINTR) {
-				opts_die(PROG, "sigtimedwait: %s", strerror(errno));
-			}
-			continue;
+		if (poll(p, 2, housekeeping_in(srv, last, deadline_now())) < 0 && errno != EINTR)
+			opts_die(PROG, "poll: %s", strerror(errno));
+		if (housekeeping_in(srv, last, deadline_now()) == 0) {
+			housekeeping(srv); /* workers forked from now on get current keys */
+			last = deadline_now();
 		}
-		if (si.si_signo == SIGHUP) {
+		if (p[1].revents && filewatch_changed(&srv->keywatch)) {
+			reload_keys(srv, "file replaced");
+			hup = 1;
+		}
+		if (p[0].revents && read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) {
+			if (errno != EAGAIN && errno != EINTR)
+				opts_die(PROG, "signalfd: %s", strerror(errno));
+			p[0].revents = 0;
+		}
+		if (p[0].revents && si.ssi_signo == SIGHUP) {
 			/* Our own copy too: workers restarted later start from it. */
 			if (srv->keys.path)
-				reload_keys(srv);
+				reload_keys(srv, "SIGHUP");
+			hup = 1;
+		}
+		if (hup) /* each worker reloads the file itself */
 			for (int i = 0; i < n; i++)
 				if (w[i].pid > 0)
 					kill(w[i].pid, SIGHUP);
+		if (!p[0].revents || si.ssi_signo == SIGHUP)
 			continue;
-		}
-		if (si.si_signo == SIGINT || si.si_signo == SIGTERM) {
+		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
 			if (!stopping)
-				logmsg("signal %d: stopping %d worker(s)", si.si_signo, live);
+				logmsg("signal %u: stopping %d worker(s)", si.ssi_signo, live);
 			stopping = 1;
 			for (int i = 0; i < n; i++)
 				if (w[i].pid > 0)
-					kill(w[i].pid, si.si_signo);
+					kill(w[i].pid, (int)si.ssi_signo);
 			continue;
 		}
 		/* SIGCHLD: reap every worker that ended. */
@@ -968,6 +984,7 @@ static int supervise(struct server *srv, int lfd, int n)
 		}
 	}
 	free(w);
+	close(sfd);
 	close(lfd);
 	logmsg("stopped");
 	return failed ? 1 : 0;
@@ -1105,10 +1122,16 @@ int main(int argc, char **argv)
 		opts_die(PROG, "--num-tickets: %s", kts_config_error(srv.cfg));
 	if (cache_entries >= 0 && kts_config_set_session_cache(srv.cfg, (size_t)cache_entries) < 0)
 		opts_die(PROG, "--session-cache: %s", kts_config_error(srv.cfg));
+	srv.keywatch.fd = -1;
 	if (srv.keys.path) {
 		if (keyfile_start(&srv.keys, srv.cfg, lifetime, err, sizeof(err)) < 0)
 			opts_die(PROG, "--ticket-keys %s", err);
 		logmsg("%s", err);
+		/* Workers are told by their parent (SIGHUP), so one process watches. */
+		if (filewatch_open(&srv.keywatch, srv.keys.path, err, sizeof(err)) < 0)
+			logmsg("ticket keys: not watching for a replaced file (SIGHUP still "
+			       "reloads): %s",
+			       err);
 	}
 
 	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM/SIGHUP blocked in every thread

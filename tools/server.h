@@ -11,6 +11,7 @@
 
 #include "fsroot.h"
 #include "httpsess.h"
+#include "filewatch.h"
 #include "keyfile.h"
 #include "ratelimit.h"
 
@@ -30,6 +31,7 @@ struct conn;
 struct server {
 	struct kts_config *cfg;
 	struct keyfile keys;
+	struct filewatch keywatch; /* the --ticket-keys file (not in workers) */
 	struct fsroot root;
 	int timeout_s;
 	int64_t timeout_ms;

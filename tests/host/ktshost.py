@@ -59,7 +59,7 @@ ENGINE = os.environ.get("KTS_ENGINE", "uring")
 
 
 def tool(name):
-    env = {"kts-client": "KTS_CLIENT", "kts-server": "KTS_SERVER"}[name]
+    env = {"kts-client": "KTS_CLIENT", "kts-server": "KTS_SERVER", "ktsctl": "KTSCTL"}[name]
     path = os.environ.get(env)
     if not path:
         path = os.path.join(os.environ.get("KTS_BUILD_DIR", "build"), "tools", name)
@@ -621,17 +621,36 @@ def parse_all_responses(data):
 
 # ---- session resumption ---------------------------------------------------------
 
-def write_ticket_keys(path, keys, mode=0o600):
-    """A kts-server --ticket-keys file: keys is [(keyrev, 64 bytes)], oldest first.
-    Written to a new file renamed over path (as an operator should)."""
+def write_ticket_keys(path, keys, mode=0o600, header="kts-ticket-keys 1"):
+    """A ticket key-set file (tools/keyset.h) for kts-server --ticket-keys.
+    keys is [(keyrev, 64 bytes)] oldest first, or [(keyrev, bytes, encrypt_from,
+    encrypt_until, decrypt_until)]. Keys without times all seal from an hour
+    ago on, each a second later than the one before (so the last one seals
+    and the others act as retired), for a day, and open tickets for a day
+    more. The header is line 1, keys follow on lines 2, 3, ... Written to a
+    new file renamed over path (as ktsctl does)."""
     import base64
+    now = int(time.time())
     tmp = path + ".new"
     with open(tmp, "w") as f:
-        f.write("# kts-server ticket keys, oldest first\n")
-        for rev, key in keys:
-            f.write("%d %s\n" % (rev, base64.b64encode(key).decode()))
+        f.write(header + "\n")
+        for i, kk in enumerate(keys):
+            rev, key = kk[0], kk[1]
+            start, until, gone = kk[2:5] if len(kk) == 5 else (now - 3600 + i, now + 86400,
+                                                                now + 2 * 86400)
+            f.write("%d %d %d %d %s\n" % (rev, start, until, gone, base64.b64encode(key).decode()))
     os.chmod(tmp, mode)
     os.rename(tmp, path)
+
+
+def wait_count(srv, pattern, n, timeout=5):
+    """Wait until srv's log has n lines matching pattern; returns the count."""
+    end = time.monotonic() + timeout
+    while True:
+        c = len(re.findall(pattern, srv.stderr(), re.M))
+        if c >= n or time.monotonic() > end:
+            return c
+        time.sleep(0.02)
 
 
 def new_ticket_key():

@@ -84,17 +84,6 @@ def sc_pair(name, port, *args):
     return sess
 
 
-def wait_count(srv, pattern, n, timeout=5):
-    """Wait until srv's log has n lines matching pattern; returns the count."""
-    import re
-    end = time.monotonic() + timeout
-    while True:
-        c = len(re.findall(pattern, srv.stderr(), re.M))
-        if c >= n or time.monotonic() > end:
-            return c
-        time.sleep(0.02)
-
-
 def last_conn(srv):
     lines = srv.conn_lines()
     return lines[-1] if lines else {}
@@ -163,8 +152,9 @@ def shared_keys():
     other = k.KtsServer(d, root, cert, key, *LIFE, "--ticket-keys", kf, "--session-id",
                         "pool-2", name="srv-other")
     try:
-        t.check("--ticket-keys: startup logs the count and newest keyrev, no key bytes",
-                a.logged(r"ticket keys: 2 key\(s\) kept from .*, newest keyrev 11$"), a.stderr())
+        t.check("--ticket-keys: startup logs the keys, the one that seals, no key bytes",
+                a.logged(r"ticket keys: loaded .*: 2 key\(s\): keyrev 11 seals, 0 staged, "
+                         r"1 retired$"), a.stderr())
         for tls in ("1.2", "1.3"):
             flag = "-tls" + tls.replace(".", "_")
             sess = fresh("shared.pem")
@@ -207,7 +197,7 @@ def workers():
         for i in range(24):
             rc, how, ok, err = sc(srv.port, "-tls1_2", "-no_ticket", "-sess_in", sess)
             results.append((rc, how, ok))
-            wait_count(srv, r"resumed=yes$", i + 1, timeout=3)
+            k.wait_count(srv, r"resumed=yes$", i + 1, timeout=3)
             pids = set(c["pid"] for c in srv.conn_lines()[1:])
             if i >= 5 and pids - {first}:
                 break
@@ -245,7 +235,7 @@ def workers():
             t.check("--workers 4: still resuming after the restart", res == ["Reused"] * 4, str(res))
         srv.signal(signal.SIGHUP)
         t.check("--workers 4: SIGHUP reaches the workers",
-                wait_count(srv, r"^worker \d+: signal 1: no --ticket-keys file to reload$", 4) == 4,
+                k.wait_count(srv, r"^worker \d+: signal 1: no --ticket-keys file to reload$", 4) == 4,
                 srv.stderr()[-1500:])
         srv.signal(signal.SIGTERM)
         rc = srv.wait(15)
@@ -280,8 +270,10 @@ def rotation():
 
         k.write_ticket_keys(kf, [(1, k1), (2, k2)])
         srv.signal(signal.SIGHUP)
-        t.check("rotation: SIGHUP adds the new key and says how many",
-                srv.logged(r"ticket keys: reloaded .*: 1 new key\(s\), newest keyrev 2, 2 kept$"),
+        t.check("rotation: the new set is taken (replaced file and SIGHUP) and described",
+                srv.logged(r"ticket keys: reloaded .* \(file replaced\): 2 key\(s\): keyrev 2 "
+                           r"seals, 0 staged, 1 retired$") and
+                srv.logged(r"ticket keys: reloaded .* \(SIGHUP\): 2 key\(s\): keyrev 2 seals"),
                 srv.stderr()[-1000:])
         # OpenSSL clients save no session when a resumed TLS 1.2 handshake
         # brings a renewed ticket (-sess_out stays unwritten): take the ticket
@@ -324,13 +316,16 @@ def rotation():
             t.check("rotation: kts-client TLS 1.2 session file gets the renewed ticket",
                     tk[:4] == (2).to_bytes(4, "big"), tk[:16].hex())
 
-        # SIGHUP with a broken file: logged, the loaded keys stay in use.
+        # A broken file, written in place, then SIGHUP: logged, the set in
+        # use stays.
         with open(kf, "a") as f:
-            f.write("3 not-base64!\n")
+            f.write("3 0 1 2 not-base64!\n")
         srv.signal(signal.SIGHUP)
-        t.check("rotation: SIGHUP with a bad file is logged with the line, keys kept",
-                srv.logged(r"ticket keys: reload failed, keeping the keys loaded before: "
-                           r".*line 4: "), srv.stderr()[-1000:])
+        t.check("rotation: a bad file is logged with the line, the keys in use kept",
+                srv.logged(r"ticket keys: reload \(file replaced\) failed, keeping the 2 key\(s\) "
+                           r"in use: .*line 4: key is not valid base64") and
+                srv.logged(r"ticket keys: reload \(SIGHUP\) failed, keeping the 2 key\(s\) in "
+                           r"use: .*line 4: "), srv.stderr()[-1000:])
         rc, how, ok, err = sc(srv.port, "-tls1_2", "-sess_in", s2)
         t.check("rotation: still resumes after the failed reload", how == "Reused" and ok, err)
     finally:
@@ -503,16 +498,23 @@ def bad_key_files():
                 and "listening" not in err, "rc %d\n%s" % (r.returncode, err))
 
     b64 = base64.b64encode(good).decode()
-    refused("mode 0644", ["1 " + b64], "mode is 0644", mode=0o644)
-    refused("mode 0640", ["1 " + b64], "mode is 0640", mode=0o640)
-    refused("bad base64", ["# c", "1 " + b64, "2 " + b64[:40] + "*" + b64[41:]],
-            "line 3: key is not valid base64")
-    refused("wrong length", ["1 " + base64.b64encode(good[:48]).decode()],
-            "line 1: key is 48 bytes, must be 64")
-    refused("duplicate keyrev", ["1 " + b64, "", "1 " + base64.b64encode(k.new_ticket_key()).decode()],
-            "line 3: keyrev 1 is already on line 1 with a different key")
-    refused("no keys", ["# nothing"], "no keys")
-    refused("bad keyrev", ["x1 " + b64], "line 1: keyrev must be a decimal number")
+    now = int(time.time())
+    one = "1 %d %d %d %s" % (now - 10, now + 3600, now + 7200, b64)
+    hdr = "kts-ticket-keys 1"
+    refused("mode 0644", [hdr, one], "mode is 0644", mode=0o644)
+    refused("mode 0640", [hdr, one], "mode is 0640", mode=0o640)
+    refused("old format (no header)", ["1 " + b64], "line 1: not a kts key-set file")
+    refused("bad base64", [hdr, "# c", one, "2 0 1 2 " + b64[:40] + "*" + b64[41:]],
+            "line 4: key is not valid base64")
+    refused("wrong length", [hdr, "1 0 1 2 " + base64.b64encode(good[:48]).decode()],
+            "line 2: key is 48 bytes, must be 64")
+    refused("duplicate keyrev", [hdr, one, "",
+                                 "1 0 1 2 " + base64.b64encode(k.new_ticket_key()).decode()],
+            "line 4: keyrev 1 is already on line 2")
+    refused("no keys", [hdr, "# nothing"], "the set is empty")
+    refused("no key active now", [hdr, "1 %d %d %d %s" % (now + 600, now + 3600, now + 7200, b64)],
+            "no key is active now")
+    refused("bad keyrev", [hdr, "x" + one], "line 2: keyrev must be a decimal number")
     r = subprocess.run([k.tool("kts-server"), "--listen", "127.0.0.1:0", "--cert", cert, "--key",
                         key, "--root", root, "--ticket-keys", "/nonexistent"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)

@@ -1,8 +1,7 @@
 /* Unit tests of the tools' pure helpers: HTTP request/response parsing, target
  * normalisation, chunked decoding, --ciphers splitting, HOST:PORT parsing,
- * the --ticket-keys file (parsing, checks, reload planning), deadlines, log
- * rate limits, the library's ticket key ring as kts-server follows it. Output
- * is TAP. */
+ * deadlines, log rate limits. Output is TAP. (The ticket key-set file has its
+ * own unit test: tests/unit/test_keyset_file.c.) */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,10 +9,8 @@
 #include "addr.h"
 #include "deadline.h"
 #include "http.h"
-#include "keywatch.h"
 #include "opts.h"
 #include "ratelimit.h"
-#include "ticketfile.h"
 
 static int n_tests, n_failed;
 
@@ -278,188 +275,6 @@ static void test_addr(void)
 }
 
 
-/* Base64 of 64 bytes: byte i = seed + i (never an all-zero half for seed >= 1). */
-static void b64_key(int seed, char out[89])
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	unsigned char k[66];
-	size_t o = 0;
-
-	for (int i = 0; i < 64; i++)
-		k[i] = (unsigned char)(seed + i);
-	k[64] = k[65] = 0;
-	for (int i = 0; i < 66; i += 3) {
-		unsigned v = (unsigned)k[i] << 16 | (unsigned)k[i + 1] << 8 | k[i + 2];
-
-		out[o++] = tab[(v >> 18) & 63];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = tab[v & 63];
-	}
-	out[86] = out[87] = '=';
-	out[88] = '\0';
-}
-
-static int tf_parse(const char *text, struct ticketfile_key *keys, size_t max, char *err,
-		    size_t errlen)
-{
-	err[0] = '\0';
-	return ticketfile_parse(text, strlen(text), keys, max, err, errlen);
-}
-
-static void test_ticketfile(void)
-{
-	struct ticketfile_key keys[8];
-	struct ticketfile_seen seen[8];
-	char k1[89], k2[89], k3[89], text[1024], err[256], bad[89];
-	size_t first = 99;
-	struct stat st;
-	int n;
-
-	b64_key(1, k1);
-	b64_key(2, k2);
-	b64_key(3, k3);
-
-	snprintf(text, sizeof(text), "# keys\n\n1 %s\n  \t\r\n2\t%s  \r\n# end", k1, k2);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 2 && keys[0].keyrev == 1 && keys[0].line == 3 && keys[1].keyrev == 2 &&
-		      keys[1].line == 5 && keys[0].key[0] == 1 && keys[0].key[63] == 64 &&
-		      keys[1].key[0] == 2,
-	      "ticketfile: comments, blank lines, tabs, CRLF; keys in order (%s)", err);
-	snprintf(text, sizeof(text), "4294967295 %s", k1);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 1 && keys[0].keyrev == 4294967295u, "ticketfile: largest keyrev, no final newline");
-	CHECK(tf_parse("", keys, 8, err, sizeof(err)) == 0 &&
-		      tf_parse("# only\n\n", keys, 8, err, sizeof(err)) == 0,
-	      "ticketfile: no keys -> 0");
-
-	snprintf(text, sizeof(text), "1 %s\n4294967296 %s\n", k1, k2);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 2:") &&
-		      strstr(err, "keyrev"),
-	      "ticketfile: keyrev too large -> line 2 (%s)", err);
-	snprintf(text, sizeof(text), "-1 %s\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 1:"),
-	      "ticketfile: negative keyrev refused (%s)", err);
-	snprintf(text, sizeof(text), "0x1 %s\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 1:"),
-	      "ticketfile: hex keyrev refused (%s)", err);
-	CHECK(tf_parse("\n\n3\n", keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 3:") &&
-		      strstr(err, "no key"),
-	      "ticketfile: keyrev without key (%s)", err);
-	snprintf(text, sizeof(text), "1 %s extra\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 1:") &&
-		      strstr(err, "after the key"),
-	      "ticketfile: text after the key (%s)", err);
-
-	memcpy(bad, k1, sizeof(bad));
-	bad[10] = '-';
-	snprintf(text, sizeof(text), "1 %s\n2 %s\n", k2, bad);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 2:") &&
-		      strstr(err, "base64") && strstr(err, "'-'"),
-	      "ticketfile: bad base64 character names line and character (%s)", err);
-	memcpy(bad, k1, sizeof(bad));
-	bad[87] = '\0'; /* 87 characters */
-	snprintf(text, sizeof(text), "1 %s\n", bad);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 1:") &&
-		      strstr(err, "multiple of 4"),
-	      "ticketfile: base64 length not a multiple of 4 (%s)", err);
-	memcpy(bad, k1, sizeof(bad));
-	bad[84] = '\0'; /* 84 characters, no padding: 63 bytes */
-	snprintf(text, sizeof(text), "1 %s\n", bad);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "63 bytes"),
-	      "ticketfile: 63-byte key (%s)", err);
-	snprintf(text, sizeof(text), "1 %sAAAA\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "base64"),
-	      "ticketfile: data after padding (%s)", err);
-	snprintf(text, sizeof(text), "1 %.84sAAAAAA==\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "67 bytes"),
-	      "ticketfile: 67-byte key (%s)", err);
-	snprintf(text, sizeof(text), "1 %s\n", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-					       "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ==");
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "all zero"),
-	      "ticketfile: all-zero AES half refused (%s)", err);
-	text[0] = '\0';
-	snprintf(text, sizeof(text), "1 %.80s\1\1\1\1\1\1\1\1\n", k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "0x01"),
-	      "ticketfile: control byte named in hex (%s)", err);
-
-	snprintf(text, sizeof(text), "5 %s\n6 %s\n5 %s\n", k1, k2, k3);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 3:") &&
-		      strstr(err, "line 1") && strstr(err, "different key"),
-	      "ticketfile: duplicate keyrev with different bytes (%s)", err);
-	snprintf(text, sizeof(text), "5 %s\n5 %s\n", k1, k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 2:") &&
-		      !strstr(err, "different"),
-	      "ticketfile: duplicate line refused (%s)", err);
-	snprintf(text, sizeof(text), "5 %s\n6 %s\n", k1, k1);
-	CHECK(tf_parse(text, keys, 8, err, sizeof(err)) < 0 && strstr(err, "line 2:"),
-	      "ticketfile: one key under two keyrevs refused (%s)", err);
-	snprintf(text, sizeof(text), "1 %s\n2 %s\n3 %s\n", k1, k2, k3);
-	CHECK(tf_parse(text, keys, 2, err, sizeof(err)) < 0 && strstr(err, "line 3:") &&
-		      strstr(err, "more than 2"),
-	      "ticketfile: too many keys (%s)", err);
-
-	/* Stat checks. */
-	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFREG | 0600;
-	st.st_uid = 1000;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) == 0, "ticketfile: 0600 ok");
-	st.st_mode = S_IFREG | 0400;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) == 0, "ticketfile: 0400 ok");
-	st.st_mode = S_IFREG | 0640;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) < 0 && strstr(err, "0640"),
-	      "ticketfile: 0640 refused (%s)", err);
-	st.st_mode = S_IFREG | 0604;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) < 0 && strstr(err, "0604"),
-	      "ticketfile: 0604 refused (%s)", err);
-	st.st_mode = S_IFREG | 0600;
-	CHECK(ticketfile_check_stat(&st, 0, err, sizeof(err)) < 0 && strstr(err, "uid 1000"),
-	      "ticketfile: other owner refused (%s)", err);
-	st.st_mode = S_IFDIR | 0700;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) < 0 && strstr(err, "directory"),
-	      "ticketfile: directory refused (%s)", err);
-	st.st_mode = S_IFIFO | 0600;
-	CHECK(ticketfile_check_stat(&st, 1000, err, sizeof(err)) < 0 && strstr(err, "FIFO"),
-	      "ticketfile: FIFO refused (%s)", err);
-
-	/* Reload planning. */
-	snprintf(text, sizeof(text), "1 %s\n2 %s\n", k1, k2);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 2 && ticketfile_plan(keys, 2, seen, 0, &first, err, sizeof(err)) == 0 &&
-		      first == 0,
-	      "ticketfile plan: nothing seen -> all new");
-	seen[0].keyrev = 1;
-	ticketfile_digest(&keys[0], seen[0].digest);
-	CHECK(ticketfile_plan(keys, 2, seen, 1, &first, err, sizeof(err)) == 0 && first == 1,
-	      "ticketfile plan: key appended -> only it is new");
-	seen[1].keyrev = 2;
-	ticketfile_digest(&keys[1], seen[1].digest);
-	CHECK(ticketfile_plan(keys, 2, seen, 2, &first, err, sizeof(err)) == 0 && first == 2,
-	      "ticketfile plan: same file -> nothing new");
-	snprintf(text, sizeof(text), "2 %s\n3 %s\n", k2, k3);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 2 && ticketfile_plan(keys, 2, seen, 2, &first, err, sizeof(err)) == 0 &&
-		      first == 1,
-	      "ticketfile plan: oldest dropped, one appended -> one new");
-	snprintf(text, sizeof(text), "3 %s\n2 %s\n", k3, k2);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 2 && ticketfile_plan(keys, 2, seen, 2, &first, err, sizeof(err)) < 0 &&
-		      strstr(err, "line 1:") && strstr(err, "at the end"),
-	      "ticketfile plan: new key before a known one refused (%s)", err);
-	snprintf(text, sizeof(text), "1 %s\n2 %s\n", k1, k3);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 2 && ticketfile_plan(keys, 2, seen, 2, &first, err, sizeof(err)) < 0 &&
-		      strstr(err, "line 2:") && strstr(err, "keyrev 2"),
-	      "ticketfile plan: known keyrev with new bytes refused (%s)", err);
-	snprintf(text, sizeof(text), "7 %s\n", k3);
-	n = tf_parse(text, keys, 8, err, sizeof(err));
-	CHECK(n == 1 && ticketfile_plan(keys, 1, seen, 2, &first, err, sizeof(err)) == 0 &&
-		      first == 0,
-	      "ticketfile plan: a file of new keys only -> all new");
-	ticketfile_wipe(keys, 8);
-	CHECK(keys[0].key[0] == 0 && keys[0].keyrev == 0, "ticketfile: wipe");
-}
-
 /* CHECK evaluates its condition twice: state-changing calls go first. */
 static void test_deadline(void)
 {
@@ -523,37 +338,6 @@ static void test_ratelimit(void)
 	CHECK(ok, "ratelimit: any clock value at first");
 }
 
-static void test_keywatch(void)
-{
-	struct keywatch w;
-	size_t pushed = 0;
-	int ok;
-
-	keywatch_init(&w, 60);
-	CHECK(!keywatch_sealing(&w, 100) && keywatch_until_stop(&w, 100) == 0,
-	      "keywatch: no key, nothing seals");
-	for (int i = 0; i < 6; i++)
-		pushed += keywatch_add(&w, 100);
-	ok = pushed == 2 && keywatch_kept(&w, 100) == KTS_TICKET_KEYS_MAX;
-	CHECK(ok, "keywatch: 6 keys added, the library keeps 4 (2 pushed out)");
-	CHECK(keywatch_sealing(&w, 159) && !keywatch_sealing(&w, 160) &&
-		      keywatch_until_stop(&w, 100) == 60 && keywatch_until_stop(&w, 159) == 1 &&
-		      keywatch_until_stop(&w, 160) == 0,
-	      "keywatch: the newest key seals for one lifetime after it was added");
-	ok = !keywatch_stopped(&w, 159) && keywatch_stopped(&w, 160);
-	ok = ok && !keywatch_stopped(&w, 161) && !keywatch_stopped(&w, 5000);
-	CHECK(ok, "keywatch: the stop is reported once");
-	ok = keywatch_kept(&w, 219) == 4 && keywatch_kept(&w, 220) == 0;
-	CHECK(ok, "keywatch: keys expire at twice the lifetime");
-	ok = keywatch_add(&w, 300) == 0 && keywatch_kept(&w, 300) == 1 && keywatch_sealing(&w, 300);
-	ok = ok && !keywatch_stopped(&w, 359) && keywatch_stopped(&w, 360);
-	CHECK(ok, "keywatch: a new key seals again, and its stop is reported again");
-	keywatch_add(&w, 330);
-	ok = keywatch_until_stop(&w, 340) == 50 && keywatch_kept(&w, 340) == 2;
-	ok = ok && keywatch_kept(&w, 420) == 1;
-	CHECK(ok, "keywatch: the newest decides; older keys expire on their own time");
-}
-
 int main(void)
 {
 	test_request();
@@ -563,10 +347,8 @@ int main(void)
 	test_chunked();
 	test_ciphers();
 	test_addr();
-	test_ticketfile();
 	test_deadline();
 	test_ratelimit();
-	test_keywatch();
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }

@@ -95,6 +95,9 @@ static void test_check(void **state)
 	check_fails(k, 2, -1, "ticket keys: no key is active now (-1)");
 	k[1].keyrev = 0;
 	check_fails(k, 2, 50, "ticket keys: keyrev 0 is in the set twice");
+	k[1] = key(1, 0, 100, 200);
+	memcpy(k[1].key, k[0].key, KEYLEN);
+	check_fails(k, 2, 50, "ticket keys: keyrev 1 has the same bytes as keyrev 0");
 	k[1] = key(1, 0, 100, 99);
 	check_fails(k, 2, 50,
 		    "ticket keys: keyrev 1: times out of order (encrypt from 0, until 100, decrypt "

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""ktsctl keys: init writes a 0600 file (refusing to replace one without
+--force, owned by --owner), rotate follows the schedule over a given clock
+and keeps the owner, list shows states and fingerprints but never key bytes,
+check answers as a server would (exit 1 naming the problem), usage errors
+exit 2."""
+import base64
+import os
+import pwd
+import re
+import stat
+import subprocess
+
+import ktshost as k
+
+t = k.Suite("ktsctl", deadline=60)
+d = k.tmpdir()
+T0 = 1700000000
+
+
+def ktsctl(*args):
+    r = subprocess.run([k.tool("ktsctl")] + [str(a) for a in args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=20)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def keys_in(path):
+    """[(keyrev, from, until, gone, key bytes)] of a key-set file."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if len(w) == 5 and w[0].isdigit():
+                out.append((int(w[0]), int(w[1]), int(w[2]), int(w[3]), base64.b64decode(w[4])))
+    return out
+
+
+def init_and_rotate():
+    kf = os.path.join(d, "a.keys")
+    rc, out, err = ktsctl("keys", "init", kf, "--now", T0, "--interval", 600, "--lifetime", 900)
+    t.check("init: exit 0 and says which key seals", rc == 0 and "keyrev 1 seals" in out, err)
+    st = os.stat(kf)
+    t.check("init: the file is 0600", stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode))
+    with open(kf) as f:
+        first = [l for l in f if not l.startswith("#")][0]
+    t.check("init: the policy is in the header",
+            first.strip() == "kts-ticket-keys 1 interval=600 lifetime=900", first)
+    ks = keys_in(kf)
+    t.check("init: one key active from now for 2 intervals, opening a lifetime longer",
+            len(ks) == 1 and ks[0][:4] == (1, T0, T0 + 1200, T0 + 2100), str(ks))
+    rc, out, err = ktsctl("keys", "init", kf)
+    t.check("init: an existing file is not replaced without --force",
+            rc == 1 and "exists; --force replaces it" in err and keys_in(kf) == ks, err)
+    rc, out, err = ktsctl("keys", "rotate", kf, "--now", T0)
+    ks = keys_in(kf)
+    t.check("rotate: a staged key, sealing one interval later",
+            rc == 0 and "added keyrev 2" in out and ks[1][:4] == (2, T0 + 600, T0 + 1800,
+                                                                    T0 + 2700), out + str(ks))
+    rc, out, err = ktsctl("keys", "rotate", kf, "--now", T0 + 60)
+    t.check("rotate: nothing to do while a key is staged (exit 0)",
+            rc == 0 and "nothing to rotate" in out and len(keys_in(kf)) == 2, out)
+    rc, out, err = ktsctl("keys", "rotate", kf, "--now", T0 + 60, "--force")
+    t.check("rotate --force: one more", rc == 0 and len(keys_in(kf)) == 3, out)
+    rc, out, err = ktsctl("keys", "rotate", kf, "--now", T0 + 100000)
+    ks = keys_in(kf)
+    t.check("rotate: gone keys are dropped", rc == 0 and "3 gone key(s) dropped" in out and
+            [x[0] for x in ks] == [4], out + str(ks))
+    t.check("the file stays 0600 through rotations",
+            stat.S_IMODE(os.stat(kf).st_mode) == 0o600)
+    leftovers = [n for n in os.listdir(d) if n.startswith("a.keys.")]
+    t.check("no temporary files left behind", not leftovers, str(leftovers))
+
+
+t.run("init and rotate", init_and_rotate)
+
+
+def list_and_check():
+    kf = os.path.join(d, "b.keys")
+    ktsctl("keys", "init", kf, "--now", T0)
+    ktsctl("keys", "rotate", kf, "--now", T0)
+    rc, out, err = ktsctl("keys", "list", kf, "--now", T0 + 10)
+    rows = {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+)\s+(\w+)\s", out, re.M)}
+    t.check("list: keyrev 1 active and sealing, 2 staged",
+            rc == 0 and rows == {1: "active", 2: "staged"} and
+            re.search(r"^1 .*\(seals\)$", out, re.M), out)
+    t.check("list: times in UTC and fingerprints", "2023-11-14T22:13:20Z" in out and
+            len(re.findall(r"sha256:[0-9a-f]{16}", out)) == 2, out)
+    secrets = [base64.b64encode(x[4]).decode() for x in keys_in(kf)]
+    t.check("list: no key bytes in the output", not any(s[:20] in out for s in secrets), out)
+    rc, out, err = ktsctl("keys", "list", kf, "--now", T0 + 3600 + 10)
+    t.check("list: later, 2 seals and 1 acts as retired",
+            re.search(r"^1\s+retired\s", out, re.M) and re.search(r"^2 .*\(seals\)$", out, re.M),
+            out)
+    rc, out, err = ktsctl("keys", "check", kf, "--now", T0 + 10)
+    t.check("check: ok, names the sealing key and the staged count",
+            rc == 0 and "ok: keyrev 1 seals now; 1 staged" in out and "warning" not in out, out)
+    rc, out, err = ktsctl("keys", "check", kf, "--now", T0 + 3600 + 10)
+    t.check("check: warns when no key is staged", rc == 0 and "warning: no key is staged" in out,
+            out)
+    rc, out, err = ktsctl("keys", "check", kf, "--now", T0 + 10 ** 6)
+    t.check("check: no key active at that time -> exit 1, named",
+            rc == 1 and "refused: ticket keys: no key is active now" in out, out)
+    os.chmod(kf, 0o640)
+    rc, out, err = ktsctl("keys", "check", kf, "--now", T0 + 10)
+    t.check("check: mode 0640 -> exit 1, named", rc == 1 and "mode is 0640" in out + err,
+            out + err)
+    os.chmod(kf, 0o600)
+    nobody = pwd.getpwnam("nobody")
+    if os.geteuid() == 0:
+        rc, out, err = ktsctl("keys", "check", kf, "--now", T0 + 10, "--user", "nobody")
+        t.check("check --user nobody: the file is root's -> exit 1, named",
+                rc == 1 and "must be owned by uid %d" % nobody.pw_uid in out, out)
+        kn = os.path.join(d, "n.keys")
+        rc, out, err = ktsctl("keys", "init", kn, "--owner", "nobody", "--now", T0)
+        st = os.stat(kn)
+        t.check("init --owner nobody: owned by nobody, 0600",
+                rc == 0 and st.st_uid == nobody.pw_uid and stat.S_IMODE(st.st_mode) == 0o600,
+                err)
+        rc, out, err = ktsctl("keys", "rotate", kn, "--now", T0)
+        t.check("rotate keeps the owner", rc == 0 and os.stat(kn).st_uid == nobody.pw_uid, err)
+        rc, out, err = ktsctl("keys", "check", kn, "--now", T0 + 10, "--user", "nobody")
+        t.check("check --user nobody: ok", rc == 0 and "ok:" in out, out + err)
+    else:
+        t.skip("--owner and --user cases", "not root")
+
+
+t.run("list and check", list_and_check)
+
+
+def errors():
+    kf = os.path.join(d, "bad.keys")
+    with open(kf, "w") as f:
+        f.write("kts-ticket-keys 1\n1 0 1 2 %s\n" % base64.b64encode(os.urandom(48)).decode())
+    os.chmod(kf, 0o600)
+    for verb in ("list", "check", "rotate"):
+        rc, out, err = ktsctl("keys", verb, kf)
+        t.check("%s of a bad file: exit 1, names file and line" % verb,
+                rc == 1 and kf in err and "line 2: key is 48 bytes" in err, err)
+    rc, out, err = ktsctl("keys", "list", os.path.join(d, "none.keys"))
+    t.check("a missing file: exit 1, named", rc == 1 and "No such file" in err, err)
+    for args, want in ((["keys"], "which? init"), (["keys", "frob", kf], "unknown command"),
+                       (["keys", "list"], "which FILE"), (["keys", "list", kf, kf], "one FILE"),
+                       (["keys", "init", kf, "--interval", "10"], "want 60..604800"),
+                       (["keys", "list", kf, "--force"], "not valid for this command"),
+                       (["keys", "init", kf, "--now", "soon"], "--now soon"),
+                       (["frob"], "unknown command")):
+        rc, out, err = ktsctl(*args)
+        t.check("usage error %s: exit 2" % " ".join(args[:3]), rc == 2 and want in err, err)
+    rc, out, err = ktsctl("--help")
+    t.check("--help: exit 0, usage on stdout", rc == 0 and out.startswith("usage: ktsctl"), err)
+
+
+t.run("errors", errors)
+t.done()

@@ -1,0 +1,351 @@
+/* ktsctl - kts's control tool. This part: ticket key-set files (keys init,
+ * rotate, list, check). See ktsctl(1). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <kts.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keyrotate.h"
+#include "keyset.h"
+
+#define PROG "ktsctl"
+
+static const char usage_text[] =
+	"usage: ktsctl keys init FILE [--interval S] [--lifetime S] [--owner USER[:GROUP]] [--force]\n"
+	"       ktsctl keys rotate FILE [--force] [--interval S] [--lifetime S]\n"
+	"       ktsctl keys list FILE\n"
+	"       ktsctl keys check FILE [--user USER]\n"
+	"Ticket key-set files for kts-server --ticket-keys (see ktsctl(1)).\n"
+	"  --interval S     seconds between rotations (default 3600; kept in the file)\n"
+	"  --lifetime S     the servers' --session-lifetime (default 3600; kept in the file)\n"
+	"  --owner U[:G]    init: the file's owner, the user the server runs as\n"
+	"  --user USER      check: the user the server runs as (default: the file's owner\n"
+	"                   when run as root, else you)\n"
+	"  --force          init: replace an existing file; rotate: add a key even while\n"
+	"                   one is staged\n"
+	"  --now T          act as if the time were T (seconds since the Unix epoch)\n";
+
+struct keys_opts {
+	const char *verb, *file, *owner, *user;
+	long interval, lifetime; /* -1: not given */
+	int force;
+	int64_t now;
+};
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", PROG);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void usage(const char *why)
+{
+	if (why)
+		fprintf(stderr, "%s: %s\n", PROG, why);
+	fputs(usage_text, why ? stderr : stdout);
+	exit(why ? 2 : 0);
+}
+
+static long parse_seconds(const char *s, const char *what)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 60 || v > KTS_SESSION_LIFETIME_MAX)
+		die(2, "%s %s: want 60..%d seconds", what, s, KTS_SESSION_LIFETIME_MAX);
+	return v;
+}
+
+/* "2026-12-04T19:30:00Z" */
+static const char *utc(int64_t t, char buf[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, 32, "%" PRId64, t);
+	return buf;
+}
+
+/* Serialise ktsctl runs on one directory (two timers must not both rotate). */
+static int lock_dir(const char *file)
+{
+	char dir[4096];
+	char *slash;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s", file);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		die(1, "%s: %s", dir, strerror(errno));
+	if (flock(fd, LOCK_EX) < 0)
+		die(1, "%s: flock: %s", dir, strerror(errno));
+	return fd;
+}
+
+static void load(const struct keys_opts *o, struct keyset *ks, struct stat *st)
+{
+	char err[512];
+
+	/* Root manages a server's file whoever owns it; others only their own. */
+	if (keyset_load(o->file, geteuid() == 0 ? (uid_t)-1 : geteuid(), ks, st, err, sizeof(err)) <
+	    0)
+		die(1, "%s", err);
+}
+
+static void save(const struct keys_opts *o, const struct keyset *ks, uid_t uid, gid_t gid)
+{
+	char err[512];
+
+	if (keyset_save(o->file, ks, uid, gid, err, sizeof(err)) < 0)
+		die(1, "%s", err);
+}
+
+static void owner_of(const char *spec, uid_t *uid, gid_t *gid)
+{
+	char user[256], *colon;
+	struct passwd *pw;
+	struct group *gr;
+
+	snprintf(user, sizeof(user), "%s", spec);
+	colon = strchr(user, ':');
+	if (colon)
+		*colon++ = '\0';
+	if (!(pw = getpwnam(user)))
+		die(2, "--owner %s: no such user", spec);
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	if (colon && *colon) {
+		if (!(gr = getgrnam(colon)))
+			die(2, "--owner %s: no such group", spec);
+		*gid = gr->gr_gid;
+	}
+}
+
+static void apply_policy(const struct keys_opts *o, struct keyset *ks)
+{
+	if (o->interval > 0)
+		ks->interval = (unsigned int)o->interval;
+	if (o->lifetime > 0)
+		ks->lifetime = (unsigned int)o->lifetime;
+}
+
+static int keys_init(const struct keys_opts *o)
+{
+	struct keyset *ks = calloc(1, sizeof(*ks));
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	char err[256], t[32];
+	struct stat st;
+	int lock;
+
+	if (!ks)
+		die(1, "out of memory");
+	if (o->owner)
+		owner_of(o->owner, &uid, &gid);
+	lock = lock_dir(o->file);
+	if (!o->force && lstat(o->file, &st) == 0)
+		die(1, "%s exists; --force replaces it (every ticket under its keys is then lost)",
+		    o->file);
+	ks->interval = KEYSET_INTERVAL_DEFAULT;
+	ks->lifetime = KEYSET_LIFETIME_DEFAULT;
+	apply_policy(o, ks);
+	if (keyrotate_init(ks, o->now, err, sizeof(err)) < 0)
+		die(1, "%s", err);
+	save(o, ks, uid, gid);
+	printf("%s: new key set: keyrev %u seals until %s; rotate every %u s (ktsctl keys rotate)\n",
+	       o->file, ks->keys[0].keyrev, utc(ks->keys[0].encrypt_until, t), ks->interval);
+	keyset_wipe(ks);
+	free(ks);
+	close(lock);
+	return 0;
+}
+
+static int keys_rotate(const struct keys_opts *o)
+{
+	struct keyset *ks = calloc(1, sizeof(*ks));
+	char msg[512];
+	struct stat st;
+	int lock, rc;
+
+	if (!ks)
+		die(1, "out of memory");
+	lock = lock_dir(o->file);
+	load(o, ks, &st);
+	apply_policy(o, ks);
+	rc = keyrotate_rotate(ks, o->now, o->force, msg, sizeof(msg));
+	if (rc < 0)
+		die(1, "%s: %s", o->file, msg);
+	if (rc > 0 || o->interval > 0 || o->lifetime > 0)
+		save(o, ks, st.st_uid, st.st_gid); /* the same owner as before */
+	printf("%s: %s\n", o->file, msg);
+	keyset_wipe(ks);
+	free(ks);
+	close(lock);
+	return 0;
+}
+
+static int keys_list(const struct keys_opts *o)
+{
+	struct keyset *ks = calloc(1, sizeof(*ks));
+	char a[32], b[32], c[32], fp[32];
+	int seal;
+
+	if (!ks)
+		die(1, "out of memory");
+	load(o, ks, NULL);
+	seal = kts_ticket_keys_encrypting(ks->keys, ks->n, o->now);
+	printf("%s: interval %u s, lifetime %u s, %zu key(s), now %s\n", o->file, ks->interval,
+	       ks->lifetime, ks->n, utc(o->now, a));
+	printf("%-10s %-8s %-20s %-20s %-20s %s\n", "keyrev", "state", "encrypt_from",
+	       "encrypt_until", "decrypt_until", "fingerprint");
+	for (size_t i = 0; i < ks->n; i++) {
+		const struct kts_ticket_key *k = &ks->keys[i];
+		enum kts_ticket_key_state s = kts_ticket_key_state(k, o->now);
+
+		keyset_fingerprint(k, fp);
+		/* An active key that another supersedes acts as retired. */
+		printf("%-10u %-8s %-20s %-20s %-20s %s%s\n", k->keyrev,
+		       s == KTS_KEY_ACTIVE && (int)i != seal ? "retired" : kts_ticket_key_state_name(s),
+		       utc(k->encrypt_from, a), utc(k->encrypt_until, b), utc(k->decrypt_until, c), fp,
+		       (int)i == seal ? "  (seals)" : "");
+	}
+	keyset_wipe(ks);
+	free(ks);
+	return 0;
+}
+
+static int keys_check(const struct keys_opts *o)
+{
+	struct keyset *ks = calloc(1, sizeof(*ks));
+	char err[512];
+	struct stat st;
+	uid_t uid;
+	int seal, staged = 0, rc = 0;
+
+	if (!ks)
+		die(1, "out of memory");
+	load(o, ks, &st);
+	uid = geteuid() == 0 ? st.st_uid : geteuid();
+	if (o->user) {
+		struct passwd *pw = getpwnam(o->user);
+
+		if (!pw)
+			die(2, "--user %s: no such user", o->user);
+		uid = pw->pw_uid;
+	}
+	if (keyset_check_stat(&st, uid, err, sizeof(err)) < 0) {
+		printf("%s: refused: %s\n", o->file, err);
+		rc = 1;
+	} else if (kts_ticket_keys_check(ks->keys, ks->n, o->now, err, sizeof(err)) != KTS_OK) {
+		printf("%s: refused: %s\n", o->file, err);
+		rc = 1;
+	} else {
+		seal = kts_ticket_keys_encrypting(ks->keys, ks->n, o->now);
+		for (size_t i = 0; i < ks->n; i++)
+			staged += kts_ticket_key_state(&ks->keys[i], o->now) == KTS_KEY_STAGED;
+		printf("%s: ok: keyrev %u seals now; %d staged\n", o->file, ks->keys[seal].keyrev,
+		       staged);
+		if (!staged)
+			printf("%s: warning: no key is staged; the next one must reach every server "
+			       "before it seals (ktsctl keys rotate)\n",
+			       o->file);
+	}
+	keyset_wipe(ks);
+	free(ks);
+	return rc;
+}
+
+static int keys_main(int argc, char **argv)
+{
+	enum { OPT_INTERVAL = 1, OPT_LIFETIME, OPT_OWNER, OPT_USER, OPT_FORCE, OPT_NOW, OPT_HELP };
+	static const struct option longopts[] = {
+		{"interval", required_argument, NULL, OPT_INTERVAL},
+		{"lifetime", required_argument, NULL, OPT_LIFETIME},
+		{"owner", required_argument, NULL, OPT_OWNER},
+		{"user", required_argument, NULL, OPT_USER},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{"now", required_argument, NULL, OPT_NOW},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	struct keys_opts o = {.interval = -1, .lifetime = -1, .now = (int64_t)time(NULL)};
+	char *end;
+	int opt;
+
+	if (argc < 2)
+		usage("keys: which? init, rotate, list or check");
+	o.verb = argv[1];
+	optind = 2;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_INTERVAL: o.interval = parse_seconds(optarg, "--interval"); break;
+		case OPT_LIFETIME: o.lifetime = parse_seconds(optarg, "--lifetime"); break;
+		case OPT_OWNER: o.owner = optarg; break;
+		case OPT_USER: o.user = optarg; break;
+		case OPT_FORCE: o.force = 1; break;
+		case OPT_NOW:
+			errno = 0;
+			o.now = (int64_t)strtoll(optarg, &end, 10);
+			if (errno || end == optarg || *end || o.now < 0)
+				die(2, "--now %s: want seconds since the Unix epoch", optarg);
+			break;
+		case OPT_HELP: usage(NULL); break;
+		default: usage("bad option");
+		}
+	}
+	if (optind != argc - 1)
+		usage(optind == argc ? "keys: which FILE?" : "keys: one FILE only");
+	o.file = argv[optind];
+	if (strcmp(o.verb, "init") == 0)
+		return keys_init(&o);
+	if (strcmp(o.verb, "rotate") == 0 && !o.owner)
+		return keys_rotate(&o);
+	if (strcmp(o.verb, "list") == 0 && !o.owner && !o.force && o.interval < 0 && o.lifetime < 0)
+		return keys_list(&o);
+	if (strcmp(o.verb, "check") == 0 && !o.owner && !o.force && o.interval < 0 &&
+	    o.lifetime < 0)
+		return keys_check(&o);
+	if (strcmp(o.verb, "init") && strcmp(o.verb, "rotate") && strcmp(o.verb, "list") &&
+	    strcmp(o.verb, "check"))
+		usage("keys: unknown command (init, rotate, list, check)");
+	usage("keys: option not valid for this command");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		usage(argc < 2 ? "which command? keys" : NULL);
+	if (strcmp(argv[1], "keys") == 0)
+		return keys_main(argc - 1, argv + 1);
+	usage("unknown command (keys)");
+	return 2;
+}
