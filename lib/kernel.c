@@ -155,6 +155,27 @@ static int loopback_pair(int fds[2])
 	return err;
 }
 
+int kts_kernel_probe_install(int version, enum kts_aead aead, int direction, int rx_no_pad)
+{
+	/* TLS 1.2 GCM takes a 4-byte salt, the rest a 12-byte IV. */
+	struct kts_dir_keys k = {
+		.key_len = kts_aead_key_len(aead),
+		.iv_len = version == KTS_TLS1_3 || aead == KTS_AEAD_CHACHA20_POLY1305 ? 12 : 4,
+	};
+	struct kts_crypto_info info;
+	int fds[2], rc = loopback_pair(fds);
+
+	if (rc == 0 && kts_crypto_info_build(version, aead, &k, 0, &info) < 0)
+		rc = -EINVAL;
+	if (rc == 0 && (rc = kts_kernel_attach_ulp(fds[0])) == 0 &&
+	    (rc = kts_kernel_install(fds[0], direction, &info)) == 0 && rx_no_pad)
+		rc = kts_kernel_rx_no_pad(fds[0]);
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return rc;
+}
+
 int kts_kernel_probe_rekey(void)
 {
 	struct kts_dir_keys k = {.key_len = 16, .iv_len = 12};

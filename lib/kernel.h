@@ -43,6 +43,13 @@ ssize_t kts_kernel_send_record(int fd, unsigned char type, const void *buf, size
  * Returns 0, or the socket's errno (EPIPE if it was already taken). */
 int kts_kernel_tx_broken(int fd);
 
+/* Does this kernel take this version x cipher in this direction (TLS_TX or
+ * TLS_RX)? Tried on a throwaway loopback connection with a dummy key, as the
+ * kernel's TLS selftests do; with rx_no_pad, TLS_RX_EXPECT_NO_PAD is then set
+ * as well. Returns 0, or -errno of the step that failed (-ENOENT: no tls
+ * ULP). */
+int kts_kernel_probe_install(int version, enum kts_aead aead, int direction, int rx_no_pad);
+
 /* Can this kernel replace the keys of a kTLS socket (TLS 1.3 KeyUpdate)?
  * Tried on a throwaway loopback connection: install TLS_TX twice. Returns 1,
  * 0, or -errno when the probe itself could not run. */

@@ -1,5 +1,5 @@
-/* ktsctl - kts's control tool. This part: ticket key-set files (keys init,
- * rotate, list, check). See ktsctl(1). */
+/* ktsctl - kts's control tool: ticket key-set files (keys init, rotate,
+ * list, check) and what the kernel offers (check). See ktsctl(1). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernelcheck.h"
 #include "keyrotate.h"
 #include "keyset.h"
 
@@ -26,7 +27,9 @@ static const char usage_text[] =
 	"       ktsctl keys rotate FILE [--force] [--interval S] [--lifetime S]\n"
 	"       ktsctl keys list FILE\n"
 	"       ktsctl keys check FILE [--user USER]\n"
-	"Ticket key-set files for kts-server --ticket-keys (see ktsctl(1)).\n"
+	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
+	"Ticket key-set files for kts-server --ticket-keys, and what this kernel offers\n"
+	"kts (see ktsctl(1)).\n"
 	"  --interval S     seconds between rotations (default 3600; kept in the file)\n"
 	"  --lifetime S     the servers' --session-lifetime (default 3600; kept in the file)\n"
 	"  --owner U[:G]    init: the file's owner, the user the server runs as\n"
@@ -34,7 +37,11 @@ static const char usage_text[] =
 	"                   when run as root, else you)\n"
 	"  --force          init: replace an existing file; rotate: add a key even while\n"
 	"                   one is staged\n"
-	"  --now T          act as if the time were T (seconds since the Unix epoch)\n";
+	"  --now T          act as if the time were T (seconds since the Unix epoch)\n"
+	"  --json           check: one JSON object\n"
+	"  --require        check: exit 1 naming what kts needs and this kernel lacks\n"
+	"  --kmod-config D  check: compare /etc with the kmod-config files in D\n"
+	"                   (default " KTS_KMOD_DIR ")\n";
 
 struct keys_opts {
 	const char *verb, *file, *owner, *user;
@@ -340,12 +347,61 @@ static int keys_main(int argc, char **argv)
 	return 2;
 }
 
+static int check_main(int argc, char **argv)
+{
+	enum { OPT_JSON = 1, OPT_REQUIRE, OPT_KMOD, OPT_HELP };
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, OPT_JSON},
+		{"require", no_argument, NULL, OPT_REQUIRE},
+		{"kmod-config", required_argument, NULL, OPT_KMOD},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
+	};
+	const char *kmod = KTS_KMOD_DIR;
+	int json = 0, require = 0, opt;
+	struct kcheck *k = calloc(1, sizeof(*k));
+	char missing[1024], *text;
+
+	if (!k)
+		die(1, "out of memory");
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_JSON: json = 1; break;
+		case OPT_REQUIRE: require = 1; break;
+		case OPT_KMOD: kmod = optarg; break;
+		case OPT_HELP: usage(NULL); break;
+		default: usage("bad option");
+		}
+	}
+	if (optind != argc)
+		usage("check takes no arguments");
+	kcheck_run(k, kmod);
+	if (json) {
+		if (!(text = kcheck_json(k)))
+			die(1, "out of memory");
+		puts(text);
+		free(text);
+	} else {
+		kcheck_print(k, stdout);
+	}
+	kcheck_missing(k, missing, sizeof(missing));
+	free(k);
+	if (require && missing[0]) {
+		fprintf(stderr, "%s: this kernel lacks what kts needs: %s\n", PROG, missing);
+		return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		usage(argc < 2 ? "which command? keys" : NULL);
+		usage(argc < 2 ? "which command? keys or check" : NULL);
 	if (strcmp(argv[1], "keys") == 0)
 		return keys_main(argc - 1, argv + 1);
-	usage("unknown command (keys)");
+	if (strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1);
+	usage("unknown command (keys, check)");
 	return 2;
 }

@@ -1,13 +1,13 @@
 #!/bin/bash
 # Install what kts needs on Debian 12 (as root), only the packages that are missing.
-#   setup-debian.sh build   compiler, meson, OpenSSL, liburing
+#   setup-debian.sh build   compiler, meson, OpenSSL, liburing, jansson (ktsctl's JSON)
 #   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
 #                           qemu and friends for the real-kernel test tier,
 #                           clang and its libFuzzer runtime for fuzz/
 #   setup-debian.sh bench   test + the load generators and gnuplot of bench/run-all.sh
 set -euo pipefail
 
-build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev openssl curl)
+build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev libjansson-dev openssl curl)
 test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind
       qemu-system-x86 busybox-static cpio kmod xz-utils
       clang libclang-rt-14-dev llvm)

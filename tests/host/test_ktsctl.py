@@ -3,8 +3,12 @@
 --force, owned by --owner), rotate follows the schedule over a given clock
 and keeps the owner, list shows states and fingerprints but never key bytes,
 check answers as a server would (exit 1 naming the problem), usage errors
-exit 2."""
+exit 2. ktsctl check on this host: its answer on kTLS (asserted against what
+the kernel says to a TCP_ULP of our own), io_uring, kmod-config; --require
+and --json."""
 import base64
+import json
+import socket
 import os
 import pwd
 import re
@@ -151,4 +155,58 @@ def errors():
 
 
 t.run("errors", errors)
+
+
+def host_has_tls():
+    """What the kernel says to TCP_ULP "tls" on a connected socket of our own."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    c = socket.create_connection(srv.getsockname())
+    try:
+        c.setsockopt(socket.SOL_TCP, 31, b"tls")  # TCP_ULP
+        return True
+    except OSError:
+        return False
+    finally:
+        c.close()
+        srv.close()
+
+
+def kernel_check():
+    kmod = os.path.join(k.HERE, "..", "..", "kmod-config")
+    rc, out, err = ktsctl("check", "--kmod-config", kmod)
+    has = host_has_tls()
+    t.check("check: exit 0 without --require", rc == 0, err)
+    t.check("check: the tls ULP answer matches the kernel's (%s)" % ("yes" if has else "no"),
+            ("tls ULP: yes" in out) == has and ("tls ULP: no (no tls module)" in out) == (not has),
+            out)
+    t.check("check: io_uring with the engine's opcodes",
+            re.search(r"^io_uring: yes; ", out, re.M) and
+            re.search(r"^  opcodes: ACCEPT RECV RECVMSG SEND SENDMSG SPLICE READ TIMEOUT "
+                      r"ASYNC_CANCEL$", out, re.M), out)
+    t.check("check: kmod-config compared with /etc, with the command that installs it",
+            re.search(r"^kmod-config: /etc/modprobe.d/kts.conf (installed|(missing|differs): "
+                      r"install -m 0644 \S+modprobe.d/kts.conf /etc/modprobe.d/kts.conf)$", out,
+                      re.M), out)
+    rc, out, err = ktsctl("check", "--require", "--kmod-config", kmod)
+    if has:
+        t.check("check --require on a kTLS kernel: exit 0", rc == 0, err)
+    else:
+        t.check("check --require without kTLS: exit 1 naming the tls ULP",
+                rc == 1 and "this kernel lacks what kts needs: the tls ULP" in err, err)
+    rc, out, err = ktsctl("check", "--json", "--kmod-config", kmod)
+    try:
+        j = json.loads(out)
+    except ValueError as e:
+        t.fail("check --json parses", str(e))
+        return
+    t.check("check --json: the same answers",
+            rc == 0 and j["tls_ulp"] == has and len(j["ciphers"]) == 12 and
+            j["io_uring"]["ok"] and all(j["io_uring"]["opcodes"].values()) and
+            (j["missing"] == [] if has else j["missing"][0].startswith("the tls ULP")) and
+            isinstance(j["rekey"], bool) and len(j["kmod_config"]) == 2, out)
+    rc, out, err = ktsctl("check", "extra")
+    t.check("check with an argument: exit 2", rc == 2 and "check takes no arguments" in err, err)
+
+
+t.run("kernel check", kernel_check)
 t.done()
