@@ -232,6 +232,19 @@ static int load(int f, SSL_SESSION **sess, off_t *start, off_t *end)
 	return rc;
 }
 
+int kts_session_file_read(int fd, SSL_SESSION **sess)
+{
+	off_t start, end;
+	int f = open_locked(fd, O_RDONLY, LOCK_SH), rc;
+
+	*sess = NULL;
+	if (f < 0)
+		return -1;
+	rc = load(f, sess, &start, &end);
+	close(f);
+	return rc;
+}
+
 static int pwrite_all(int f, const char *p, size_t len, off_t off)
 {
 	while (len > 0) {

@@ -24,4 +24,9 @@ int kts_client_session_tag(const struct kts_config *cfg, int verify, SSL_SESSION
  * complete PEM block), or NULL. For tests and fuzzing: no file involved. */
 SSL_SESSION *kts_session_file_parse(const char *buf, size_t len);
 
+/* The session a reader takes from the session file open on fd, read under
+ * the file's shared lock as connections read it (*sess NULL: none). For
+ * ktsctl session. 0, or -1 and errno. */
+int kts_session_file_read(int fd, SSL_SESSION **sess);
+
 #endif

@@ -1,5 +1,6 @@
 /* ktsctl - kts's control tool: ticket key-set files (keys init, rotate,
- * list, check) and what the kernel offers (check). See ktsctl(1). */
+ * list, check), what the kernel offers (check) and what a client session
+ * file holds (session). See ktsctl(1). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "kernelcheck.h"
 #include "keyrotate.h"
 #include "keyset.h"
+#include "sessioninfo.h"
 
 #define PROG "ktsctl"
 
@@ -28,8 +30,9 @@ static const char usage_text[] =
 	"       ktsctl keys list FILE\n"
 	"       ktsctl keys check FILE [--user USER]\n"
 	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
-	"Ticket key-set files for kts-server --ticket-keys, and what this kernel offers\n"
-	"kts (see ktsctl(1)).\n"
+	"       ktsctl session FILE [--now T]\n"
+	"Ticket key-set files for kts-server --ticket-keys, what this kernel offers kts,\n"
+	"and what a kts-client session file holds (see ktsctl(1)).\n"
 	"  --interval S     seconds between rotations (default 3600; kept in the file)\n"
 	"  --lifetime S     the servers' --session-lifetime (default 3600; kept in the file)\n"
 	"  --owner U[:G]    init: the file's owner, the user the server runs as\n"
@@ -394,14 +397,37 @@ static int check_main(int argc, char **argv)
 	return 0;
 }
 
+/* Exit 0 when the session can resume now, 1 when not or unreadable. */
+static int session_main(int argc, char **argv)
+{
+	int64_t now = (int64_t)time(NULL);
+	char err[512], *end;
+	int rc;
+
+	if (argc == 4 && strcmp(argv[2], "--now") == 0) {
+		errno = 0;
+		now = (int64_t)strtoll(argv[3], &end, 10);
+		if (errno || end == argv[3] || *end || now < 0)
+			die(2, "--now %s: want seconds since the Unix epoch", argv[3]);
+	} else if (argc != 2 || argv[1][0] == '-') {
+		usage("session: one FILE (and --now T)");
+	}
+	rc = sessioninfo_print(argv[1], now, stdout, err, sizeof(err));
+	if (rc < 0)
+		die(1, "%s", err);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		usage(argc < 2 ? "which command? keys or check" : NULL);
+		usage(argc < 2 ? "which command? keys, check or session" : NULL);
 	if (strcmp(argv[1], "keys") == 0)
 		return keys_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check") == 0)
 		return check_main(argc - 1, argv + 1);
-	usage("unknown command (keys, check)");
+	if (strcmp(argv[1], "session") == 0)
+		return session_main(argc - 1, argv + 1);
+	usage("unknown command (keys, check, session)");
 	return 2;
 }

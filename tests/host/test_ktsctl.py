@@ -5,7 +5,8 @@ and keeps the owner, list shows states and fingerprints but never key bytes,
 check answers as a server would (exit 1 naming the problem), usage errors
 exit 2. ktsctl check on this host: its answer on kTLS (asserted against what
 the kernel says to a TCP_ULP of our own), io_uring, kmod-config; --require
-and --json."""
+and --json. ktsctl session on a kts-client session file: what it holds, no
+secrets, whether it resumes now (exit 0) or not (exit 1)."""
 import base64
 import json
 import socket
@@ -14,6 +15,7 @@ import pwd
 import re
 import stat
 import subprocess
+import time
 
 import ktshost as k
 
@@ -209,4 +211,48 @@ def kernel_check():
 
 
 t.run("kernel check", kernel_check)
+
+
+def session_file():
+    cert, key = k.make_cert(d)
+    root = os.path.join(d, "root")
+    os.makedirs(root, exist_ok=True)
+    k.write_random(os.path.join(root, "file.bin"), 100)
+    srv = k.KtsServer(d, root, cert, key, "--session-lifetime", "600", name="srv-sess")
+    sess = os.path.join(d, "client.sess")
+    try:
+        r = subprocess.run([k.tool("kts-client"), "--ca", cert, "--session-file", sess, "--get",
+                            "/file.bin", "localhost:%d" % srv.port], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=20)
+        t.check("kts-client saved a session", r.returncode == 0 and os.path.getsize(sess) > 0,
+                r.stderr.decode())
+    finally:
+        srv.stop()
+    rc, out, err = ktsctl("session", sess)
+    t.check("session: what it holds (version, server name, cipher, ticket lifetime)",
+            re.search(r"^\S+client.sess: TLS 1.3 session for localhost, cipher TLS_\w+$", out,
+                      re.M) and re.search(r"^ticket: \d+ bytes, lifetime 600 s ", out, re.M) and
+            "verification tag: present" in out, out + err)
+    t.check("session: resumes now -> exit 0", rc == 0 and "can resume now: yes" in out, out)
+    dump = subprocess.run(["openssl", "sess_id", "-noout", "-text", "-in", sess],
+                          stdout=subprocess.PIPE, text=True).stdout
+    mk = re.search(r"(?:Master-Key|Resumption PSK): ([0-9A-F]+)", dump)
+    t.check("session: no secret in the output (resumption PSK)",
+            mk and mk.group(1)[:16].lower() not in out.lower() and mk.group(1)[:16] not in out,
+            dump)
+    rc, out, err = ktsctl("session", sess, "--now", int(time.time()) + 601)
+    t.check("session: past the ticket lifetime -> exit 1, expired",
+            rc == 1 and re.search(r"^can resume now: no \(expired \d+ s ago\)$", out, re.M), out)
+    empty = os.path.join(d, "empty.sess")
+    open(empty, "w").close()
+    rc, out, err = ktsctl("session", empty)
+    t.check("session: an empty file -> exit 1, no session",
+            rc == 1 and "no session" in out and "can resume now: no" in out, out)
+    rc, out, err = ktsctl("session", os.path.join(d, "none.sess"))
+    t.check("session: a missing file -> exit 1, named", rc == 1 and "No such file" in err, err)
+    rc, out, err = ktsctl("session")
+    t.check("session without a file: exit 2", rc == 2 and "one FILE" in err, err)
+
+
+t.run("session file", session_file)
 t.done()
