@@ -25,7 +25,8 @@
 #define PROG "ktsctl"
 
 static const char usage_text[] =
-	"usage: ktsctl keys init FILE [--interval S] [--lifetime S] [--owner USER[:GROUP]] [--force]\n"
+	"usage: ktsctl keys init FILE [--interval S] [--lifetime S] [--owner USER[:GROUP]]\n"
+	"                             [--force | --if-missing]\n"
 	"       ktsctl keys rotate FILE [--force] [--interval S] [--lifetime S]\n"
 	"       ktsctl keys list FILE\n"
 	"       ktsctl keys check FILE [--user USER]\n"
@@ -40,6 +41,7 @@ static const char usage_text[] =
 	"                   when run as root, else you)\n"
 	"  --force          init: replace an existing file; rotate: add a key even while\n"
 	"                   one is staged\n"
+	"  --if-missing     init: leave an existing file as it is (exit 0)\n"
 	"  --now T          act as if the time were T (seconds since the Unix epoch)\n"
 	"  --json           check: one JSON object\n"
 	"  --require        check: exit 1 naming what kts needs and this kernel lacks\n"
@@ -49,7 +51,7 @@ static const char usage_text[] =
 struct keys_opts {
 	const char *verb, *file, *owner, *user;
 	long interval, lifetime; /* -1: not given */
-	int force;
+	int force, if_missing;
 	int64_t now;
 };
 
@@ -181,9 +183,16 @@ static int keys_init(const struct keys_opts *o)
 	if (o->owner)
 		owner_of(o->owner, &uid, &gid);
 	lock = lock_dir(o->file);
-	if (!o->force && lstat(o->file, &st) == 0)
+	if (!o->force && lstat(o->file, &st) == 0) {
+		if (o->if_missing) {
+			printf("%s: exists, left as it is\n", o->file);
+			free(ks);
+			close(lock);
+			return 0;
+		}
 		die(1, "%s exists; --force replaces it (every ticket under its keys is then lost)",
 		    o->file);
+	}
 	ks->interval = KEYSET_INTERVAL_DEFAULT;
 	ks->lifetime = KEYSET_LIFETIME_DEFAULT;
 	apply_policy(o, ks);
@@ -295,13 +304,15 @@ static int keys_check(const struct keys_opts *o)
 
 static int keys_main(int argc, char **argv)
 {
-	enum { OPT_INTERVAL = 1, OPT_LIFETIME, OPT_OWNER, OPT_USER, OPT_FORCE, OPT_NOW, OPT_HELP };
+	enum { OPT_INTERVAL = 1, OPT_LIFETIME, OPT_OWNER, OPT_USER, OPT_FORCE, OPT_IF_MISSING, OPT_NOW,
+	       OPT_HELP };
 	static const struct option longopts[] = {
 		{"interval", required_argument, NULL, OPT_INTERVAL},
 		{"lifetime", required_argument, NULL, OPT_LIFETIME},
 		{"owner", required_argument, NULL, OPT_OWNER},
 		{"user", required_argument, NULL, OPT_USER},
 		{"force", no_argument, NULL, OPT_FORCE},
+		{"if-missing", no_argument, NULL, OPT_IF_MISSING},
 		{"now", required_argument, NULL, OPT_NOW},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
@@ -321,6 +332,7 @@ static int keys_main(int argc, char **argv)
 		case OPT_OWNER: o.owner = optarg; break;
 		case OPT_USER: o.user = optarg; break;
 		case OPT_FORCE: o.force = 1; break;
+		case OPT_IF_MISSING: o.if_missing = 1; break;
 		case OPT_NOW:
 			errno = 0;
 			o.now = (int64_t)strtoll(optarg, &end, 10);
@@ -334,8 +346,12 @@ static int keys_main(int argc, char **argv)
 	if (optind != argc - 1)
 		usage(optind == argc ? "keys: which FILE?" : "keys: one FILE only");
 	o.file = argv[optind];
+	if (o.force && o.if_missing)
+		usage("keys: --force or --if-missing, not both");
 	if (strcmp(o.verb, "init") == 0)
 		return keys_init(&o);
+	if (o.if_missing)
+		usage("keys: option not valid for this command");
 	if (strcmp(o.verb, "rotate") == 0 && !o.owner)
 		return keys_rotate(&o);
 	if (strcmp(o.verb, "list") == 0 && !o.owner && !o.force && o.interval < 0 && o.lifetime < 0)

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev libjansson-dev openssl curl)
-test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind
+test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind systemd
       qemu-system-x86 busybox-static cpio kmod xz-utils
       clang libclang-rt-14-dev llvm)
 bench=(wrk nghttp2-client gnuplot-nox)
