@@ -57,6 +57,11 @@ def init_and_rotate():
     rc, out, err = ktsctl("keys", "init", kf)
     t.check("init: an existing file is not replaced without --force",
             rc == 1 and "exists; --force replaces it" in err and keys_in(kf) == ks, err)
+    rc, out, err = ktsctl("keys", "init", kf, "--if-missing")
+    t.check("init --if-missing: an existing file is left as it is (exit 0)",
+            rc == 0 and "left as it is" in out and keys_in(kf) == ks, out + err)
+    rc, out, err = ktsctl("keys", "init", kf, "--if-missing", "--force")
+    t.check("init --if-missing --force: a usage error", rc == 2 and "not both" in err, err)
     rc, out, err = ktsctl("keys", "rotate", kf, "--now", T0)
     ks = keys_in(kf)
     t.check("rotate: a staged key, sealing one interval later",
