@@ -21,6 +21,7 @@
 #include "keyrotate.h"
 #include "keyset.h"
 #include "sessioninfo.h"
+#include "timefmt.h"
 
 #define PROG "ktsctl"
 
@@ -86,17 +87,6 @@ static long parse_seconds(const char *s, const char *what)
 	if (errno || end == s || *end || v < 60 || v > KTS_SESSION_LIFETIME_MAX)
 		die(2, "%s %s: want 60..%d seconds", what, s, KTS_SESSION_LIFETIME_MAX);
 	return v;
-}
-
-/* "2026-12-04T19:30:00Z" */
-static const char *utc(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, 32, "%" PRId64, t);
-	return buf;
 }
 
 /* Serialise ktsctl runs on one directory (two timers must not both rotate). */
@@ -200,7 +190,7 @@ static int keys_init(const struct keys_opts *o)
 		die(1, "%s", err);
 	save(o, ks, uid, gid);
 	printf("%s: new key set: keyrev %u seals until %s; rotate every %u s (ktsctl keys rotate)\n",
-	       o->file, ks->keys[0].keyrev, utc(ks->keys[0].encrypt_until, t), ks->interval);
+	       o->file, ks->keys[0].keyrev, timefmt_utc(ks->keys[0].encrypt_until, t), ks->interval);
 	keyset_wipe(ks);
 	free(ks);
 	close(lock);
@@ -242,7 +232,7 @@ static int keys_list(const struct keys_opts *o)
 	load(o, ks, NULL);
 	seal = kts_ticket_keys_encrypting(ks->keys, ks->n, o->now);
 	printf("%s: interval %u s, lifetime %u s, %zu key(s), now %s\n", o->file, ks->interval,
-	       ks->lifetime, ks->n, utc(o->now, a));
+	       ks->lifetime, ks->n, timefmt_utc(o->now, a));
 	printf("%-10s %-8s %-20s %-20s %-20s %s\n", "keyrev", "state", "encrypt_from",
 	       "encrypt_until", "decrypt_until", "fingerprint");
 	for (size_t i = 0; i < ks->n; i++) {
@@ -253,7 +243,8 @@ static int keys_list(const struct keys_opts *o)
 		/* An active key that another supersedes acts as retired. */
 		printf("%-10u %-8s %-20s %-20s %-20s %s%s\n", k->keyrev,
 		       s == KTS_KEY_ACTIVE && (int)i != seal ? "retired" : kts_ticket_key_state_name(s),
-		       utc(k->encrypt_from, a), utc(k->encrypt_until, b), utc(k->decrypt_until, c), fp,
+		       timefmt_utc(k->encrypt_from, a), timefmt_utc(k->encrypt_until, b),
+		       timefmt_utc(k->decrypt_until, c), fp,
 		       (int)i == seal ? "  (seals)" : "");
 	}
 	keyset_wipe(ks);

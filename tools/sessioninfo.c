@@ -11,16 +11,7 @@
 #include <openssl/ssl.h>
 
 #include "session_file.h"
-
-static const char *utc(int64_t t, char buf[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, 32, "%" PRId64, t);
-	return buf;
-}
+#include "timefmt.h"
 
 static const char *version(int v)
 {
@@ -65,8 +56,8 @@ int sessioninfo_print(const char *path, int64_t now, FILE *f, char *err, size_t 
 	fprintf(f, "%s: %s session for %s, cipher %s\n", path,
 		version(SSL_SESSION_get_protocol_version(sess)), host ? host : "(no server name)",
 		cipher ? SSL_CIPHER_get_name(cipher) : "?");
-	fprintf(f, "made %s (%" PRId64 " s ago), lifetime %" PRId64 " s, until %s\n", utc(made, a),
-		now - made, timeout, utc(ends, b));
+	fprintf(f, "made %s (%" PRId64 " s ago), lifetime %" PRId64 " s, until %s\n", timefmt_utc(made, a),
+		now - made, timeout, timefmt_utc(ends, b));
 	if (SSL_SESSION_has_ticket(sess)) {
 		unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
 
@@ -76,7 +67,7 @@ int sessioninfo_print(const char *path, int64_t now, FILE *f, char *err, size_t 
 			ends = made + (int64_t)hint;
 		SSL_SESSION_get0_ticket(sess, &ticket, &tlen);
 		fprintf(f, "ticket: %zu bytes, lifetime %lu s (until %s)", tlen, hint,
-			utc(made + (int64_t)hint, b));
+			timefmt_utc(made + (int64_t)hint, b));
 		if (tlen >= 16) /* the key name, sent in the clear; a kts server's starts with its keyrev */
 			fprintf(f, ", key name %02x%02x%02x%02x... (keyrev %u if a kts server made it)",
 				ticket[0], ticket[1], ticket[2], ticket[3],
