@@ -47,6 +47,7 @@
  * PEM are wiped.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,12 +399,25 @@ int kts_config_set_session_fd(struct kts_config *cfg, int fd)
 	return KTS_OK;
 }
 
+int64_t kts_session_ends(SSL_SESSION *sess)
+{
+	long made = SSL_SESSION_get_time(sess), timeout = SSL_SESSION_get_timeout(sess);
+	unsigned long hint = SSL_SESSION_has_ticket(sess) ? SSL_SESSION_get_ticket_lifetime_hint(sess)
+							  : 0;
+
+	if (hint > 0 && hint < (unsigned long)LONG_MAX && (long)hint < timeout)
+		timeout = (long)hint;
+	if (made < 0 || timeout <= 0)
+		return -1;
+	return made > LONG_MAX - timeout ? INT64_MAX : (int64_t)made + timeout; /* never */
+}
+
 /* Made no later than now and not expired; garbage times are not. */
 static int in_lifetime(SSL_SESSION *sess, time_t now)
 {
-	long made = SSL_SESSION_get_time(sess), timeout = SSL_SESSION_get_timeout(sess);
+	int64_t ends = kts_session_ends(sess);
 
-	return made >= 0 && timeout > 0 && now >= made && now - made < timeout;
+	return ends >= 0 && now >= SSL_SESSION_get_time(sess) && now < ends;
 }
 
 /* Verified under the rules this connection applies: tagged by kts with the

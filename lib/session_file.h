@@ -5,6 +5,8 @@
 #ifndef KTS_SESSION_FILE_H
 #define KTS_SESSION_FILE_H
 
+#include <stdint.h>
+
 #include <openssl/ssl.h>
 
 /* OpenSSL's new-session callback for client connections: writes sess to the
@@ -23,6 +25,13 @@ int kts_client_session_tag(const struct kts_config *cfg, int verify, SSL_SESSION
 /* The session a reader takes from len bytes of session file content (the last
  * complete PEM block), or NULL. For tests and fuzzing: no file involved. */
 SSL_SESSION *kts_session_file_parse(const char *buf, size_t len);
+
+/* When sess stops resuming: made + its timeout, or its ticket's lifetime if
+ * shorter (OpenSSL gives a TLS 1.3 client session its own default timeout,
+ * longer than the server's, which then refuses the ticket; RFC 8446 4.6.1:
+ * clients do not use a ticket past its lifetime). INT64_MAX when that is
+ * past what a long holds (never), -1 for garbage times. */
+int64_t kts_session_ends(SSL_SESSION *sess);
 
 /* The session a reader takes from the session file open on fd, read under
  * the file's shared lock as connections read it (*sess NULL: none). For

@@ -52,19 +52,15 @@ int sessioninfo_print(const char *path, int64_t now, FILE *f, char *err, size_t 
 	host = SSL_SESSION_get0_hostname(sess);
 	made = (int64_t)SSL_SESSION_get_time(sess);
 	timeout = (int64_t)SSL_SESSION_get_timeout(sess);
-	ends = made + timeout;
+	ends = kts_session_ends(sess); /* the rule connections apply */
 	fprintf(f, "%s: %s session for %s, cipher %s\n", path,
 		version(SSL_SESSION_get_protocol_version(sess)), host ? host : "(no server name)",
 		cipher ? SSL_CIPHER_get_name(cipher) : "?");
-	fprintf(f, "made %s (%" PRId64 " s ago), lifetime %" PRId64 " s, until %s\n", timefmt_utc(made, a),
-		now - made, timeout, timefmt_utc(ends, b));
+	fprintf(f, "made %s (%" PRId64 " s ago), lifetime %" PRId64 " s, until %s\n",
+		timefmt_utc(made, a), now - made, timeout, timefmt_utc(made + timeout, b));
 	if (SSL_SESSION_has_ticket(sess)) {
 		unsigned long hint = SSL_SESSION_get_ticket_lifetime_hint(sess);
 
-		/* The server stops taking the ticket at its lifetime, whatever the
-		 * session's own timeout says. */
-		if (hint > 0 && made + (int64_t)hint < ends)
-			ends = made + (int64_t)hint;
 		SSL_SESSION_get0_ticket(sess, &ticket, &tlen);
 		fprintf(f, "ticket: %zu bytes, lifetime %lu s (until %s)", tlen, hint,
 			timefmt_utc(made + (int64_t)hint, b));
@@ -85,6 +81,8 @@ int sessioninfo_print(const char *path, int64_t now, FILE *f, char *err, size_t 
 		fprintf(f, "can resume now: no (the session is not resumable)\n");
 	else if (made > now)
 		fprintf(f, "can resume now: no (made in the future: the clock went back)\n");
+	else if (ends < 0)
+		fprintf(f, "can resume now: no (its times are garbage)\n");
 	else if (now >= ends)
 		fprintf(f, "can resume now: no (expired %" PRId64 " s ago)\n", now - ends);
 	else {

@@ -989,6 +989,45 @@ static void test_ticket_flood(void **state)
 	kts_config_free(ccfg);
 }
 
+/* A TLS 1.3 ticket is not offered past its lifetime (the server would
+ * refuse it), however long the session's own timeout. */
+static void test_ticket_lifetime(void **state)
+{
+	struct kts_config *ccfg = test_kts_config(13, &test_suites[0], 0);
+	SSL_CTX *sctx = test_ssl_ctx(13, &test_suites[0], 1);
+	SSL_SESSION *got, *again;
+	char buf[16];
+	struct kts *c;
+	SSL *s;
+	int sv[2];
+
+	(void)state;
+	SSL_CTX_set_tlsext_servername_callback(sctx, ack_sni);
+	SSL_CTX_set_timeout(sctx, 60); /* the ticket's lifetime */
+	assert_int_equal(kts_config_set_offload(ccfg, KTS_OFFLOAD_OFF), KTS_OK);
+	assert_int_equal(kts_config_set_session_fd(ccfg, fd), KTS_OK);
+	c = connect_pair(ccfg, sctx, "localhost", &s, sv);
+	assert_int_equal(kts_read(c, buf, sizeof(buf)), KTS_WANT_READ); /* tickets */
+	disconnect(c, s, sv);
+	got = offered_by(ccfg, "localhost");
+	assert_non_null(got);
+	assert_int_equal(SSL_SESSION_get_ticket_lifetime_hint(got), 60);
+	assert_true(SSL_SESSION_get_timeout(got) > 60); /* the client's own, longer */
+	SSL_SESSION_set_time(got, (long)time(NULL) - 50);
+	save_via(ccfg, got, 0);
+	again = offered_by(ccfg, "localhost");
+	assert_non_null(again); /* within the ticket's lifetime */
+	SSL_SESSION_free(again);
+	SSL_SESSION_set_time(got, (long)time(NULL) - 61);
+	save_via(ccfg, got, 0);
+	again = offered_by(ccfg, "localhost");
+	if (again)
+		fail_msg("a ticket past its 60 s lifetime was offered");
+	SSL_SESSION_free(got);
+	SSL_CTX_free(sctx);
+	kts_config_free(ccfg);
+}
+
 static void test_handshake_tls12(void **state)
 {
 	(void)state;
@@ -1019,6 +1058,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_partial_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ticket_lifetime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_tls12, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_tls13, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unverified_session_tls12, setup, teardown),
