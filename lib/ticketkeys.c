@@ -434,6 +434,14 @@ out:
 	return rc;
 }
 
+static int holds(const struct kts_ticket_key *keys, size_t n, uint32_t keyrev)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].keyrev == keyrev)
+			return 1;
+	return 0;
+}
+
 int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *keys, size_t n,
 			char *err, size_t errlen)
 {
@@ -453,6 +461,26 @@ int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *
 				 "ticket keys: keyrev %u is held with different bytes (a keyrev names "
 				 "one key until it is gone)",
 				 keys[i].keyrev);
+			rc = KTS_ERR_ARG;
+		}
+	}
+	/* A set that lacks the newest key in use, and whose own newest starts
+	 * before it, is an older file (a restored backup, a stale copy): taking
+	 * it would drop the key other servers are about to seal under. */
+	if (rc == KTS_OK && r->manual && r->n > 0) {
+		const struct key *top = &r->keys[0];
+		int64_t theirs = INT64_MIN;
+
+		for (size_t i = 1; i < r->n; i++)
+			if (r->keys[i].k.encrypt_from > top->k.encrypt_from)
+				top = &r->keys[i];
+		for (size_t i = 0; i < n; i++)
+			theirs = keys[i].encrypt_from > theirs ? keys[i].encrypt_from : theirs;
+		if (theirs < top->k.encrypt_from && !holds(keys, n, top->k.keyrev)) {
+			snprintf(err, errlen,
+				 "ticket keys: the set is older than the one in use (its newest key "
+				 "starts at %" PRId64 ", keyrev %u in use at %" PRId64 ")",
+				 theirs, top->k.keyrev, top->k.encrypt_from);
 			rc = KTS_ERR_ARG;
 		}
 	}

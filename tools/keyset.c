@@ -144,9 +144,11 @@ static int parse_option(const struct field *f, int line, struct keyset *ks, char
 			 line, (int)(f->len > 40 ? 40 : f->len), f->p);
 		return -1;
 	}
-	if (parse_num(eq + 1, f->len - klen - 1, KTS_SESSION_LIFETIME_MAX, &v) < 0 || v < 60) {
-		snprintf(err, errlen, "line %d: %.*s must be 60..%d seconds", line, (int)klen, f->p,
-			 KTS_SESSION_LIFETIME_MAX);
+	unsigned int min = dst == &ks->interval ? KEYSET_INTERVAL_MIN : KEYSET_LIFETIME_MIN;
+
+	if (parse_num(eq + 1, f->len - klen - 1, KTS_SESSION_LIFETIME_MAX, &v) < 0 || v < min) {
+		snprintf(err, errlen, "line %d: %.*s must be %u..%d seconds", line, (int)klen, f->p,
+			 min, KTS_SESSION_LIFETIME_MAX);
 		return -1;
 	}
 	*dst = (unsigned int)v;

@@ -6,8 +6,9 @@
  *
  *     kts-ticket-keys 1 [interval=SECONDS] [lifetime=SECONDS]
  *
- * (the format's version, then the rotation interval and session lifetime
- * that `ktsctl keys rotate` schedules new keys by; defaults below). Then one
+ * (the format's version, then the rotation interval, at least 10 s, and
+ * session lifetime, at least 60 s, that `ktsctl keys rotate` schedules new
+ * keys by; defaults below). Then one
  * key per line, in any order:
  *
  *     <keyrev> <encrypt_from> <encrypt_until> <decrypt_until> <base64 key>
@@ -33,7 +34,9 @@
 #define KEYSET_MAX_SIZE (64 * 1024) /* larger files are refused */
 #define KEYSET_VERSION 1
 #define KEYSET_INTERVAL_DEFAULT 3600 /* seconds between rotations */
+#define KEYSET_INTERVAL_MIN 10
 #define KEYSET_LIFETIME_DEFAULT 3600 /* the servers' --session-lifetime */
+#define KEYSET_LIFETIME_MIN 60       /* kts_config_set_session_lifetime's least */
 
 struct keyset {
 	unsigned int interval, lifetime; /* seconds */

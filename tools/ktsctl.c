@@ -35,8 +35,10 @@ static const char usage_text[] =
 	"       ktsctl session FILE [--now T]\n"
 	"Ticket key-set files for kts-server --ticket-keys, what this kernel offers kts,\n"
 	"and what a kts-client session file holds (see ktsctl(1)).\n"
-	"  --interval S     seconds between rotations (default 3600; kept in the file)\n"
-	"  --lifetime S     the servers' --session-lifetime (default 3600; kept in the file)\n"
+	"  --interval S     seconds between rotations, at least 10 (default 3600; kept in\n"
+	"                   the file)\n"
+	"  --lifetime S     the servers' --session-lifetime, at least 60 (default 3600;\n"
+	"                   kept in the file)\n"
 	"  --owner U[:G]    init: the file's owner, the user the server runs as\n"
 	"  --user USER      check: the user the server runs as (default: the file's owner\n"
 	"                   when run as root, else you)\n"
@@ -77,15 +79,15 @@ static void usage(const char *why)
 	exit(why ? 2 : 0);
 }
 
-static long parse_seconds(const char *s, const char *what)
+static long parse_seconds(const char *s, const char *what, long min)
 {
 	char *end;
 	long v;
 
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 60 || v > KTS_SESSION_LIFETIME_MAX)
-		die(2, "%s %s: want 60..%d seconds", what, s, KTS_SESSION_LIFETIME_MAX);
+	if (errno || end == s || *end || v < min || v > KTS_SESSION_LIFETIME_MAX)
+		die(2, "%s %s: want %ld..%d seconds", what, s, min, KTS_SESSION_LIFETIME_MAX);
 	return v;
 }
 
@@ -318,8 +320,12 @@ static int keys_main(int argc, char **argv)
 	optind = 2;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_INTERVAL: o.interval = parse_seconds(optarg, "--interval"); break;
-		case OPT_LIFETIME: o.lifetime = parse_seconds(optarg, "--lifetime"); break;
+		case OPT_INTERVAL:
+			o.interval = parse_seconds(optarg, "--interval", KEYSET_INTERVAL_MIN);
+			break;
+		case OPT_LIFETIME:
+			o.lifetime = parse_seconds(optarg, "--lifetime", KEYSET_LIFETIME_MIN);
+			break;
 		case OPT_OWNER: o.owner = optarg; break;
 		case OPT_USER: o.user = optarg; break;
 		case OPT_FORCE: o.force = 1; break;

@@ -363,9 +363,11 @@ enum kts_ticket_key_state { KTS_KEY_STAGED, KTS_KEY_ACTIVE, KTS_KEY_RETIRED, KTS
 /* Server: replace all ticket keys with keys[0, n) at once (automatic keys and
  * keys added with kts_config_add_ticket_key go too). The set must hold 1 to
  * KTS_TICKET_KEYSET_MAX keys with distinct keyrevs and bytes, times in order,
- * no all-zero half, and a key active now; a keyrev the config already holds must come with
- * the same bytes (a keyrev names one key until it is gone). Anything else is
- * KTS_ERR_ARG with the reason, and the keys in use stay. Thread-safe, like
+ * no all-zero half, and a key active now; a keyrev the config already holds
+ * must come with the same bytes (a keyrev names one key until it is gone);
+ * and a set that lacks the newest key in use while all its keys start before
+ * that one is older (a restored or stale file). Anything else is KTS_ERR_ARG
+ * with the reason, and the keys in use stay. Thread-safe, like
  * kts_config_add_ticket_key: new handshakes use the new set at once. The
  * config keeps its own copy; zero keys[] after the call. */
 KTS_API int kts_config_set_ticket_keys(struct kts_config *cfg, const struct kts_ticket_key *keys,

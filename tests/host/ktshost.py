@@ -624,10 +624,10 @@ def parse_all_responses(data):
 def write_ticket_keys(path, keys, mode=0o600, header="kts-ticket-keys 1"):
     """A ticket key-set file (tools/keyset.h) for kts-server --ticket-keys.
     keys is [(keyrev, 64 bytes)] oldest first, or [(keyrev, bytes, encrypt_from,
-    encrypt_until, decrypt_until)]. Keys without times all seal from an hour
+    encrypt_until, decrypt_until)]. Keys without times all seal from a minute
     ago on, each a second later than the one before (so the last one seals
     and the others act as retired), for a day, and open tickets for a day
-    more. The header is line 1, keys follow on lines 2, 3, ... Written to a
+    more: a file written later is newer than one written before. The header is line 1, keys follow on lines 2, 3, ... Written to a
     new file renamed over path (as ktsctl does)."""
     import base64
     now = int(time.time())
@@ -636,7 +636,7 @@ def write_ticket_keys(path, keys, mode=0o600, header="kts-ticket-keys 1"):
         f.write(header + "\n")
         for i, kk in enumerate(keys):
             rev, key = kk[0], kk[1]
-            start, until, gone = kk[2:5] if len(kk) == 5 else (now - 3600 + i, now + 86400,
+            start, until, gone = kk[2:5] if len(kk) == 5 else (now - 60 + i, now + 86400,
                                                                 now + 2 * 86400)
             f.write("%d %d %d %d %s\n" % (rev, start, until, gone, base64.b64encode(key).decode()))
     os.chmod(tmp, mode)

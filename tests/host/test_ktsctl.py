@@ -151,7 +151,8 @@ def errors():
     t.check("a missing file: exit 1, named", rc == 1 and "No such file" in err, err)
     for args, want in ((["keys"], "which? init"), (["keys", "frob", kf], "unknown command"),
                        (["keys", "list"], "which FILE"), (["keys", "list", kf, kf], "one FILE"),
-                       (["keys", "init", kf, "--interval", "10"], "want 60..604800"),
+                       (["keys", "init", kf, "--interval", "9"], "want 10..604800"),
+                       (["keys", "init", kf, "--lifetime", "59"], "want 60..604800"),
                        (["keys", "list", kf, "--force"], "not valid for this command"),
                        (["keys", "init", kf, "--now", "soon"], "--now soon"),
                        (["frob"], "unknown command")):

@@ -3,8 +3,8 @@
 before it seals and takes over at its time with no reload; when no key is
 active the server says so once and issues no ticket; a replaced file is
 reloaded without a signal (inotify), in a single process and across
---workers; a bad replacement keeps the set in use; the servers take a file
-that ktsctl made and rotated."""
+--workers; a bad replacement, or an older file, keeps the set in use; the
+servers take a file that ktsctl made and rotated."""
 import os
 import re
 import subprocess
@@ -124,6 +124,15 @@ def none_active_then_replaced():
                               r"key\(s\) in use: \S+one.keys: mode is 0644"),
                 single.stderr()[-1000:])
         t.check("... and tickets are still sealed under keyrev 2", ticket_keyrev(single.port) == 2)
+        # An older file (a restored backup: no keyrev 2, its key starts before
+        # 2's) is refused as such.
+        then = int(time.time()) - 3600
+        k.write_ticket_keys(files[0], [(1, k.new_ticket_key(), then, then + 7200, then + 9000)])
+        t.check("an older file is refused as older, the keys in use stay",
+                single.logged(r"^ticket keys: reload \(file replaced\) failed, keeping the 1 "
+                              r"key\(s\) in use: \S+: ticket keys: the set is older than the one "
+                              r"in use") and ticket_keyrev(single.port) == 2,
+                single.stderr()[-1000:])
     finally:
         single.stop()
         pool.stop()

@@ -2,7 +2,8 @@
  * test_keyset.c - ticket key sets with times (kts_config_set_ticket_keys and
  * the rules in ticketkeys.c) under a test clock: every state and its edges,
  * which key seals, what a set must be, a whole rotation from staged to gone,
- * a failed replacement that keeps the old set, and a clock that jumps back.
+ * a failed replacement that keeps the old set, a clock that jumps back, and
+ * an older file refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,6 +250,32 @@ static void test_clock_back(void **state)
 	kts_ticket_ring_free(r);
 }
 
+/* A file older than the running set (a restored backup: it lacks the newest
+ * key in use and all its keys start before it) is refused; a newer one, or
+ * one that keeps that key, is taken. */
+static void test_older_set(void **state)
+{
+	struct kts_ticket_key now_set[2] = {key(1, 0, 2000, 3000), key(2, 1000, 3000, 4000)},
+			      old_set[1] = {key(1, 0, 2000, 3000)},
+			      kept[2] = {key(2, 1000, 3000, 4000), key(3, 500, 900, 5000)},
+			      newer[1] = {key(4, 1200, 3000, 4000)};
+	struct kts_ticket_ring *r = ring_at(500, 600);
+	char err[200];
+
+	(void)state;
+	assert_int_equal(kts_ticket_ring_set(r, now_set, 2, err, sizeof(err)), KTS_OK);
+	assert_int_equal(kts_ticket_ring_set(r, old_set, 1, err, sizeof(err)), KTS_ERR_ARG);
+	assert_string_equal(err, "ticket keys: the set is older than the one in use (its newest key "
+				 "starts at 0, keyrev 2 in use at 1000)");
+	assert_int_equal(sealing_keyrev(r), 1); /* the set in use stays */
+	assert_int_equal(kts_ticket_ring_set(r, kept, 2, err, sizeof(err)), KTS_OK);
+	assert_int_equal(kts_ticket_ring_set(r, newer, 1, err, sizeof(err)), KTS_ERR_ARG);
+	assert_non_null(strstr(err, "no key is active now")); /* 4 starts at 1200 */
+	fake_now = 1300;
+	assert_int_equal(kts_ticket_ring_set(r, newer, 1, err, sizeof(err)), KTS_OK);
+	kts_ticket_ring_free(r);
+}
+
 /* Keys one at a time after a set: the newest seals, the set's keys stay. */
 static void test_add_after_set(void **state)
 {
@@ -275,7 +302,7 @@ int main(void)
 		cmocka_unit_test(test_states),	    cmocka_unit_test(test_encrypting),
 		cmocka_unit_test(test_check),	    cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_replace),	    cmocka_unit_test(test_clock_back),
-		cmocka_unit_test(test_add_after_set),
+		cmocka_unit_test(test_older_set),   cmocka_unit_test(test_add_after_set),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,7 +107,8 @@ static void test_parse_errors(void **state)
 	parse_fails(text, "line 1: not a kts key-set file");
 	parse_fails("kts-ticket-keys 2\n", "line 1: key-set format version 2, this kts reads 1");
 	parse_fails("kts-ticket-keys\n", "line 1: key-set format version ?");
-	parse_fails("kts-ticket-keys 1 interval=59\n", "line 1: interval must be 60..604800");
+	parse_fails("kts-ticket-keys 1 interval=9\n", "line 1: interval must be 10..604800");
+	parse_fails("kts-ticket-keys 1 lifetime=59\n", "line 1: lifetime must be 60..604800");
 	parse_fails("kts-ticket-keys 1 lifetime=604801\n", "line 1: lifetime must be 60..604800");
 	parse_fails("kts-ticket-keys 1 lifetime\n", "line 1: unknown header option 'lifetime'");
 	parse_fails("kts-ticket-keys 1 colour=red\n", "line 1: unknown header option 'colour=red'");
