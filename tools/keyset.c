@@ -267,7 +267,7 @@ char *keyset_format(const struct keyset *ks)
 	if (!text)
 		return NULL;
 	w = snprintf(text, cap,
-		     "# kts ticket keys (ktsctl(1)): keep it 0600, owned by the server's user.\n"
+		     "# kts ticket keys (ktsctl(8)): keep it 0600, owned by the server's user.\n"
 		     "kts-ticket-keys %d interval=%u lifetime=%u\n"
 		     "# keyrev encrypt_from encrypt_until decrypt_until key\n",
 		     KEYSET_VERSION, ks->interval, ks->lifetime);

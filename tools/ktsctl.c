@@ -1,6 +1,6 @@
 /* ktsctl - kts's control tool: ticket key-set files (keys init, rotate,
  * list, check), what the kernel offers (check) and what a client session
- * file holds (session). See ktsctl(1). */
+ * file holds (session). See ktsctl(8). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -34,7 +34,7 @@ static const char usage_text[] =
 	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
 	"       ktsctl session FILE [--now T]\n"
 	"Ticket key-set files for kts-server --ticket-keys, what this kernel offers kts,\n"
-	"and what a kts-client session file holds (see ktsctl(1)).\n"
+	"and what a kts-client session file holds (see ktsctl(8)).\n"
 	"  --interval S     seconds between rotations, at least 10 (default 3600; kept in\n"
 	"                   the file)\n"
 	"  --lifetime S     the servers' --session-lifetime, at least 60 (default 3600;\n"

@@ -3,8 +3,12 @@
  * a client that stops reading a 16 MiB body and then resets the connection
  * must be logged by the server within a couple of seconds, and the send
  * must end there instead of "sending" the rest of the file into a dead
- * socket. kts-server (a static build) is started from PATH: /bin in the VM,
- * the build directory natively (run-vm.sh).
+ * socket. Then a ticket key rotation (ktsctl keys rotate on the server's
+ * --ticket-keys file) while a kernel-path connection is open: it keeps
+ * working, and a new connection resumes under the old key and gets its new
+ * ticket under the new one. kts-server and ktsctl (static builds) are
+ * started from PATH: /bin in the VM, the build directory natively
+ * (run-vm.sh).
  *
  * Output: "CASE <name> tx=<path> rx=<path> <ok|FAIL>", then "N passed, N
  * failed" and "EXPECT TlsTxSw=N TlsRxSw=N" (see run-tests.sh).
@@ -25,7 +29,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <openssl/ssl.h>
+
 #include "kts.h"
+#include "session_file.h"
 #include "testutil.h"
 
 #define BODY (16 << 20)
@@ -64,9 +71,25 @@ static int wait_log(int fd, const char *needle, double seconds)
 	return 1;
 }
 
+/* Run a helper from PATH (ktsctl) and wait for it: 0 when it exited 0. */
+static int run(char *const argv[])
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+			       WEXITSTATUS(status) == 0
+		       ? 0
+		       : -1;
+}
+
 static pid_t start_server(const char *dir, int *err_fd, int *port)
 {
-	char cert[256], key[256], root[256], file[300];
+	char cert[256], key[256], root[256], file[300], keys[256];
 	const char *p;
 	int pipefd[2], f;
 	pid_t pid;
@@ -75,15 +98,24 @@ static pid_t start_server(const char *dir, int *err_fd, int *port)
 	snprintf(key, sizeof(key), "%s/key.pem", dir);
 	snprintf(root, sizeof(root), "%s/root", dir);
 	snprintf(file, sizeof(file), "%s/big.bin", root);
+	snprintf(keys, sizeof(keys), "%s/ticket.keys", dir);
 	if (test_write_cert_files(cert, key) < 0 || mkdir(root, 0700) < 0 ||
 	    (f = open(file, O_WRONLY | O_CREAT, 0600)) < 0 || ftruncate(f, BODY) < 0 || close(f) < 0 ||
 	    pipe(pipefd) < 0)
 		return snprintf(why, sizeof(why), "setup: %s", strerror(errno)), -1;
+	snprintf(file, sizeof(file), "%s/small.bin", root);
+	if ((f = open(file, O_WRONLY | O_CREAT, 0600)) < 0 || write(f, "0123456789", 10) != 10 ||
+	    close(f) < 0)
+		return snprintf(why, sizeof(why), "setup: %s", strerror(errno)), -1;
+	if (run((char *[]){"ktsctl", "keys", "init", keys, "--interval", "10", "--lifetime", "300",
+			   NULL}) < 0)
+		return snprintf(why, sizeof(why), "ktsctl keys init failed"), -1;
 	pid = fork();
 	if (pid == 0) {
 		dup2(pipefd[1], 2);
 		execlp("kts-server", "kts-server", "--listen", "127.0.0.1:0", "--cert", cert, "--key",
-		       key, "--root", root, "--timeout", "10", (char *)NULL);
+		       key, "--root", root, "--timeout", "30", "--session-lifetime", "300",
+		       "--ticket-keys", keys, (char *)NULL);
 		fprintf(stderr, "exec kts-server: %s\n", strerror(errno));
 		_exit(127);
 	}
@@ -169,10 +201,155 @@ out:
 	return ok;
 }
 
+/* One keep-alive GET of /small.bin (10 bytes) on k: 0 when the whole
+ * response came back. */
+static int get_small(struct kts *k)
+{
+	static const char req[] = "GET /small.bin HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	char buf[4096];
+	size_t got = 0;
+
+	if (kts_write(k, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1)
+		return -1;
+	while (got < sizeof(buf) - 1) {
+		ssize_t n = kts_read(k, buf + got, sizeof(buf) - 1 - got);
+		char *body;
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if ((body = strstr(buf, "\r\n\r\n")) && strcmp(body + 4, "0123456789") == 0)
+			return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : -1;
+	}
+	return -1;
+}
+
+/* A client connection of cfg, kernel both ways (counted). NULL with why set. */
+static struct kts *connect_kernel(struct kts_config *cfg, int port, int *fdp)
+{
+	struct kts *k = kts_client_new(cfg);
+	int fd = tcp_connect(port);
+
+	*fdp = fd;
+	if (fd < 0 || !k || kts_attach(k, fd) != KTS_OK || kts_handshake(k) != KTS_OK) {
+		snprintf(why, sizeof(why), "client: %s", k ? kts_error(k) : strerror(errno));
+		kts_free(k);
+		return NULL;
+	}
+	if (kts_offload(k, KTS_TX) != KTS_PATH_KERNEL || kts_offload(k, KTS_RX) != KTS_PATH_KERNEL) {
+		snprintf(why, sizeof(why), "client connection not on the kernel path");
+		kts_free(k);
+		return NULL;
+	}
+	counts[0]++;
+	counts[1]++;
+	return k;
+}
+
+/* keyrev of the ticket in the session file on fd; -1 without one. */
+static long file_keyrev(int fd)
+{
+	const unsigned char *t;
+	SSL_SESSION *sess = NULL;
+	size_t len = 0;
+	long rev = -1;
+
+	if (kts_session_file_read(fd, &sess) == 0 && sess && SSL_SESSION_has_ticket(sess)) {
+		SSL_SESSION_get0_ticket(sess, &t, &len);
+		if (len >= 4)
+			rev = (long)((unsigned long)t[0] << 24 | (unsigned long)t[1] << 16 |
+				     (unsigned long)t[2] << 8 | t[3]);
+	}
+	SSL_SESSION_free(sess);
+	return rev;
+}
+
+static int server_kernel_conns(void)
+{
+	int n = 0;
+
+	for (const char *p = log_text; (p = strstr(p, "offload tx=kernel rx=kernel")); p++)
+		n++;
+	return n;
+}
+
+/* Connection A (TLS 1.3, kernel both ways) gets a ticket under keyrev 1 and
+ * stays open; ktsctl rotates; once the server says keyrev 2 seals, A still
+ * works, and connection B resumes from A's ticket and gets one under 2. */
+static int case_rotate(int port, int err_fd, const char *dir)
+{
+	struct kts_config *cfg = test_kts_config(13, &test_suites[0], 0);
+	char keys[256], sess[256];
+	struct kts *a = NULL, *b = NULL;
+	int fa = -1, fb = -1, sfd = -1, ok = 0, before = server_kernel_conns();
+	long rev;
+
+	snprintf(keys, sizeof(keys), "%s/ticket.keys", dir);
+	snprintf(sess, sizeof(sess), "%s/client.sess", dir);
+	if (!cfg || (sfd = open(sess, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+	    kts_config_set_session_fd(cfg, sfd) != KTS_OK) {
+		snprintf(why, sizeof(why), "client setup failed");
+		goto out;
+	}
+	if (!(a = connect_kernel(cfg, port, &fa)))
+		goto out;
+	if (get_small(a) < 0) { /* the tickets came through kernel RX before it */
+		snprintf(why, sizeof(why), "first request: %s", kts_error(a));
+		goto out;
+	}
+	if ((rev = file_keyrev(sfd)) != 1) {
+		snprintf(why, sizeof(why), "first ticket under keyrev %ld, not 1", rev);
+		goto out;
+	}
+	if (run((char *[]){"ktsctl", "keys", "rotate", keys, NULL}) < 0 ||
+	    !wait_log(err_fd, "(file replaced): 2 key(s): keyrev 1 seals, 1 staged", 10) ||
+	    !wait_log(err_fd, "ticket keys: keyrev 2 seals new tickets from now on", 20)) {
+		snprintf(why, sizeof(why), "rotation not taken by the server: %.400s",
+			 log_text + (log_len > 400 ? log_len - 400 : 0));
+		goto out;
+	}
+	if (get_small(a) < 0) {
+		snprintf(why, sizeof(why), "the open connection failed after the rotation: %s",
+			 kts_error(a));
+		goto out;
+	}
+	if (!(b = connect_kernel(cfg, port, &fb)))
+		goto out;
+	if (!kts_session_resumed(b)) {
+		snprintf(why, sizeof(why), "a keyrev 1 ticket did not resume after the rotation");
+		goto out;
+	}
+	if (get_small(b) < 0 || (rev = file_keyrev(sfd)) != 2) {
+		snprintf(why, sizeof(why), "after the rotation: ticket under keyrev %ld, not 2", rev);
+		goto out;
+	}
+	if (!wait_log(err_fd, "resumed=yes", 5) || server_kernel_conns() != before + 2) {
+		snprintf(why, sizeof(why), "server connections not on the kernel path: %.300s",
+			 log_text);
+		goto out;
+	}
+	counts[0] += 2;
+	counts[1] += 2;
+	ok = 1;
+out:
+	kts_free(a);
+	kts_free(b);
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	if (sfd >= 0)
+		close(sfd);
+	kts_config_free(cfg);
+	return ok;
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kts-server-XXXXXX";
-	int err_fd = -1, port = 0, tx_rx[2] = {KTS_PATH_NONE, KTS_PATH_NONE}, ok = 0, status;
+	int err_fd = -1, port = 0, tx_rx[2] = {KTS_PATH_NONE, KTS_PATH_NONE}, ok = 0, rot = 0,
+	    status;
 	pid_t pid;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -189,12 +366,17 @@ int main(void)
 	       kts_path_name(tx_rx[1]), ok ? "ok" : "FAIL");
 	if (!ok)
 		printf("# server-reset-during-sendfile: %s\n", why);
+	rot = pid > 0 && case_rotate(port, err_fd, dir);
+	printf("CASE server-key-rotation-on-open-kernel-connection tx=kernel rx=kernel %s\n",
+	       rot ? "ok" : "FAIL");
+	if (!rot)
+		printf("# server-key-rotation-on-open-kernel-connection: %s\n", why);
 	if (pid > 0) {
 		kill(pid, SIGTERM);
 		waitpid(pid, &status, 0);
 	}
-	printf("%d passed, %d failed\n", ok, !ok);
+	printf("%d passed, %d failed\n", ok + rot, !ok + !rot);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
 	test_cert_free();
-	return ok ? 0 : 1;
+	return ok && rot ? 0 : 1;
 }
