@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	FUZZ_CHECK(ks.n <= KTS_TICKET_KEYSET_MAX);
-	FUZZ_CHECK(ks.interval >= 60 && ks.lifetime >= 60);
+	FUZZ_CHECK(ks.interval >= KEYSET_INTERVAL_MIN && ks.lifetime >= KEYSET_LIFETIME_MIN);
 	for (size_t i = 0; i < ks.n; i++) {
 		FUZZ_CHECK(ks.line[i] >= 2 && (i == 0 || ks.line[i] > ks.line[i - 1]));
 		for (size_t j = 0; j < i; j++)

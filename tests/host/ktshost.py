@@ -643,6 +643,26 @@ def write_ticket_keys(path, keys, mode=0o600, header="kts-ticket-keys 1"):
     os.rename(tmp, path)
 
 
+def read_ticket_keys(path):
+    """[(keyrev, encrypt_from, encrypt_until, decrypt_until, key bytes)] of a
+    key-set file (the key lines; header and comments skipped)."""
+    import base64
+    out = []
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if len(w) == 5 and w[0].isdigit():
+                out.append((int(w[0]), int(w[1]), int(w[2]), int(w[3]), base64.b64decode(w[4])))
+    return out
+
+
+def ktsctl(*args):
+    """Run ktsctl; (exit status, stdout, stderr)."""
+    r = subprocess.run([tool("ktsctl")] + [str(a) for a in args], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=20)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
 def wait_count(srv, pattern, n, timeout=5):
     """Wait until srv's log has n lines matching pattern; returns the count."""
     end = time.monotonic() + timeout

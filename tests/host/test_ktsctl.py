@@ -9,10 +9,10 @@ and --json. ktsctl session on a kts-client session file: what it holds, no
 secrets, whether it resumes now (exit 0) or not (exit 1)."""
 import base64
 import json
-import socket
 import os
 import pwd
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -24,21 +24,8 @@ d = k.tmpdir()
 T0 = 1700000000
 
 
-def ktsctl(*args):
-    r = subprocess.run([k.tool("ktsctl")] + [str(a) for a in args], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
-
-
-def keys_in(path):
-    """[(keyrev, from, until, gone, key bytes)] of a key-set file."""
-    out = []
-    with open(path) as f:
-        for line in f:
-            w = line.split()
-            if len(w) == 5 and w[0].isdigit():
-                out.append((int(w[0]), int(w[1]), int(w[2]), int(w[3]), base64.b64decode(w[4])))
-    return out
+ktsctl = k.ktsctl
+keys_in = k.read_ticket_keys
 
 
 def init_and_rotate():

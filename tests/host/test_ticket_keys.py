@@ -7,7 +7,6 @@ reloaded without a signal (inotify), in a single process and across
 servers take a file that ktsctl made and rotated."""
 import os
 import re
-import subprocess
 import time
 
 import ktshost as k
@@ -142,9 +141,8 @@ t.run("no key active, then a replaced file", none_active_then_replaced)
 
 
 def ktsctl(*args):
-    r = subprocess.run([k.tool("ktsctl")] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20)
-    return r.returncode, r.stdout.decode() + r.stderr.decode()
+    rc, out, err = k.ktsctl(*args)
+    return rc, out + err
 
 
 def made_by_ktsctl():
