@@ -826,7 +826,9 @@ struct worker {
 	time_t started;
 };
 
-static pid_t start_worker(struct server *srv, int lfd, pid_t parent)
+/* parent_fd: the supervisor's own signalfd (-1 before it has one), which a
+ * worker must not carry. */
+static pid_t start_worker(struct server *srv, int lfd, pid_t parent, int parent_fd)
 {
 	pid_t pid;
 
@@ -851,6 +853,8 @@ static pid_t start_worker(struct server *srv, int lfd, pid_t parent)
 	snprintf(log_prefix, sizeof(log_prefix), "worker %ld: ", (long)getpid());
 	srv->worker = 1;
 	filewatch_close(&srv->keywatch);
+	if (parent_fd >= 0)
+		close(parent_fd);
 	exit(serve_process(srv, lfd));
 }
 
@@ -874,7 +878,7 @@ static int supervise(struct server *srv, int lfd, int n)
 	struct worker *w = calloc((size_t)n, sizeof(*w));
 	pid_t self = getpid();
 	sigset_t sigs;
-	int live = 0, stopping = 0, failed = 0, sfd;
+	int live = 0, stopping = 0, failed = 0, sfd = -1;
 	int64_t last = deadline_now();
 	char how[64];
 
@@ -886,7 +890,7 @@ static int supervise(struct server *srv, int lfd, int n)
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGCHLD);
 	for (int i = 0; i < n; i++) {
-		w[i].pid = start_worker(srv, lfd, self);
+		w[i].pid = start_worker(srv, lfd, self, sfd);
 		if (w[i].pid < 0) {
 			w[i].pid = 0;
 			failed = 1;
@@ -969,7 +973,7 @@ static int supervise(struct server *srv, int lfd, int n)
 				failed = 1;
 				continue;
 			}
-			w[i].pid = start_worker(srv, lfd, self);
+			w[i].pid = start_worker(srv, lfd, self, sfd);
 			if (w[i].pid < 0) {
 				w[i].pid = 0;
 				logmsg("worker %ld %s: could not restart it", (long)pid,

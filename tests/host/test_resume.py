@@ -227,6 +227,9 @@ def workers():
             t.fail("--workers 4: a killed worker is restarted", str(e))
         if m:
             new = int(m.group(1))
+            fds = [os.readlink("/proc/%d/fd/%s" % (new, f)) for f in os.listdir("/proc/%d/fd" % new)]
+            t.check("--workers 4: the restarted worker holds one signalfd, its own",
+                    fds.count("anon_inode:[signalfd]") == 1, str(sorted(fds)))
             workers_now = children(srv.p.pid)
             t.check("--workers 4: a killed worker is restarted",
                     len(workers_now) == 4 and new in workers_now and victim not in workers_now,

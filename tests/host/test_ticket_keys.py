@@ -97,6 +97,13 @@ def none_active_then_replaced():
         t.check("... at its time, not before", time.time() >= end)
         t.check("... and tickets have stopped", ticket_keyrev(single.port) is None and
                 ticket_keyrev(pool.port) is None)
+        kids = [int(x) for x in open("/proc/%d/task/%d/children" % (pool.p.pid, pool.p.pid))
+                .read().split()]
+        watches = {p: sum(os.readlink("/proc/%d/fd/%s" % (p, f)) == "anon_inode:inotify"
+                          for f in os.listdir("/proc/%d/fd" % p)) for p in [pool.p.pid] + kids}
+        t.check("--workers: only the parent watches the key file (one inotify fd)",
+                len(kids) == 2 and watches[pool.p.pid] == 1 and
+                all(watches[p] == 0 for p in kids), str(watches))
         t.check("--workers: the parent says it once, the workers do not",
                 len(re.findall(none, pool.stderr(), re.M)) == 1 and
                 not re.search(r"^worker \d+: ticket keys: no key", pool.stderr(), re.M),
