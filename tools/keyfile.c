@@ -8,22 +8,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "keyset.h"
 
-/* The key that seals at now in the remembered set, as the library decides. */
+/* The key that seals at now in the set in use, as the library decides. */
 static long sealing_at(const struct keyfile *kf, int64_t now)
 {
-	struct kts_ticket_key k[KTS_TICKET_KEYSET_MAX];
-	int i;
+	int i = kts_ticket_keys_encrypting(kf->keys, kf->n, now);
 
-	memset(k, 0, sizeof(k));
-	for (size_t j = 0; j < kf->n; j++) { /* times only: the rules need no bytes */
-		k[j].keyrev = kf->keys[j].keyrev;
-		k[j].encrypt_from = kf->keys[j].encrypt_from;
-		k[j].encrypt_until = kf->keys[j].encrypt_until;
-		k[j].decrypt_until = kf->keys[j].decrypt_until;
-	}
-	i = kts_ticket_keys_encrypting(k, kf->n, now);
 	return i < 0 ? -1 : (long)kf->keys[i].keyrev;
 }
 
@@ -34,10 +27,7 @@ static void describe(const struct keyfile *kf, int64_t now, char *buf, size_t le
 	long seal = sealing_at(kf, now);
 
 	for (size_t i = 0; i < kf->n; i++) {
-		struct kts_ticket_key k = {.encrypt_from = kf->keys[i].encrypt_from,
-					   .encrypt_until = kf->keys[i].encrypt_until,
-					   .decrypt_until = kf->keys[i].decrypt_until};
-		enum kts_ticket_key_state s = kts_ticket_key_state(&k, now);
+		enum kts_ticket_key_state s = kts_ticket_key_state(&kf->keys[i], now);
 
 		staged += s == KTS_KEY_STAGED;
 		retired += s == KTS_KEY_RETIRED || (s == KTS_KEY_ACTIVE && (long)kf->keys[i].keyrev != seal);
@@ -46,16 +36,16 @@ static void describe(const struct keyfile *kf, int64_t now, char *buf, size_t le
 		 retired);
 }
 
-/* Read the file and hand the set to cfg. 0, or -1 with a message in err. */
-static int load(struct keyfile *kf, struct kts_config *cfg, char *err, size_t errlen)
+/* Read the file and hand the set to cfg; now is when. 0, or -1 with a message
+ * in err. */
+static int load(struct keyfile *kf, struct kts_config *cfg, int64_t now, char *err, size_t errlen)
 {
 	struct keyset *ks = calloc(1, sizeof(*ks));
 	int rc = -1;
 
-	kf->last_load = (int64_t)time(NULL);
 	if (!ks) {
 		snprintf(err, errlen, "%s: out of memory", kf->path);
-		goto out;
+		return -1;
 	}
 	if (keyset_load(kf->path, geteuid(), ks, NULL, err, errlen) < 0)
 		goto out;
@@ -64,35 +54,27 @@ static int load(struct keyfile *kf, struct kts_config *cfg, char *err, size_t er
 		goto out;
 	}
 	kf->n = ks->n;
-	for (size_t i = 0; i < ks->n; i++) {
-		kf->keys[i].keyrev = ks->keys[i].keyrev;
-		kf->keys[i].encrypt_from = ks->keys[i].encrypt_from;
-		kf->keys[i].encrypt_until = ks->keys[i].encrypt_until;
-		kf->keys[i].decrypt_until = ks->keys[i].decrypt_until;
-	}
-	kf->sealing = sealing_at(kf, kf->last_load);
-	kf->checked = kf->last_load;
+	memcpy(kf->keys, ks->keys, ks->n * sizeof(ks->keys[0]));
+	for (size_t i = 0; i < kf->n; i++)
+		OPENSSL_cleanse(kf->keys[i].key, sizeof(kf->keys[i].key));
+	kf->sealing = sealing_at(kf, now);
+	kf->checked = now;
 	rc = 0;
 out:
-	if (ks) {
-		keyset_wipe(ks);
-		free(ks);
-	}
-	kf->last_ok = rc == 0;
-	snprintf(kf->last_error, sizeof(kf->last_error), "%s", rc == 0 ? "" : err);
+	keyset_wipe(ks);
+	free(ks);
 	return rc;
 }
 
-int keyfile_start(struct keyfile *kf, struct kts_config *cfg, unsigned int lifetime, char *msg,
-		  size_t len)
+int keyfile_start(struct keyfile *kf, struct kts_config *cfg, char *msg, size_t len)
 {
+	int64_t now = (int64_t)time(NULL);
 	char d[160];
 
-	kf->lifetime = lifetime;
 	kf->sealing = -1;
-	if (load(kf, cfg, msg, len) < 0)
+	if (load(kf, cfg, now, msg, len) < 0)
 		return -1;
-	describe(kf, kf->last_load, d, sizeof(d));
+	describe(kf, now, d, sizeof(d));
 	snprintf(msg, len, "ticket keys: loaded %s: %s", kf->path, d);
 	return 0;
 }
@@ -100,14 +82,15 @@ int keyfile_start(struct keyfile *kf, struct kts_config *cfg, unsigned int lifet
 int keyfile_reload(struct keyfile *kf, struct kts_config *cfg, const char *why, char *msg,
 		   size_t len)
 {
+	int64_t now = (int64_t)time(NULL);
 	char err[512], d[160];
 
-	if (load(kf, cfg, err, sizeof(err)) < 0) {
+	if (load(kf, cfg, now, err, sizeof(err)) < 0) {
 		snprintf(msg, len, "ticket keys: reload (%s) failed, keeping the %zu key(s) in use: %s",
 			 why, kf->n, err);
 		return -1;
 	}
-	describe(kf, kf->last_load, d, sizeof(d));
+	describe(kf, now, d, sizeof(d));
 	snprintf(msg, len, "ticket keys: reloaded %s (%s): %s", kf->path, why, d);
 	return 0;
 }
@@ -139,7 +122,7 @@ int64_t keyfile_next_check_ms(const struct keyfile *kf, int64_t now)
 	if (!kf->path)
 		return -1;
 	for (size_t i = 0; i < kf->n; i++) {
-		const struct keyfile_key *k = &kf->keys[i];
+		const struct kts_ticket_key *k = &kf->keys[i];
 		int64_t t[3] = {k->encrypt_from, k->encrypt_until, k->decrypt_until};
 
 		for (int j = 0; j < 3; j++)

@@ -10,26 +10,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct keyfile_key {
-	unsigned int keyrev;
-	int64_t encrypt_from, encrypt_until, decrypt_until;
-};
-
 struct keyfile {
 	const char *path; /* NULL: no --ticket-keys */
-	unsigned int lifetime; /* the server's session lifetime */
 	size_t n;
-	struct keyfile_key keys[KTS_TICKET_KEYSET_MAX]; /* times of the set in use */
+	/* The set in use, its key bytes zeroed: the library's rules need
+	 * only keyrevs and times. */
+	struct kts_ticket_key keys[KTS_TICKET_KEYSET_MAX];
 	long sealing;        /* keyrev that sealed at the last check; -1: none */
 	int64_t checked;     /* when that was */
-	int64_t last_load;   /* when the last load or reload was tried */
-	int last_ok;         /* and whether it worked */
-	char last_error[256]; /* its error, "" after a success */
 };
 
 /* At start: load the file into cfg. Returns 0, or -1 with the problem in msg. */
-int keyfile_start(struct keyfile *kf, struct kts_config *cfg, unsigned int lifetime, char *msg,
-		  size_t len);
+int keyfile_start(struct keyfile *kf, struct kts_config *cfg, char *msg, size_t len);
 
 /* Reload (why: "SIGHUP", "file replaced"): the new set replaces the old one
  * as a whole, or, if the file is bad, the keys in use stay. Returns 0 or -1. */

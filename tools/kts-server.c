@@ -1128,7 +1128,7 @@ int main(int argc, char **argv)
 		opts_die(PROG, "--session-cache: %s", kts_config_error(srv.cfg));
 	srv.keywatch.fd = -1;
 	if (srv.keys.path) {
-		if (keyfile_start(&srv.keys, srv.cfg, lifetime, err, sizeof(err)) < 0)
+		if (keyfile_start(&srv.keys, srv.cfg, err, sizeof(err)) < 0)
 			opts_die(PROG, "--ticket-keys %s", err);
 		logmsg("%s", err);
 		/* Workers are told by their parent (SIGHUP), so one process watches. */
