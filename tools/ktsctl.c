@@ -161,24 +161,20 @@ static void apply_policy(const struct keys_opts *o, struct keyset *ks)
 		ks->lifetime = (unsigned int)o->lifetime;
 }
 
-static int keys_init(const struct keys_opts *o)
+static int keys_init(const struct keys_opts *o, struct keyset *ks)
 {
-	struct keyset *ks = calloc(1, sizeof(*ks));
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
 	char err[256], t[32];
 	struct stat st;
 	int lock;
 
-	if (!ks)
-		die(1, "out of memory");
 	if (o->owner)
 		owner_of(o->owner, &uid, &gid);
 	lock = lock_dir(o->file);
 	if (!o->force && lstat(o->file, &st) == 0) {
 		if (o->if_missing) {
 			printf("%s: exists, left as it is\n", o->file);
-			free(ks);
 			close(lock);
 			return 0;
 		}
@@ -193,21 +189,16 @@ static int keys_init(const struct keys_opts *o)
 	save(o, ks, uid, gid);
 	printf("%s: new key set: keyrev %u seals until %s; rotate every %u s (ktsctl keys rotate)\n",
 	       o->file, ks->keys[0].keyrev, timefmt_utc(ks->keys[0].encrypt_until, t), ks->interval);
-	keyset_wipe(ks);
-	free(ks);
 	close(lock);
 	return 0;
 }
 
-static int keys_rotate(const struct keys_opts *o)
+static int keys_rotate(const struct keys_opts *o, struct keyset *ks)
 {
-	struct keyset *ks = calloc(1, sizeof(*ks));
 	char msg[512];
 	struct stat st;
 	int lock, rc;
 
-	if (!ks)
-		die(1, "out of memory");
 	lock = lock_dir(o->file);
 	load(o, ks, &st);
 	apply_policy(o, ks);
@@ -217,20 +208,15 @@ static int keys_rotate(const struct keys_opts *o)
 	if (rc > 0 || o->interval > 0 || o->lifetime > 0)
 		save(o, ks, st.st_uid, st.st_gid); /* the same owner as before */
 	printf("%s: %s\n", o->file, msg);
-	keyset_wipe(ks);
-	free(ks);
 	close(lock);
 	return 0;
 }
 
-static int keys_list(const struct keys_opts *o)
+static int keys_list(const struct keys_opts *o, struct keyset *ks)
 {
-	struct keyset *ks = calloc(1, sizeof(*ks));
 	char a[32], b[32], c[32], fp[32];
 	int seal;
 
-	if (!ks)
-		die(1, "out of memory");
 	load(o, ks, NULL);
 	seal = kts_ticket_keys_encrypting(ks->keys, ks->n, o->now);
 	printf("%s: interval %u s, lifetime %u s, %zu key(s), now %s\n", o->file, ks->interval,
@@ -249,21 +235,16 @@ static int keys_list(const struct keys_opts *o)
 		       timefmt_utc(k->decrypt_until, c), fp,
 		       (int)i == seal ? "  (seals)" : "");
 	}
-	keyset_wipe(ks);
-	free(ks);
 	return 0;
 }
 
-static int keys_check(const struct keys_opts *o)
+static int keys_check(const struct keys_opts *o, struct keyset *ks)
 {
-	struct keyset *ks = calloc(1, sizeof(*ks));
 	char err[512];
 	struct stat st;
 	uid_t uid;
 	int seal, staged = 0, rc = 0;
 
-	if (!ks)
-		die(1, "out of memory");
 	load(o, ks, &st);
 	uid = geteuid() == 0 ? st.st_uid : geteuid();
 	if (o->user) {
@@ -290,10 +271,22 @@ static int keys_check(const struct keys_opts *o)
 			       "before it seals (ktsctl keys rotate)\n",
 			       o->file);
 	}
-	keyset_wipe(ks);
-	free(ks);
 	return rc;
 }
+
+/* The keys commands, and the options each takes. */
+struct keys_cmd {
+	const char *verb;
+	int (*run)(const struct keys_opts *o, struct keyset *ks);
+	int policy, owner, force, if_missing; /* --interval/--lifetime, --owner, ... */
+};
+
+static const struct keys_cmd cmds[] = {
+	{"init", keys_init, 1, 1, 1, 1},
+	{"rotate", keys_rotate, 1, 0, 1, 0},
+	{"list", keys_list, 0, 0, 0, 0},
+	{"check", keys_check, 0, 0, 0, 0},
+};
 
 static int keys_main(int argc, char **argv)
 {
@@ -345,21 +338,24 @@ static int keys_main(int argc, char **argv)
 	o.file = argv[optind];
 	if (o.force && o.if_missing)
 		usage("keys: --force or --if-missing, not both");
-	if (strcmp(o.verb, "init") == 0)
-		return keys_init(&o);
-	if (o.if_missing)
-		usage("keys: option not valid for this command");
-	if (strcmp(o.verb, "rotate") == 0 && !o.owner)
-		return keys_rotate(&o);
-	if (strcmp(o.verb, "list") == 0 && !o.owner && !o.force && o.interval < 0 && o.lifetime < 0)
-		return keys_list(&o);
-	if (strcmp(o.verb, "check") == 0 && !o.owner && !o.force && o.interval < 0 &&
-	    o.lifetime < 0)
-		return keys_check(&o);
-	if (strcmp(o.verb, "init") && strcmp(o.verb, "rotate") && strcmp(o.verb, "list") &&
-	    strcmp(o.verb, "check"))
-		usage("keys: unknown command (init, rotate, list, check)");
-	usage("keys: option not valid for this command");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const struct keys_cmd *c = &cmds[i];
+		struct keyset *ks;
+		int rc;
+
+		if (strcmp(o.verb, c->verb) != 0)
+			continue;
+		if ((!c->policy && (o.interval >= 0 || o.lifetime >= 0)) || (!c->owner && o.owner) ||
+		    (!c->force && o.force) || (!c->if_missing && o.if_missing))
+			usage("keys: option not valid for this command");
+		if (!(ks = calloc(1, sizeof(*ks))))
+			die(1, "out of memory");
+		rc = c->run(&o, ks);
+		keyset_wipe(ks);
+		free(ks);
+		return rc;
+	}
+	usage("keys: unknown command (init, rotate, list, check)");
 	return 2;
 }
 
