@@ -272,38 +272,59 @@ void kcheck_run(struct kcheck *k, const char *kmod_dir)
 
 /* ---- reporting ------------------------------------------------------------------- */
 
-static void add(char *buf, size_t len, const char *what)
-{
-	size_t n = strlen(buf);
-
-	snprintf(buf + n, len - n, "%s%s", n ? ", " : "", what);
-}
-
-void kcheck_missing(const struct kcheck *k, char *buf, size_t len)
+/* Each thing kts needs and this kernel lacks, in order, to one callback: the
+ * one list behind the text and the JSON. */
+static void each_missing(const struct kcheck *k, void (*fn)(void *arg, const char *what),
+			 void *arg)
 {
 	char what[96];
 
-	buf[0] = '\0';
 	if (!k->tls) {
-		add(buf, len, "the tls ULP (kernel TLS: modprobe tls; kmod-config/)");
+		fn(arg, "the tls ULP (kernel TLS: modprobe tls; kmod-config/)");
 	} else {
 		for (int i = 0; i < KCHECK_COMBOS; i++) {
 			if (!k->combo[i].err)
 				continue;
 			snprintf(what, sizeof(what), "%s %s %s", version_name(k->combo[i].version),
 				 kts_aead_name(k->combo[i].aead), k->combo[i].tx ? "TX" : "RX");
-			add(buf, len, what);
+			fn(arg, what);
 		}
 	}
 	if (k->uring_err) {
-		add(buf, len, "io_uring");
+		fn(arg, "io_uring");
 		return;
 	}
 	for (int i = 0; i < KCHECK_OPS; i++)
 		if (!k->ops[i].ok) {
 			snprintf(what, sizeof(what), "io_uring %s", k->ops[i].name);
-			add(buf, len, what);
+			fn(arg, what);
 		}
+}
+
+struct text {
+	char *buf;
+	size_t len;
+};
+
+static void add_text(void *arg, const char *what)
+{
+	struct text *t = arg;
+	size_t n = strlen(t->buf);
+
+	snprintf(t->buf + n, t->len - n, "%s%s", n ? ", " : "", what);
+}
+
+void kcheck_missing(const struct kcheck *k, char *buf, size_t len)
+{
+	struct text t = {buf, len};
+
+	buf[0] = '\0';
+	each_missing(k, add_text, &t);
+}
+
+static void add_json(void *arg, const char *what)
+{
+	json_array_append_new(arg, json_string(what));
 }
 
 static const char *yes(int v)
@@ -359,7 +380,7 @@ char *kcheck_json(const struct kcheck *k)
 {
 	json_t *o = json_object(), *combos = json_array(), *ops = json_object(),
 	       *stat = json_object(), *kmod = json_array(), *miss = json_array();
-	char missing[1024], *out = NULL, *p, *q;
+	char *out = NULL;
 
 	if (!o || !combos || !ops || !stat || !kmod || !miss)
 		goto out;
@@ -381,12 +402,7 @@ char *kcheck_json(const struct kcheck *k)
 						      : k->kmod[i].state == 0  ? "missing"
 						      : k->kmod[i].state == -1 ? "differs"
 									       : "no source"));
-	kcheck_missing(k, missing, sizeof(missing));
-	for (p = missing; *p; p = *q ? q + 2 : q) { /* "a, b" -> ["a", "b"] */
-		q = strstr(p, ", ");
-		q = q ? q : p + strlen(p);
-		json_array_append_new(miss, json_stringn(p, (size_t)(q - p)));
-	}
+	each_missing(k, add_json, miss);
 	json_object_set_new(o, "kernel", json_string(k->release));
 	json_object_set_new(o, "tls_ulp", json_boolean(k->tls));
 	json_object_set_new(o, "tls_module_loaded", json_boolean(k->loaded));
