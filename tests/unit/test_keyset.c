@@ -15,17 +15,10 @@
 
 #include "internal.h"
 #include "ticketkeys.h"
+#include "ring_clock.h"
 
 #define NAME KTS_TICKET_NAME_LEN
 #define KEYLEN KTS_TICKET_KEY_LEN
-
-static time_t fake_now;
-
-static time_t fake_clock(void *arg)
-{
-	(void)arg;
-	return fake_now;
-}
 
 static struct kts_ticket_key key(unsigned int keyrev, int64_t from, int64_t until, int64_t gone)
 {
@@ -112,17 +105,6 @@ static void test_check(void **state)
 	check_fails(k, 2, 50, "ticket keys: keyrev 1: AES or HMAC half is all zero bytes");
 	memset(k[1].key, 0, KEYLEN);
 	check_fails(k, 2, 50, "ticket keys: keyrev 1: AES or HMAC half is all zero bytes");
-}
-
-static struct kts_ticket_ring *ring_at(time_t now, unsigned int lifetime)
-{
-	struct kts_ticket_ring *r = kts_ticket_ring_new();
-
-	assert_non_null(r);
-	fake_now = now;
-	kts_ticket_ring_set_clock(r, fake_clock, NULL);
-	kts_ticket_ring_set_lifetime(r, lifetime);
-	return r;
 }
 
 static uint32_t sealing_keyrev(struct kts_ticket_ring *r)

@@ -25,28 +25,10 @@
 #include "internal.h"
 #include "testutil.h"
 #include "ticketkeys.h"
+#include "ring_clock.h"
 
 #define NAME KTS_TICKET_NAME_LEN
 #define KEYLEN KTS_TICKET_KEY_LEN
-
-static time_t fake_now;
-
-static time_t fake_clock(void *arg)
-{
-	(void)arg;
-	return fake_now;
-}
-
-static struct kts_ticket_ring *ring_at(time_t now, unsigned int lifetime)
-{
-	struct kts_ticket_ring *r = kts_ticket_ring_new();
-
-	assert_non_null(r);
-	fake_now = now;
-	kts_ticket_ring_set_clock(r, fake_clock, NULL);
-	kts_ticket_ring_set_lifetime(r, lifetime);
-	return r;
-}
 
 /* A key whose bytes encode seed, so a copy can be checked against its name. */
 static void make_key(unsigned char key[KEYLEN], unsigned int seed)
