@@ -59,7 +59,7 @@ struct shared {
 	struct server *srv;
 	int lfd;
 	atomic_int active; /* connections of this process, all rings */
-	atomic_int stop;
+	atomic_int stop; /* enum stop_mode, 0 while serving */
 	atomic_int fallback_told;
 	struct hs_cfg hs;
 	size_t rbufs;
@@ -82,7 +82,7 @@ struct ring {
 	int wake_fd;
 	uint64_t wake_val;
 	struct __kernel_timespec tick;
-	int stopping, cut_all;
+	int stopping, cut_all; /* stopping: the enum stop_mode */
 	int64_t stop_at;
 	int left_open; /* connections still open when the stop gave up */
 	int failed;
@@ -197,6 +197,7 @@ static void conn_free(struct ring *r, struct uconn *c)
 	r->live_list[c->live_i] = r->live_list[r->live];
 	r->live_list[c->live_i]->live_i = c->live_i;
 	atomic_fetch_sub(&r->sh->active, 1);
+	stats_conn_close(r->sh->srv->me);
 	free(c);
 }
 
@@ -571,6 +572,8 @@ static void reply_start(struct uconn *c, int64_t now)
 static void reply_done(struct ring *r, struct uconn *c, int64_t now)
 {
 	c->replying = 0;
+	stats_sent(r->sh->srv->me, kernel_tx(c) ? STATS_KERNEL : STATS_USER,
+		   c->head_done + (uint64_t)c->body_out);
 	if (c->pipe_ok) {
 		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
 		c->pipe_ok = 0;
@@ -733,8 +736,9 @@ static void log_status(struct ring *r, struct uconn *c)
 }
 
 /* The alert kts queued goes out (drive_closing), then the connection ends. */
-static void handshake_failed(struct uconn *c, int64_t now)
+static void handshake_failed(struct ring *r, struct uconn *c, int64_t now)
 {
+	stats_handshake_failed(r->sh->srv->me);
 	c->ph = PH_CLOSING;
 	c->hs_failed = 1;
 	deadline_total(&c->dl, now, c->hs.cfg->timeout_ms);
@@ -752,6 +756,7 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 	if (rc == KTS_OK) {
 		ssize_t n;
 
+		stats_handshake(r->sh->srv->me, c->k);
 		log_status(r, c);
 		c->ph = PH_OPEN;
 		httpsess_start(&c->hs, now);
@@ -774,7 +779,7 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 		return;
 	}
 	logmsg("conn %s error: %s", c->peer, tio_message(c->k, rc, "handshake", m, sizeof(m)));
-	handshake_failed(c, now);
+	handshake_failed(r, c, now);
 }
 
 static void drive(struct ring *r, struct uconn *c, int64_t now)
@@ -829,6 +834,7 @@ static void conn_start(struct ring *r, int fd, int64_t now)
 	slot = r->free_slots[--r->nfree];
 	c->slot = slot;
 	c->gen = r->gens[slot];
+	stats_conn_open(r->sh->srv->me); /* conn_free counts it closed */
 	c->fd = fd;
 	c->rep.fd = -1;
 	httpsess_init(&c->hs, &r->sh->hs, now);
@@ -897,6 +903,7 @@ static void check_conn(struct ring *r, struct uconn *c, int64_t now)
 		if (deadline_expired(&c->dl, now)) {
 			logmsg("conn %s error: handshake: not complete within %d s", c->peer,
 			       r->sh->hs.timeout_s);
+			stats_handshake_failed(r->sh->srv->me);
 			conn_kill(c);
 		}
 		break;
@@ -943,7 +950,8 @@ static void arm_tick(struct ring *r)
 
 static void on_tick(struct ring *r, int64_t now)
 {
-	if (r->stopping && !r->cut_all && now - r->stop_at >= STOP_GRACE_MS)
+	/* A drain waits for every connection; each has its --timeout deadlines. */
+	if (r->stopping == STOP_GRACEFUL && !r->cut_all && now - r->stop_at >= STOP_GRACE_MS)
 		r->cut_all = 1;
 	if (r->accept_again && now >= r->accept_again && !r->stopping) {
 		r->accept_again = 0;
@@ -971,7 +979,8 @@ static void arm_wake(struct ring *r)
 static void on_wake(struct ring *r, int64_t now)
 {
 	if (atomic_load(&r->sh->stop) && !r->stopping) {
-		r->stopping = 1;
+		r->stopping = atomic_load(&r->sh->stop);
+		r->cut_all = r->stopping == STOP_NOW;
 		r->stop_at = now;
 		if (r->accept_armed) {
 			struct io_uring_sqe *sqe = uring_sqe(&r->u);
@@ -1024,7 +1033,7 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 
 				logmsg("conn %s error: %s", c->peer,
 				       tio_message(c->k, (int)n, "handshake", m, sizeof(m)));
-				handshake_failed(c, now);
+				handshake_failed(r, c, now);
 			}
 		} else {
 			on_rx(r, c, cqe, now);
@@ -1060,8 +1069,9 @@ static void *ring_main(void *arg)
 		unsigned head, seen = 0;
 		int64_t now;
 
-		if (r->stopping && (r->live == 0 ||
-				    deadline_now() - r->stop_at >= STOP_GRACE_MS + STOP_CUT_MS))
+		if (r->stopping && (r->live == 0 || (r->stopping != STOP_DRAIN &&
+						     deadline_now() - r->stop_at >=
+							     STOP_GRACE_MS + STOP_CUT_MS)))
 			break;
 		rc = io_uring_submit_and_wait(&r->u.ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -1164,9 +1174,8 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	       rings[0].u.br ? "provided buffers" : "no provided buffers",
 	       rings[0].accept_oneshot ? "one accept at a time" : "multishot accept");
 
-	server_loop(srv, -1, sfd); /* signals and keys; returns at SIGINT/SIGTERM */
-
-	atomic_store(&sh.stop, 1);
+	/* Signals, keys, the control socket; returns at a stop. */
+	atomic_store(&sh.stop, (int)server_loop(srv, -1, sfd));
 	for (int i = 0; i < started; i++)
 		if (write(rings[i].wake_fd, &one, sizeof(one)) < 0)
 			logmsg("eventfd: %s", strerror(errno));

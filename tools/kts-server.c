@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <kts.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -48,7 +49,7 @@
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_HELP };
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -90,6 +91,8 @@ static void usage(FILE *f)
 		"  --num-tickets N         TLS 1.3 tickets per full handshake (default 2)\n"
 		"  --session-cache N       TLS 1.2 session-ID cache of N entries, shared by\n"
 		"                          the workers (default: tickets only)\n"
+		"  --control PATH          control socket for ktsctl status, reload-keys,\n"
+		"                          drain and stop (mode 0600; root and this user)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);
@@ -157,6 +160,7 @@ static void conn_release(struct conn *cn)
 	pthread_mutex_lock(&srv->lock);
 	srv->slots[cn->slot] = NULL;
 	was_full = srv->active-- == srv->max_conn;
+	stats_conn_close(srv->me);
 	close(cn->fd); /* under the lock: stop() never shuts down a reused fd */
 	pthread_mutex_unlock(&srv->lock);
 	/* Only a full server has stopped accepting and waits for this. */
@@ -196,6 +200,13 @@ static void send_failed(struct conn *cn, struct kts *c, int rc, long long sent, 
 		       part);
 }
 
+/* n response bytes went out on c: count them by the path they took. */
+static void count_sent(struct conn *cn, const struct kts *c, uint64_t n)
+{
+	stats_sent(cn->srv->me, kts_offload(c, KTS_TX) == KTS_PATH_KERNEL ? STATS_KERNEL : STATS_USER,
+		   n);
+}
+
 /* Send a short text response. Returns 0 or -1 (connection broken; logged). */
 static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int head_only,
 		       const char *more)
@@ -221,6 +232,7 @@ static int send_simple(struct conn *cn, struct kts *c, int status, int keep, int
 		send_failed(cn, c, rc, 0, 0);
 		return -1;
 	}
+	count_sent(cn, c, hl);
 	return 0;
 }
 
@@ -260,6 +272,7 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 		rc = tio_sendfile_all(c, cn->fd, ffd, &off, (size_t)st.st_size, &dl);
 	cork(cn->fd, 0);
 	close(ffd);
+	count_sent(cn, c, (rc == 0 || off > 0 ? hl : 0) + (uint64_t)off);
 	if (rc < 0) {
 		send_failed(cn, c, rc, (long long)off, head_only ? 0 : (long long)st.st_size);
 		return -1;
@@ -473,12 +486,15 @@ static void conn_main(struct conn *cn)
 		rc = tio_handshake(c, cn->fd, &dl);
 	if (rc == TIO_TIMEOUT) {
 		logmsg("conn %s error: handshake: not complete within %d s", cn->peer, srv->timeout_s);
+		stats_handshake_failed(srv->me);
 		goto done;
 	}
 	if (rc < 0) {
 		logmsg("conn %s error: %s", cn->peer, tio_message(c, rc, "handshake", m, sizeof(m)));
+		stats_handshake_failed(srv->me);
 		goto done;
 	}
+	stats_handshake(srv->me, c);
 	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
 	opts_print_status(stderr, prefix, c, srv->reasons);
 	if (serve(cn, c) == END_CLEAN) {
@@ -547,6 +563,7 @@ static void start_conn(struct server *srv, int fd, const struct sockaddr *sa, so
 	if (slot >= 0) {
 		srv->slots[slot] = cn;
 		srv->active++;
+		stats_conn_open(srv->me);
 		cn->slot = slot;
 		if (srv->waiting > 0) { /* an idle thread takes it */
 			struct conn **tail = &srv->queue;
@@ -611,6 +628,7 @@ void server_refuse(struct server *srv, int fd, const struct sockaddr *sa, sockle
 	int allow;
 
 	close(fd);
+	stats_refused(srv->me);
 	pthread_mutex_lock(&srv->lock); /* rings refuse from several threads */
 	allow = ratelimit_allow(&srv->refusals, deadline_now(), &held);
 	pthread_mutex_unlock(&srv->lock);
@@ -649,18 +667,22 @@ static int accept_one(struct server *srv, int lfd)
 
 /* ---- ticket keys -------------------------------------------------------------- */
 
-/* The --ticket-keys file was replaced, or SIGHUP: the set in it replaces the
- * one in use (a bad file keeps it). */
-static void reload_keys(struct server *srv, const char *why)
+/* The --ticket-keys file was replaced, SIGHUP or the control socket: the
+ * set in it replaces the one in use (a bad file keeps it). msg gets the log
+ * line. Returns 0, or -1 when the keys in use stay. */
+static int reload_keys(struct server *srv, const char *why, char *msg, size_t len)
 {
-	char msg[1024];
+	int rc;
 
 	if (!srv->keys.path) {
-		logmsg("signal %d: no --ticket-keys file to reload", SIGHUP);
-		return;
+		snprintf(msg, len, "%s: no --ticket-keys file to reload", why);
+		logmsg("%s", msg);
+		return -1;
 	}
-	keyfile_reload(&srv->keys, srv->cfg, why, msg, sizeof(msg));
+	rc = keyfile_reload(&srv->keys, srv->cfg, why, msg, len);
 	logmsg("%s", msg);
+	stats_keys_publish(srv->me, &srv->keys, rc == 0, msg);
+	return rc;
 }
 
 /* Periodic: keep automatic ticket keys moving also in a process that is not
@@ -688,20 +710,72 @@ static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-void server_loop(struct server *srv, int lfd, int sfd)
+/* The stop a signal asks for; 0 for other signals. */
+static enum stop_mode stop_mode_of(uint32_t signo)
+{
+	return signo == SIGINT || signo == SIGTERM ? STOP_GRACEFUL
+	       : signo == SIGUSR1		   ? STOP_DRAIN
+	       : signo == SIGUSR2		   ? STOP_NOW
+						   : 0;
+}
+
+static const char *stop_name(enum stop_mode m)
+{
+	return m == STOP_DRAIN ? "draining" : m == STOP_NOW ? "stopping now" : "stopping";
+}
+
+/* What the control socket asked of the loop that serves it. */
+struct ctl_state {
+	struct server *srv;
+	enum stop_mode stop; /* 0: go on */
+	int reloaded;        /* reload-keys: the supervisor tells its workers */
+};
+
+static json_t *answer(void *arg, enum control_cmd cmd)
+{
+	struct ctl_state *st = arg;
+	struct server *srv = st->srv;
+	char msg[1024];
+	json_t *j;
+	int rc;
+
+	switch (cmd) {
+	case CTL_STATUS: return server_status(srv);
+	case CTL_RELOAD_KEYS:
+		rc = reload_keys(srv, "control socket", msg, sizeof(msg));
+		st->reloaded = 1;
+		j = rc == 0 ? control_ok() : control_error(msg);
+		if (j)
+			json_object_set_new(j, "message", json_string(msg));
+		return j;
+	case CTL_DRAIN:
+	case CTL_STOP:
+		st->stop = cmd == CTL_DRAIN ? STOP_DRAIN : STOP_NOW;
+		logmsg("control socket: %s", stop_name(st->stop));
+		return control_ok();
+	}
+	return control_error("unknown command");
+}
+
+enum stop_mode server_loop(struct server *srv, int lfd, int sfd)
 {
 	int64_t last = deadline_now();
+	struct ctl_state cs = {srv, 0, 0};
+	char msg[1024];
 
 	for (;;) {
-		struct pollfd p[4];
+		struct pollfd p[4 + 1 + CONTROL_CLIENTS];
 		int full = active_count(srv) >= srv->max_conn;
 		/* Full and sharing the socket with other workers: leave new clients
 		 * to one with a free slot for REFUSE_GRACE_MS, then refuse them. */
 		int hold = full && srv->shared_listen;
 		int ms = housekeeping_in(srv, last, deadline_now());
+		int cms = control_timeout_ms(&srv->ctl, deadline_now()), nctl;
 
 		if (hold && ms > REFUSE_GRACE_MS)
 			ms = REFUSE_GRACE_MS;
+		if (cms >= 0 && cms < ms)
+			ms = cms;
 		p[0].fd = sfd;
 		p[0].events = POLLIN;
 		p[1].fd = srv->wake_fd;
@@ -711,7 +785,8 @@ void server_loop(struct server *srv, int lfd, int sfd)
 		p[3].fd = srv->keywatch.fd; /* -1 in workers and without --ticket-keys */
 		p[3].events = POLLIN;
 		p[0].revents = p[1].revents = p[2].revents = p[3].revents = 0;
-		if (poll(p, 4, ms) < 0) {
+		nctl = control_pollfds(&srv->ctl, p + 4);
+		if (poll(p, (nfds_t)(4 + nctl), ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			opts_die(PROG, "poll: %s", strerror(errno));
@@ -729,14 +804,18 @@ void server_loop(struct server *srv, int lfd, int sfd)
 				opts_die(PROG, "signalfd: %s", strerror(errno));
 			}
 			if (si.ssi_signo == SIGHUP) {
-				reload_keys(srv, "SIGHUP");
+				reload_keys(srv, "SIGHUP", msg, sizeof(msg));
 				continue;
 			}
-			logmsg("signal %u: stopping", si.ssi_signo);
-			return;
+			cs.stop = stop_mode_of(si.ssi_signo);
+			logmsg("signal %u: %s", si.ssi_signo, stop_name(cs.stop));
+			break;
 		}
+		control_serve(&srv->ctl, p + 4, nctl, answer, &cs);
+		if (cs.stop)
+			break;
 		if (p[3].revents && filewatch_changed(&srv->keywatch))
-			reload_keys(srv, "file replaced");
+			reload_keys(srv, "file replaced", msg, sizeof(msg));
 		if (p[1].revents) {
 			uint64_t v;
 
@@ -750,6 +829,8 @@ void server_loop(struct server *srv, int lfd, int sfd)
 				if (accept_one(srv, lfd) < 0)
 					break;
 	}
+	control_close(&srv->ctl); /* a stopping server answers no more */
+	return cs.stop;
 }
 
 static int parse_int(const char *s, int lo, int hi, const char *what)
@@ -764,12 +845,13 @@ static int parse_int(const char *s, int lo, int hi, const char *what)
 	return (int)v;
 }
 
-/* One serving process: accept and serve until SIGINT/SIGTERM, then stop
- * gracefully. SIGINT, SIGTERM and SIGHUP are blocked on entry. Returns the exit
- * status. */
+/* One serving process: accept and serve until a stop signal or command,
+ * then stop as it asks (enum stop_mode). SIGINT, SIGTERM, SIGHUP, SIGUSR1 and
+ * SIGUSR2 are blocked on entry. Returns the exit status. */
 static int serve_process(struct server *srv, int lfd)
 {
 	pthread_condattr_t ca;
+	enum stop_mode mode;
 	sigset_t sigs;
 	int sfd;
 
@@ -788,6 +870,8 @@ static int serve_process(struct server *srv, int lfd)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0)
 		opts_die(PROG, "signalfd: %s", strerror(errno));
@@ -799,14 +883,15 @@ static int serve_process(struct server *srv, int lfd)
 		return rc;
 	}
 	logmsg("engine threads: a thread per connection, up to %d", srv->max_conn);
-	server_loop(srv, lfd, sfd);
+	mode = server_loop(srv, lfd, sfd);
 
 	close(lfd);
 	pthread_mutex_lock(&srv->lock);
 	srv->stopping = 1;
 	pthread_mutex_unlock(&srv->lock);
-	cut_conns(srv, 0);
-	wait_idle(srv, STOP_GRACE_MS);
+	cut_conns(srv, mode == STOP_NOW);
+	/* A drain waits for every connection; each has its --timeout deadlines. */
+	wait_idle(srv, mode == STOP_DRAIN ? INT_MAX : STOP_GRACE_MS);
 	if (active_count(srv) > 0) {
 		cut_conns(srv, 1);
 		wait_idle(srv, 2000);
@@ -826,20 +911,24 @@ struct worker {
 	time_t started;
 };
 
-/* parent_fd: the supervisor's own signalfd (-1 before it has one), which a
- * worker must not carry. */
-static pid_t start_worker(struct server *srv, int lfd, pid_t parent, int parent_fd)
+/* Worker i, counting in stats[1 + i]. parent_fd: the supervisor's own
+ * signalfd (-1 before it has one), which a worker must not carry. */
+static pid_t start_worker(struct server *srv, int i, int lfd, pid_t parent, int parent_fd)
 {
+	struct stats_proc *slot = &srv->stats[1 + i];
 	pid_t pid;
 
+	stats_claim(slot, 0); /* pid 0: the status skips it until it runs */
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0) {
 		logmsg("fork: %s", strerror(errno));
 		return -1;
 	}
-	if (pid > 0)
+	if (pid > 0) {
+		__atomic_store_n(&slot->pid, pid, __ATOMIC_RELEASE);
 		return pid;
+	}
 	/* Child: the parent's death stops us too (SIGTERM, read by our signalfd). */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
 		_exit(1);
@@ -852,6 +941,9 @@ static pid_t start_worker(struct server *srv, int lfd, pid_t parent, int parent_
 	}
 	snprintf(log_prefix, sizeof(log_prefix), "worker %ld: ", (long)getpid());
 	srv->worker = 1;
+	srv->me = slot;
+	stats_keys_copy(slot, &srv->stats[0]); /* the keys it holds are the parent's */
+	control_forget(&srv->ctl);
 	filewatch_close(&srv->keywatch);
 	if (parent_fd >= 0)
 		close(parent_fd);
@@ -869,18 +961,33 @@ static const char *describe_exit(int status, char *buf, size_t len)
 	return buf;
 }
 
-/* The parent of --workers: fork the workers, forward SIGINT/SIGTERM/SIGHUP to
- * them, restart one that crashes (unless it crashed right after its start),
- * and return once all are gone: 0 if every worker that ended for good ended
- * cleanly. SIGINT, SIGTERM, SIGHUP and SIGCHLD are blocked on entry. */
+/* Send sig to every running worker. */
+static void signal_workers(const struct worker *w, int n, int sig)
+{
+	for (int i = 0; i < n; i++)
+		if (w[i].pid > 0)
+			kill(w[i].pid, sig);
+}
+
+static int stop_signal(enum stop_mode m)
+{
+	return m == STOP_DRAIN ? SIGUSR1 : m == STOP_NOW ? SIGUSR2 : SIGTERM;
+}
+
+/* The parent of --workers: fork the workers, forward stop signals and SIGHUP
+ * to them, answer the control socket for all of them, restart one that
+ * crashes (unless it crashed right after its start), and return once all are
+ * gone: 0 if every worker that ended for good ended cleanly. SIGINT, SIGTERM,
+ * SIGHUP, SIGUSR1, SIGUSR2 and SIGCHLD are blocked on entry. */
 static int supervise(struct server *srv, int lfd, int n)
 {
 	struct worker *w = calloc((size_t)n, sizeof(*w));
 	pid_t self = getpid();
+	struct ctl_state cs = {srv, 0, 0};
 	sigset_t sigs;
 	int live = 0, stopping = 0, failed = 0, sfd = -1;
 	int64_t last = deadline_now();
-	char how[64];
+	char how[64], msg[1024];
 
 	if (!w)
 		opts_die(PROG, "out of memory");
@@ -888,9 +995,11 @@ static int supervise(struct server *srv, int lfd, int n)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	sigaddset(&sigs, SIGCHLD);
 	for (int i = 0; i < n; i++) {
-		w[i].pid = start_worker(srv, lfd, self, sfd);
+		w[i].pid = start_worker(srv, i, lfd, self, sfd);
 		if (w[i].pid < 0) {
 			w[i].pid = 0;
 			failed = 1;
@@ -901,27 +1010,35 @@ static int supervise(struct server *srv, int lfd, int n)
 		live++;
 	}
 	if (stopping) /* could not start them all: stop the ones we have */
-		for (int i = 0; i < n; i++)
-			if (w[i].pid > 0)
-				kill(w[i].pid, SIGTERM);
+		signal_workers(w, n, SIGTERM);
 	sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0)
 		opts_die(PROG, "signalfd: %s", strerror(errno));
 	while (live > 0) {
-		struct pollfd p[2] = {{sfd, POLLIN, 0}, {srv->keywatch.fd, POLLIN, 0}};
+		struct pollfd p[2 + 1 + CONTROL_CLIENTS] = {{sfd, POLLIN, 0},
+							     {srv->keywatch.fd, POLLIN, 0}};
+		int nctl = control_pollfds(&srv->ctl, p + 2);
+		int ms = housekeeping_in(srv, last, deadline_now());
+		int cms = control_timeout_ms(&srv->ctl, deadline_now());
 		struct signalfd_siginfo si;
 		int hup = 0;
 		pid_t pid;
 		int status;
 
-		if (poll(p, 2, housekeeping_in(srv, last, deadline_now())) < 0 && errno != EINTR)
+		if (cms >= 0 && cms < ms)
+			ms = cms;
+		if (poll(p, (nfds_t)(2 + nctl), ms) < 0 && errno != EINTR)
 			opts_die(PROG, "poll: %s", strerror(errno));
 		if (housekeeping_in(srv, last, deadline_now()) == 0) {
 			housekeeping(srv); /* workers forked from now on get current keys */
 			last = deadline_now();
 		}
+		cs.reloaded = 0;
+		cs.stop = 0;
+		control_serve(&srv->ctl, p + 2, nctl, answer, &cs);
+		hup = cs.reloaded;
 		if (p[1].revents && filewatch_changed(&srv->keywatch)) {
-			reload_keys(srv, "file replaced");
+			reload_keys(srv, "file replaced", msg, sizeof(msg));
 			hup = 1;
 		}
 		if (p[0].revents && read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si)) {
@@ -932,24 +1049,21 @@ static int supervise(struct server *srv, int lfd, int n)
 		if (p[0].revents && si.ssi_signo == SIGHUP) {
 			/* Our own copy too: workers restarted later start from it. */
 			if (srv->keys.path)
-				reload_keys(srv, "SIGHUP");
+				reload_keys(srv, "SIGHUP", msg, sizeof(msg));
 			hup = 1;
 		}
 		if (hup) /* each worker reloads the file itself */
-			for (int i = 0; i < n; i++)
-				if (w[i].pid > 0)
-					kill(w[i].pid, SIGHUP);
-		if (!p[0].revents || si.ssi_signo == SIGHUP)
-			continue;
-		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
-			if (!stopping)
-				logmsg("signal %u: stopping %d worker(s)", si.ssi_signo, live);
-			stopping = 1;
-			for (int i = 0; i < n; i++)
-				if (w[i].pid > 0)
-					kill(w[i].pid, (int)si.ssi_signo);
-			continue;
+			signal_workers(w, n, SIGHUP);
+		if (p[0].revents && stop_mode_of(si.ssi_signo)) {
+			cs.stop = stop_mode_of(si.ssi_signo);
+			logmsg("signal %u: %s %d worker(s)", si.ssi_signo, stop_name(cs.stop), live);
 		}
+		if (cs.stop) {
+			stopping = 1;
+			signal_workers(w, n, stop_signal(cs.stop));
+		}
+		if (!p[0].revents || si.ssi_signo != SIGCHLD)
+			continue;
 		/* SIGCHLD: reap every worker that ended. */
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			int i, crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -960,6 +1074,9 @@ static int supervise(struct server *srv, int lfd, int n)
 				continue;
 			w[i].pid = 0;
 			live--;
+			/* What it counted stays in the totals. */
+			__atomic_store_n(&srv->stats[1 + i].pid, 0, __ATOMIC_RELEASE);
+			stats_fold(srv->me, &srv->stats[1 + i]);
 			if (stopping || !crashed) {
 				failed |= crashed;
 				if (crashed || !stopping)
@@ -973,7 +1090,7 @@ static int supervise(struct server *srv, int lfd, int n)
 				failed = 1;
 				continue;
 			}
-			w[i].pid = start_worker(srv, lfd, self, sfd);
+			w[i].pid = start_worker(srv, i, lfd, self, sfd);
 			if (w[i].pid < 0) {
 				w[i].pid = 0;
 				logmsg("worker %ld %s: could not restart it", (long)pid,
@@ -990,6 +1107,7 @@ static int supervise(struct server *srv, int lfd, int n)
 	free(w);
 	close(sfd);
 	close(lfd);
+	control_close(&srv->ctl);
 	logmsg("stopped");
 	return failed ? 1 : 0;
 }
@@ -1026,13 +1144,14 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "engine", required_argument, NULL, OPT_ENGINE },
 		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct server srv;
 	struct tool_opts o;
 	const char *listen_spec = NULL, *cert = NULL, *key = NULL, *root = NULL;
-	const char *session_id = NULL;
+	const char *session_id = NULL, *control = NULL;
 	long num_tickets = -1, cache_entries = -1;
 	unsigned int lifetime = 0;
 	int workers = 1;
@@ -1075,6 +1194,7 @@ int main(int argc, char **argv)
 				opts_die(PROG, "--engine: want uring or threads");
 			break;
 		case OPT_THREADS: srv.threads = parse_int(optarg, 1, THREADS_MAX, "--threads"); break;
+		case OPT_CONTROL: control = optarg; break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1094,6 +1214,14 @@ int main(int argc, char **argv)
 	srv.reasons = o.status;
 	srv.timeout_ms = (int64_t)srv.timeout_s * 1000;
 	srv.shared_listen = workers > 1;
+	srv.workers = workers;
+	srv.started = (int64_t)time(NULL);
+	control_init(&srv.ctl);
+	srv.stats = stats_new(workers > 1 ? 1 + workers : 1);
+	if (!srv.stats)
+		opts_die(PROG, "shared memory for the counters: %s", strerror(errno));
+	srv.me = &srv.stats[0];
+	stats_claim(srv.me, getpid());
 	ratelimit_init(&srv.refusals, REFUSE_LOG_MS);
 	if (addr_parse(listen_spec, &la, err, sizeof(err)) < 0)
 		opts_die(PROG, "--listen: %s", err);
@@ -1131,6 +1259,7 @@ int main(int argc, char **argv)
 		if (keyfile_start(&srv.keys, srv.cfg, err, sizeof(err)) < 0)
 			opts_die(PROG, "--ticket-keys %s", err);
 		logmsg("%s", err);
+		stats_keys_publish(srv.me, &srv.keys, 1, err);
 		/* Workers are told by their parent (SIGHUP), so one process watches. */
 		if (filewatch_open(&srv.keywatch, srv.keys.path, err, sizeof(err)) < 0)
 			logmsg("ticket keys: not watching for a replaced file (SIGHUP still "
@@ -1138,14 +1267,16 @@ int main(int argc, char **argv)
 			       err);
 	}
 
-	/* Signals: SIGPIPE ignored; SIGINT/SIGTERM/SIGHUP blocked in every thread
-	 * and read from a signalfd by the accept loop (the workers' parent waits
-	 * for them and for SIGCHLD). */
+	/* Signals: SIGPIPE ignored; the stop signals (SIGINT, SIGTERM, SIGUSR1,
+	 * SIGUSR2) and SIGHUP blocked in every thread and read from a signalfd by
+	 * the process loop (the workers' parent waits for them and SIGCHLD). */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	if (workers > 1)
 		sigaddset(&sigs, SIGCHLD);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
@@ -1161,6 +1292,11 @@ int main(int argc, char **argv)
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		opts_die(PROG, "getsockname: %s", strerror(errno));
 	addr_format((struct sockaddr *)&ss, sl, where, sizeof(where));
+	snprintf(srv.listen_addr, sizeof(srv.listen_addr), "%s", where);
+	if (control && control_open(&srv.ctl, control, err, sizeof(err)) < 0)
+		opts_die(PROG, "--control %s", err);
+	if (control)
+		logmsg("control socket %s", control);
 	logmsg("listening on %s", where);
 	return workers > 1 ? supervise(&srv, lfd, workers) : serve_process(&srv, lfd);
 }

@@ -1,6 +1,7 @@
 /* ktsctl - kts's control tool: ticket key-set files (keys init, rotate,
- * list, check), what the kernel offers (check) and what a client session
- * file holds (session). See ktsctl(8). */
+ * list, check), what the kernel offers (check), what a client session file
+ * holds (session) and a running kts-server's control socket (status,
+ * reload-keys, drain, stop). See ktsctl(8). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctlclient.h"
 #include "kernelcheck.h"
 #include "keyrotate.h"
 #include "keyset.h"
@@ -33,8 +35,11 @@ static const char usage_text[] =
 	"       ktsctl keys check FILE [--user USER]\n"
 	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
 	"       ktsctl session FILE [--now T]\n"
+	"       ktsctl status [--json] SOCKET\n"
+	"       ktsctl reload-keys|drain|stop SOCKET\n"
 	"Ticket key-set files for kts-server --ticket-keys, what this kernel offers kts,\n"
-	"and what a kts-client session file holds (see ktsctl(8)).\n"
+	"what a kts-client session file holds, and a kts-server's control socket\n"
+	"(kts-server --control SOCKET); see ktsctl(8).\n"
 	"  --interval S     seconds between rotations, at least 10 (default 3600; kept in\n"
 	"                   the file)\n"
 	"  --lifetime S     the servers' --session-lifetime, at least 60 (default 3600;\n"
@@ -46,7 +51,7 @@ static const char usage_text[] =
 	"                   one is staged\n"
 	"  --if-missing     init: leave an existing file as it is (exit 0)\n"
 	"  --now T          act as if the time were T (seconds since the Unix epoch)\n"
-	"  --json           check: one JSON object\n"
+	"  --json           check, status: one JSON object\n"
 	"  --require        check: exit 1 naming what kts needs and this kernel lacks\n"
 	"  --kmod-config D  check: compare /etc with the kmod-config files in D\n"
 	"                   (default " KTS_KMOD_DIR ")\n";
@@ -427,16 +432,70 @@ static int session_main(int argc, char **argv)
 	return rc;
 }
 
+/* A command for a running server: 0 when it answered ok, else 1. */
+static int control_main(int argc, char **argv, enum control_cmd cmd)
+{
+	int json = 0, rc;
+	const char *msg;
+	json_t *ans;
+	char err[512];
+
+	if (argc == 3 && cmd == CTL_STATUS && strcmp(argv[1], "--json") == 0) {
+		json = 1;
+		argv++;
+	} else if (argc != 2 || argv[1][0] == '-') {
+		usage(cmd == CTL_STATUS ? "status: [--json] SOCKET" : "one SOCKET");
+	}
+	if (ctlclient_request(argv[1], cmd, &ans, err, sizeof(err)) < 0)
+		die(1, "%s", err);
+	rc = json_is_true(json_object_get(ans, "ok")) ? 0 : 1;
+	if (json) {
+		char *text = json_dumps(ans, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (!text)
+			die(1, "out of memory");
+		puts(text);
+		free(text);
+	} else if (rc) {
+		msg = json_string_value(json_object_get(ans, "error"));
+		fprintf(stderr, "%s: %s: %s\n", PROG, argv[1], msg ? msg : "refused");
+	} else if (cmd == CTL_STATUS) {
+		ctlclient_print_status(ans, stdout);
+	} else if (cmd == CTL_RELOAD_KEYS) {
+		msg = json_string_value(json_object_get(ans, "message"));
+		printf("%s\n", msg ? msg : "reloaded");
+	} else {
+		printf("%s: %s\n", argv[1], cmd == CTL_DRAIN ? "draining" : "stopping");
+	}
+	json_decref(ans);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
+	static const struct {
+		const char *name;
+		enum control_cmd cmd;
+	} control_cmds[] = {
+		{"status", CTL_STATUS},
+		{"reload-keys", CTL_RELOAD_KEYS},
+		{"drain", CTL_DRAIN},
+		{"stop", CTL_STOP},
+	};
+
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-		usage(argc < 2 ? "which command? keys, check or session" : NULL);
+		usage(argc < 2 ? "which command? keys, check, session, status, reload-keys, drain "
+				 "or stop"
+			       : NULL);
 	if (strcmp(argv[1], "keys") == 0)
 		return keys_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check") == 0)
 		return check_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "session") == 0)
 		return session_main(argc - 1, argv + 1);
-	usage("unknown command (keys, check, session)");
+	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++)
+		if (strcmp(argv[1], control_cmds[i].name) == 0)
+			return control_main(argc - 1, argv + 1, control_cmds[i].cmd);
+	usage("unknown command (keys, check, session, status, reload-keys, drain, stop)");
 	return 2;
 }

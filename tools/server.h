@@ -9,11 +9,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "addr.h"
+#include "control.h"
 #include "fsroot.h"
 #include "httpsess.h"
 #include "filewatch.h"
 #include "keyfile.h"
 #include "ratelimit.h"
+#include "stats.h"
 
 #define PROG "kts-server"
 #define HEAD_LIMIT HS_HEAD_LIMIT
@@ -25,6 +28,14 @@
 #define LINGER_QUIET_MS 250         /* ... and until the client is silent this long */
 
 enum engine_kind { ENGINE_URING, ENGINE_THREADS };
+
+/* How a process stops: SIGINT/SIGTERM, SIGUSR1 (the control socket's drain),
+ * SIGUSR2 (its stop). */
+enum stop_mode {
+	STOP_GRACEFUL = 1, /* busy connections get STOP_GRACE_MS, then STOP_CUT_MS */
+	STOP_DRAIN,        /* busy connections finish, however long (--timeout bounds each) */
+	STOP_NOW,          /* every connection is closed at once */
+};
 
 struct conn;
 
@@ -41,6 +52,13 @@ struct server {
 	int worker;        /* this process is a worker: its parent watches the keys */
 	enum engine_kind engine;
 	int threads;       /* --threads: rings (uring engine) */
+	int workers;       /* --workers (1: none, this process serves) */
+	char listen_addr[ADDR_PEER_MAX];
+	int64_t started;   /* wall clock */
+	struct control ctl; /* --control (not in workers) */
+	/* stats[0]: this process or the supervisor (which adds there what ended
+	 * workers counted); stats[1 + i]: worker i. me: this process's. */
+	struct stats_proc *stats, *me;
 	int wake_fd; /* eventfd: a slot was freed while all were taken */
 	struct ratelimit refusals; /* under lock */
 	pthread_mutex_t lock;
@@ -64,8 +82,13 @@ void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Every slot is busy: close fd and log it (rate-limited). Thread-safe. */
 void server_refuse(struct server *srv, int fd, const struct sockaddr *sa, socklen_t salen);
 
-/* The process loop: signals (SIGHUP reloads ticket keys), housekeeping and,
- * with lfd >= 0, the threads engine's accepting. Returns at SIGINT/SIGTERM. */
-void server_loop(struct server *srv, int lfd, int sfd);
+/* The process loop: signals (SIGHUP reloads ticket keys), the control
+ * socket, housekeeping and, with lfd >= 0, the threads engine's accepting.
+ * Returns how to stop, at a stop signal or command. */
+enum stop_mode server_loop(struct server *srv, int lfd, int sfd);
+
+/* The answer to `status` (status.c): this process, or the supervisor and
+ * every worker. */
+json_t *server_status(const struct server *srv);
 
 #endif
