@@ -99,6 +99,13 @@ int control_open(struct control *ctl, const char *path, char *err, size_t errlen
 
 static void client_drop(struct control_client *cl)
 {
+	char junk[4096];
+
+	/* What the client sent past its line goes first: closing on unread
+	 * input resets the connection, and the answer with it. */
+	for (int i = 0; cl->fd >= 0 && i < 16 && recv(cl->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0;
+	     i++)
+		;
 	if (cl->fd >= 0)
 		close(cl->fd);
 	cl->fd = -1;

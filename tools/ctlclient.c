@@ -79,6 +79,10 @@ static char *read_answer(int fd, int64_t end, const char *path, size_t *len, cha
 		r = read(fd, buf + n, cap - 1 - n);
 		if (r < 0 && errno == EINTR)
 			continue;
+		/* A server that answered at once (busy, refused) and closed
+		 * before our command arrived resets after its answer. */
+		if (r < 0 && errno == ECONNRESET && n > 0)
+			r = 0;
 		if (r < 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 			break;
@@ -108,7 +112,8 @@ int ctlclient_request(const char *path, enum control_cmd cmd, json_t **out, char
 	if (fd < 0)
 		return -1;
 	n = snprintf(line, sizeof(line), "%s\n", control_cmd_name(cmd));
-	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n) {
+	/* EPIPE: the server answered without waiting for it; read that. */
+	if (send(fd, line, (size_t)n, MSG_NOSIGNAL) != n && errno != EPIPE) {
 		snprintf(err, errlen, "%s: sending the command: %s", path, strerror(errno));
 		close(fd);
 		return -1;
