@@ -6,7 +6,10 @@
  * socket. Then a ticket key rotation (ktsctl keys rotate on the server's
  * --ticket-keys file) while a kernel-path connection is open: it keeps
  * working, and a new connection resumes under the old key and gets its new
- * ticket under the new one. kts-server and ktsctl (static builds) are
+ * ticket under the new one. Last, `ktsctl status` on the server's control
+ * socket must count those connections on the kernel path, as the server's
+ * own log lines do, and their response bytes as kernel TLS bytes.
+ * kts-server and ktsctl (static builds) are
  * started from PATH: /bin in the VM, the build directory natively
  * (run-vm.sh).
  *
@@ -29,6 +32,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "kts.h"
@@ -89,7 +93,7 @@ static int run(char *const argv[])
 
 static pid_t start_server(const char *dir, int *err_fd, int *port)
 {
-	char cert[256], key[256], root[256], file[300], keys[256];
+	char cert[256], key[256], root[256], file[300], keys[256], ctl[256];
 	const char *p;
 	int pipefd[2], f;
 	pid_t pid;
@@ -99,6 +103,7 @@ static pid_t start_server(const char *dir, int *err_fd, int *port)
 	snprintf(root, sizeof(root), "%s/root", dir);
 	snprintf(file, sizeof(file), "%s/big.bin", root);
 	snprintf(keys, sizeof(keys), "%s/ticket.keys", dir);
+	snprintf(ctl, sizeof(ctl), "%s/control.sock", dir);
 	if (test_write_cert_files(cert, key) < 0 || mkdir(root, 0700) < 0 ||
 	    (f = open(file, O_WRONLY | O_CREAT, 0600)) < 0 || ftruncate(f, BODY) < 0 || close(f) < 0 ||
 	    pipe(pipefd) < 0)
@@ -115,7 +120,7 @@ static pid_t start_server(const char *dir, int *err_fd, int *port)
 		dup2(pipefd[1], 2);
 		execlp("kts-server", "kts-server", "--listen", "127.0.0.1:0", "--cert", cert, "--key",
 		       key, "--root", root, "--timeout", "30", "--session-lifetime", "300",
-		       "--ticket-keys", keys, (char *)NULL);
+		       "--ticket-keys", keys, "--control", ctl, (char *)NULL);
 		fprintf(stderr, "exec kts-server: %s\n", strerror(errno));
 		_exit(127);
 	}
@@ -345,11 +350,79 @@ out:
 	return ok;
 }
 
+/* ktsctl status --json on the server's control socket, parsed; NULL with why. */
+static json_t *server_status(const char *dir)
+{
+	char sock[256], out[65536];
+	size_t len = 0;
+	int pipefd[2], status;
+	json_t *j;
+	pid_t pid;
+
+	snprintf(sock, sizeof(sock), "%s/control.sock", dir);
+	if (pipe(pipefd) < 0 || (pid = fork()) < 0)
+		return snprintf(why, sizeof(why), "status: %s", strerror(errno)), NULL;
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		execlp("ktsctl", "ktsctl", "status", "--json", sock, (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (ssize_t n; len < sizeof(out) - 1 &&
+			(n = read(pipefd[0], out + len, sizeof(out) - 1 - len)) > 0;)
+		len += (size_t)n;
+	close(pipefd[0]);
+	out[len] = '\0';
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    !(j = json_loads(out, 0, NULL)))
+		return snprintf(why, sizeof(why), "ktsctl status failed: %.300s", out), NULL;
+	return j;
+}
+
+static json_int_t member(const json_t *o, const char *a, const char *b, const char *c)
+{
+	o = json_object_get(o, a);
+	if (b)
+		o = json_object_get(o, b);
+	if (c)
+		o = json_object_get(o, c);
+	return json_is_integer(o) ? json_integer_value(o) : -1;
+}
+
+/* The status counts the kernel-path connections the log shows, every one of
+ * them on the kernel both ways, and their responses as kernel TLS bytes. */
+static int case_status(const char *dir, int err_fd)
+{
+	json_t *j;
+	int logged, ok;
+
+	(void)wait_log(err_fd, "\n", 0.2); /* take what the server wrote since */
+	logged = server_kernel_conns();
+	if (!(j = server_status(dir)))
+		return 0;
+	ok = logged >= 3 && member(j, "offload", "tx", "kernel") == logged &&
+	     member(j, "offload", "rx", "kernel") == logged &&
+	     member(j, "offload", "tx", "userspace") == 0 &&
+	     member(j, "offload", "rx", "userspace") == 0 &&
+	     member(j, "bytes_sent", "kernel", NULL) > 0 &&
+	     member(j, "bytes_sent", "userspace", NULL) == 0 &&
+	     member(j, "handshakes", "resumed", NULL) >= 1;
+	if (!ok) {
+		char *text = json_dumps(j, JSON_COMPACT);
+
+		snprintf(why, sizeof(why), "%d kernel connections logged; status %.400s", logged,
+			 text ? text : "?");
+		free(text);
+	}
+	json_decref(j);
+	return ok;
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/kts-server-XXXXXX";
 	int err_fd = -1, port = 0, tx_rx[2] = {KTS_PATH_NONE, KTS_PATH_NONE}, ok = 0, rot = 0,
-	    status;
+	    st = 0, status;
 	pid_t pid;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -371,12 +444,16 @@ int main(void)
 	       rot ? "ok" : "FAIL");
 	if (!rot)
 		printf("# server-key-rotation-on-open-kernel-connection: %s\n", why);
+	st = pid > 0 && case_status(dir, err_fd);
+	printf("CASE server-status-counts-kernel-path tx=kernel rx=kernel %s\n", st ? "ok" : "FAIL");
+	if (!st)
+		printf("# server-status-counts-kernel-path: %s\n", why);
 	if (pid > 0) {
 		kill(pid, SIGTERM);
 		waitpid(pid, &status, 0);
 	}
-	printf("%d passed, %d failed\n", ok + rot, !ok + !rot);
+	printf("%d passed, %d failed\n", ok + rot + st, !ok + !rot + !st);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
 	test_cert_free();
-	return ok && rot ? 0 : 1;
+	return ok && rot && st ? 0 : 1;
 }
