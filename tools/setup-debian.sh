@@ -1,14 +1,17 @@
 #!/bin/bash
 # Install what kts needs on Debian 12 (as root), only the packages that are missing.
-#   setup-debian.sh build   compiler, meson, OpenSSL, liburing, jansson (ktsctl's JSON)
+#   setup-debian.sh build   compiler, meson, OpenSSL, liburing, jansson (JSON), hiredis
+#                           (the fleet's Redis store)
 #   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
+#                           redis-server (started by the fleet tests themselves),
 #                           qemu and friends for the real-kernel test tier,
 #                           clang and its libFuzzer runtime for fuzz/
 #   setup-debian.sh bench   test + the load generators and gnuplot of bench/run-all.sh
 set -euo pipefail
 
-build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev libjansson-dev openssl curl)
-test=(libcmocka-dev gnutls-bin nginx-light python3 valgrind systemd
+build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev libjansson-dev libhiredis-dev
+       openssl curl)
+test=(libcmocka-dev gnutls-bin nginx-light redis-server python3 valgrind systemd
       qemu-system-x86 busybox-static cpio kmod xz-utils
       clang libclang-rt-14-dev llvm)
 bench=(wrk nghttp2-client gnuplot-nox)
