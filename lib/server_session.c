@@ -43,25 +43,31 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[KTS_TICKET_NAME_LEN],
 			 EVP_MAC_CTX *hctx, int enc)
 {
 	struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-	unsigned char key[KTS_TICKET_KEY_LEN], *hmac_key = key + KTS_TICKET_KEY_LEN / 2;
+	unsigned char key[KTS_TICKET_KEY_LEN];
 	char digest[] = "SHA256";
+	const EVP_CIPHER *aes;
 	OSSL_PARAM params[3];
+	unsigned int bits = 256;
+	size_t half;
 	int rc;
 
 	if (!cfg || !cfg->ring || !cfg->lifetime)
 		return 0;
-	rc = enc ? kts_ticket_ring_encrypt_key(cfg->ring, name, key)
-		 : kts_ticket_ring_decrypt_key(cfg->ring, name, key);
+	rc = enc ? kts_ticket_ring_encrypt_key(cfg->ring, name, key, &bits)
+		 : kts_ticket_ring_decrypt_key(cfg->ring, name, key, &bits);
 	if (rc <= 0)
 		return rc;
+	/* AES key then HMAC key, 32 bytes each, or 16 (keys shared with servers
+	 * that use AES-128 tickets). */
+	half = bits == 128 ? 16 : 32;
+	aes = bits == 128 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, hmac_key,
-						      KTS_TICKET_KEY_LEN / 2);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key + half, half);
 	params[2] = OSSL_PARAM_construct_end();
 	if (enc && RAND_bytes(iv, TICKET_IV_LEN) != 1)
 		rc = -1;
-	else if ((enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key, iv)
-		      : EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key, iv)) != 1 ||
+	else if ((enc ? EVP_EncryptInit_ex(cctx, aes, NULL, key, iv)
+		      : EVP_DecryptInit_ex(cctx, aes, NULL, key, iv)) != 1 ||
 		 EVP_MAC_CTX_set_params(hctx, params) != 1)
 		rc = -1;
 	OPENSSL_cleanse(key, sizeof(key));

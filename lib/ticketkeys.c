@@ -16,12 +16,13 @@
 #include "ticketkeys.h"
 
 #define HALF (KTS_TICKET_KEY_LEN / 2) /* AES-256 key, then HMAC-SHA256 key */
+#define HALF_128 16                    /* AES-128 key, then a 16-byte HMAC key */
 /* Chain steps one lookup may take (~0.2 s): 69 days of 60 s epochs. */
 #define MAX_CATCH_UP 100000
 
 struct key {
-	struct kts_ticket_key k; /* keyrev, times, bytes */
-	unsigned char name[KTS_TICKET_NAME_LEN];
+	struct kts_ticket_key k; /* keyrev, times, bytes, given name, aes_bits */
+	unsigned char name[KTS_TICKET_NAME_LEN]; /* the name in tickets (given or derived) */
 	/* Added one at a time (kts_config_add_ticket_key): the times follow
 	 * from when it was added and the lifetime in force at each lookup. */
 	int relative;
@@ -96,17 +97,44 @@ static int all_zero(const unsigned char *p, size_t len)
 	return acc == 0;
 }
 
-/* The bytes of one key: "" or the problem. */
-static const char *bad_bytes(const unsigned char *key)
+/* The length of each of a key's two halves (AES key, HMAC key); 0 for a bad
+ * aes_bits. */
+static size_t half_of(const struct kts_ticket_key *k)
 {
-	if (all_zero(key, HALF) || all_zero(key + HALF, HALF))
+	switch (k->aes_bits) {
+	case 0:
+	case 256: return HALF;
+	case 128: return HALF_128;
+	}
+	return 0;
+}
+
+/* The bytes of one key: "" or the problem. */
+static const char *bad_bytes(const struct kts_ticket_key *k)
+{
+	size_t h = half_of(k);
+
+	if (!h)
+		return "aes_bits must be 0, 128 or 256";
+	if (all_zero(k->key, h) || all_zero(k->key + h, h))
 		return "AES or HMAC half is all zero bytes";
+	if (!all_zero(k->key + 2 * h, KTS_TICKET_KEY_LEN - 2 * h))
+		return "an AES-128 key is 32 bytes: bytes 32..63 must be zero";
 	return "";
+}
+
+/* One key: same bytes, layout and name (given names compared as given). */
+static int same_key(const struct kts_ticket_key *a, const struct kts_ticket_key *b)
+{
+	return half_of(a) == half_of(b) && CRYPTO_memcmp(a->key, b->key, KTS_TICKET_KEY_LEN) == 0 &&
+	       memcmp(a->name, b->name, KTS_TICKET_NAME_LEN) == 0;
 }
 
 int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t now, char *err,
 			  size_t errlen)
 {
+	unsigned char names[KTS_TICKET_KEYSET_MAX][KTS_TICKET_NAME_LEN];
+
 	if (n == 0 || !keys) {
 		snprintf(err, errlen, "ticket keys: the set is empty");
 		return KTS_ERR_ARG;
@@ -118,9 +146,14 @@ int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t n
 	for (size_t i = 0; i < n; i++) {
 		const struct kts_ticket_key *k = &keys[i];
 
-		if (*bad_bytes(k->key)) {
-			snprintf(err, errlen, "ticket keys: keyrev %u: %s", k->keyrev, bad_bytes(k->key));
+		if (*bad_bytes(k)) {
+			snprintf(err, errlen, "ticket keys: keyrev %u: %s", k->keyrev, bad_bytes(k));
 			return KTS_ERR_ARG;
+		}
+		if (kts_ticket_key_name(k, names[i]) != KTS_OK) {
+			snprintf(err, errlen, "ticket keys: keyrev %u: cannot compute its name",
+				 k->keyrev);
+			return KTS_ERR_NOMEM;
 		}
 		if (k->encrypt_from > k->encrypt_until || k->encrypt_until > k->decrypt_until) {
 			snprintf(err, errlen,
@@ -140,6 +173,13 @@ int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t n
 			if (CRYPTO_memcmp(keys[j].key, k->key, KTS_TICKET_KEY_LEN) == 0) {
 				snprintf(err, errlen,
 					 "ticket keys: keyrev %u has the same bytes as keyrev %u",
+					 k->keyrev, keys[j].keyrev);
+				return KTS_ERR_ARG;
+			}
+			/* Tickets name their key: a name must find one key. */
+			if (memcmp(names[j], names[i], KTS_TICKET_NAME_LEN) == 0) {
+				snprintf(err, errlen,
+					 "ticket keys: keyrev %u has the same name as keyrev %u",
 					 k->keyrev, keys[j].keyrev);
 				return KTS_ERR_ARG;
 			}
@@ -171,18 +211,25 @@ static int hmac(const unsigned char *key, size_t keylen, const char *label,
 		       : -1;
 }
 
-/* keyrev (big-endian) || HMAC(hmac key, label)[0..12]: identifies the key
- * without revealing anything about it. */
-static int key_name(uint32_t keyrev, const unsigned char *bytes,
-		    unsigned char name[KTS_TICKET_NAME_LEN])
+/* The given name, or keyrev (big-endian) || HMAC(hmac key, label)[0..12]:
+ * identifies the key without revealing anything about it. */
+int kts_ticket_key_name(const struct kts_ticket_key *k, unsigned char name[KTS_TICKET_NAME_LEN])
 {
 	unsigned char mac[32];
-	int rc = hmac(bytes + HALF, HALF, "kts ticket key name", mac);
+	size_t h = k ? half_of(k) : 0;
+	int rc;
 
-	name[0] = (unsigned char)(keyrev >> 24);
-	name[1] = (unsigned char)(keyrev >> 16);
-	name[2] = (unsigned char)(keyrev >> 8);
-	name[3] = (unsigned char)keyrev;
+	if (!h || !name)
+		return KTS_ERR_ARG;
+	if (!all_zero(k->name, KTS_TICKET_NAME_LEN)) {
+		memcpy(name, k->name, KTS_TICKET_NAME_LEN);
+		return KTS_OK;
+	}
+	rc = hmac(k->key + h, h, "kts ticket key name", mac) < 0 ? KTS_ERR_NOMEM : KTS_OK;
+	name[0] = (unsigned char)(k->keyrev >> 24);
+	name[1] = (unsigned char)(k->keyrev >> 16);
+	name[2] = (unsigned char)(k->keyrev >> 8);
+	name[3] = (unsigned char)k->keyrev;
 	memcpy(name + 4, mac, KTS_TICKET_NAME_LEN - 4);
 	OPENSSL_cleanse(mac, sizeof(mac));
 	return rc;
@@ -217,7 +264,7 @@ static void drop_all(struct kts_ticket_ring *r)
 static int fill(const struct kts_ticket_ring *r, struct key *slot, const struct kts_ticket_key *k,
 		int relative, time_t added)
 {
-	if (key_name(k->keyrev, k->key, slot->name) < 0)
+	if (kts_ticket_key_name(k, slot->name) != KTS_OK)
 		return -1;
 	slot->k = *k;
 	slot->relative = relative;
@@ -400,8 +447,10 @@ int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsign
 			 KTS_TICKET_KEY_LEN, keylen, key ? "" : " and no pointer");
 		return KTS_ERR_ARG;
 	}
-	if (*bad_bytes(key)) {
-		snprintf(err, errlen, "ticket key: keyrev %u: %s", keyrev, bad_bytes(key));
+	memcpy(k.key, key, KTS_TICKET_KEY_LEN);
+	if (*bad_bytes(&k)) {
+		snprintf(err, errlen, "ticket key: keyrev %u: %s", keyrev, bad_bytes(&k));
+		OPENSSL_cleanse(&k, sizeof(k));
 		return KTS_ERR_ARG;
 	}
 	pthread_mutex_lock(&r->lock);
@@ -409,7 +458,7 @@ int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsign
 	now = r->now(r->now_arg);
 	refresh(r, now); /* gone keyrevs may be reused */
 	if ((old = held(r, keyrev))) {
-		if (CRYPTO_memcmp(old->k.key, key, KTS_TICKET_KEY_LEN) != 0) {
+		if (!same_key(&old->k, &k)) {
 			snprintf(err, errlen, "ticket key: keyrev %u already added with different bytes",
 				 keyrev);
 			rc = KTS_ERR_ARG;
@@ -422,7 +471,6 @@ int kts_ticket_ring_add(struct kts_ticket_ring *r, uint32_t keyrev, const unsign
 	}
 	while (r->n >= KTS_TICKET_KEYS_MAX)
 		drop_at(r, 0);
-	memcpy(k.key, key, KTS_TICKET_KEY_LEN);
 	if (push(r, &k, 1, now) < 0) {
 		snprintf(err, errlen, "ticket key: keyrev %u: cannot compute its name (HMAC-SHA256)",
 			 keyrev);
@@ -456,10 +504,10 @@ int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *
 	for (size_t i = 0; rc == KTS_OK && r->manual && i < n; i++) { /* automatic keys go */
 		const struct key *old = held(r, keys[i].keyrev);
 
-		if (old && CRYPTO_memcmp(old->k.key, keys[i].key, KTS_TICKET_KEY_LEN) != 0) {
+		if (old && !same_key(&old->k, &keys[i])) {
 			snprintf(err, errlen,
-				 "ticket keys: keyrev %u is held with different bytes (a keyrev names "
-				 "one key until it is gone)",
+				 "ticket keys: keyrev %u is held with different bytes or name (a keyrev "
+				 "names one key until it is gone)",
 				 keys[i].keyrev);
 			rc = KTS_ERR_ARG;
 		}
@@ -519,8 +567,17 @@ int kts_ticket_ring_refresh(struct kts_ticket_ring *r)
 	return rc;
 }
 
+/* Under the lock: a key's bytes and AES size, for the caller's crypto. */
+static void copy_out(const struct key *k, unsigned char key[KTS_TICKET_KEY_LEN],
+		     unsigned int *aes_bits)
+{
+	memcpy(key, k->k.key, KTS_TICKET_KEY_LEN);
+	if (aes_bits)
+		*aes_bits = half_of(&k->k) == HALF_128 ? 128 : 256;
+}
+
 int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
-				unsigned char key[KTS_TICKET_KEY_LEN])
+				unsigned char key[KTS_TICKET_KEY_LEN], unsigned int *aes_bits)
 {
 	time_t now;
 	int rc, i;
@@ -530,7 +587,7 @@ int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KT
 	rc = refresh(r, now) < 0 ? -1 : 0;
 	if (rc == 0 && (i = ring_encrypting(r, now)) >= 0) {
 		memcpy(name, r->keys[i].name, KTS_TICKET_NAME_LEN);
-		memcpy(key, r->keys[i].k.key, KTS_TICKET_KEY_LEN);
+		copy_out(&r->keys[i], key, aes_bits);
 		rc = 1;
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -553,7 +610,7 @@ int64_t kts_ticket_ring_seal_window(struct kts_ticket_ring *r)
 
 int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
 				const unsigned char name[KTS_TICKET_NAME_LEN],
-				unsigned char key[KTS_TICKET_KEY_LEN])
+				unsigned char key[KTS_TICKET_KEY_LEN], unsigned int *aes_bits)
 {
 	time_t now;
 	int rc = 0, enc;
@@ -565,7 +622,7 @@ int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
 	enc = ring_encrypting(r, now);
 	for (size_t i = 0; rc == 0 && i < r->n; i++) {
 		if (memcmp(r->keys[i].name, name, KTS_TICKET_NAME_LEN) == 0) {
-			memcpy(key, r->keys[i].k.key, KTS_TICKET_KEY_LEN);
+			copy_out(&r->keys[i], key, aes_bits);
 			rc = (int)i == enc ? 1 : 2;
 		}
 	}

@@ -5,9 +5,13 @@
  * No SSL objects here: callers copy a key out and do the crypto themselves,
  * so the ring's lock is held only for the copy. Thread-safe.
  *
- * A key is KTS_TICKET_KEY_LEN bytes: AES-256 key (32) || HMAC-SHA256 key (32).
- * Its 16-byte name (sent in every ticket) is keyrev, big-endian (4), then the
- * first 12 bytes of HMAC-SHA256(hmac key, "kts ticket key name").
+ * A key is KTS_TICKET_KEY_LEN bytes: AES-256 key (32) || HMAC-SHA256 key (32),
+ * or, with aes_bits 128 (keys shared with nginx or HAProxy in their 48-byte
+ * files), AES-128 key (16) || HMAC-SHA256 key (16) and 32 zero bytes. Its
+ * 16-byte name (sent in every ticket) is the name the caller gave, or keyrev,
+ * big-endian (4), then the first 12 bytes of HMAC-SHA256(hmac key, "kts
+ * ticket key name") (kts_ticket_key_name). Names are distinct in a set, so a
+ * ticket's name finds one key.
  *
  * Every key has the three times of struct kts_ticket_key (kts.h) and a state
  * by the clock; kts_ticket_key_state and kts_ticket_keys_encrypting say which,
@@ -39,7 +43,7 @@
 
 #include "kts.h"
 
-#define KTS_TICKET_NAME_LEN 16
+#define KTS_TICKET_NAME_LEN KTS_TICKET_KEY_NAME_LEN
 
 struct kts_ticket_ring;
 
@@ -77,16 +81,18 @@ int kts_ticket_ring_set(struct kts_ticket_ring *r, const struct kts_ticket_key *
  * tickets (the cap of a ticket's lifetime); -1 when no key seals. */
 int64_t kts_ticket_ring_seal_window(struct kts_ticket_ring *r);
 
-/* The key for a new ticket: copies its name and bytes out. Returns 1, 0 when
- * there is none (lifetime 0, or no key active), -1 on internal error. */
+/* The key for a new ticket: copies its name and bytes out, and (aes_bits not
+ * NULL) its AES size, 128 or 256 (the halves are then 16 or 32 bytes). Returns
+ * 1, 0 when there is none (lifetime 0, or no key active), -1 on internal
+ * error. */
 int kts_ticket_ring_encrypt_key(struct kts_ticket_ring *r, unsigned char name[KTS_TICKET_NAME_LEN],
-				unsigned char key[KTS_TICKET_KEY_LEN]);
+				unsigned char key[KTS_TICKET_KEY_LEN], unsigned int *aes_bits);
 
-/* The key a ticket names: copies its bytes out. Returns 1 (the key that seals
- * now), 2 (another key: the ticket should be renewed), 0 (unknown or gone),
- * -1 on internal error. */
+/* The key a ticket names: copies its bytes (and AES size) out. Returns 1 (the
+ * key that seals now), 2 (another key: the ticket should be renewed), 0
+ * (unknown or gone), -1 on internal error. */
 int kts_ticket_ring_decrypt_key(struct kts_ticket_ring *r,
 				const unsigned char name[KTS_TICKET_NAME_LEN],
-				unsigned char key[KTS_TICKET_KEY_LEN]);
+				unsigned char key[KTS_TICKET_KEY_LEN], unsigned int *aes_bits);
 
 #endif

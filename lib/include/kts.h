@@ -352,19 +352,30 @@ KTS_API int kts_config_add_ticket_key(struct kts_config *cfg, unsigned int keyre
  *   gone     decrypt_until <= t: dropped and zeroed.
  * A ticket's advertised lifetime is the session lifetime, or less: never past
  * the decrypt_until of the key that sealed it. */
+#define KTS_TICKET_KEY_NAME_LEN 16
 struct kts_ticket_key {
 	unsigned int keyrev; /* named in every ticket (in the clear) */
 	int64_t encrypt_from, encrypt_until, decrypt_until;
 	unsigned char key[KTS_TICKET_KEY_LEN]; /* AES-256 key, then HMAC-SHA256 key */
+	/* Left zero, the two fields below mean what kts always did. name: the
+	 * 16 bytes that open every ticket, as another server (nginx, HAProxy)
+	 * names the key; all zero: derived (kts_ticket_key_name). */
+	unsigned char name[KTS_TICKET_KEY_NAME_LEN];
+	/* 0 or 256: key is an AES-256-CBC key (32) then an HMAC-SHA256 key (32).
+	 * 128: key[0, 16) is an AES-128-CBC key, key[16, 32) a 16-byte
+	 * HMAC-SHA256 key, and key[32, 64) must be zero (the 48-byte key files
+	 * of nginx and HAProxy). Anything else is KTS_ERR_ARG. */
+	unsigned int aes_bits;
 };
 enum kts_ticket_key_state { KTS_KEY_STAGED, KTS_KEY_ACTIVE, KTS_KEY_RETIRED, KTS_KEY_GONE };
 #define KTS_TICKET_KEYSET_MAX 32
 
 /* Server: replace all ticket keys with keys[0, n) at once (automatic keys and
  * keys added with kts_config_add_ticket_key go too). The set must hold 1 to
- * KTS_TICKET_KEYSET_MAX keys with distinct keyrevs and bytes, times in order,
- * no all-zero half, and a key active now; a keyrev the config already holds
- * must come with the same bytes (a keyrev names one key until it is gone);
+ * KTS_TICKET_KEYSET_MAX keys with distinct keyrevs, bytes and names (given or
+ * derived), times in order, a valid aes_bits, no all-zero AES or HMAC key,
+ * and a key active now; a keyrev the config already holds must come with the
+ * same bytes, name and aes_bits (a keyrev names one key until it is gone);
  * and a set that lacks the newest key in use while all its keys start before
  * that one is older (a restored or stale file). Anything else is KTS_ERR_ARG
  * with the reason, and the keys in use stay. Thread-safe, like
@@ -382,6 +393,13 @@ KTS_API int kts_ticket_keys_encrypting(const struct kts_ticket_key *keys, size_t
 KTS_API int kts_ticket_keys_check(const struct kts_ticket_key *keys, size_t n, int64_t now,
 				  char *err, size_t errlen);
 KTS_API const char *kts_ticket_key_state_name(enum kts_ticket_key_state s);
+/* The 16 bytes that name k in every ticket it seals: k->name when not all
+ * zero, else keyrev (4 bytes, big-endian) and 12 bytes of HMAC-SHA256(the
+ * HMAC key, "kts ticket key name"). For tools that hand keys to other
+ * servers, which must name them the same. KTS_OK, KTS_ERR_ARG (aes_bits not
+ * 0, 128 or 256; NULL) or KTS_ERR_NOMEM (the HMAC failed). */
+KTS_API int kts_ticket_key_name(const struct kts_ticket_key *k,
+				unsigned char name[KTS_TICKET_KEY_NAME_LEN]);
 
 /* Server: bring the ticket keys to the current time without a handshake: drop
  * expired keys and move the automatic key chain to the current lifetime

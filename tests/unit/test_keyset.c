@@ -22,7 +22,8 @@
 
 static struct kts_ticket_key key(unsigned int keyrev, int64_t from, int64_t until, int64_t gone)
 {
-	struct kts_ticket_key k = {keyrev, from, until, gone, {0}};
+	struct kts_ticket_key k = {
+		.keyrev = keyrev, .encrypt_from = from, .encrypt_until = until, .decrypt_until = gone};
 
 	for (int i = 0; i < KEYLEN; i++)
 		k.key[i] = (unsigned char)(keyrev * 31 + (unsigned int)i * 7 + 1);
@@ -111,7 +112,7 @@ static uint32_t sealing_keyrev(struct kts_ticket_ring *r)
 {
 	unsigned char name[NAME], k[KEYLEN];
 
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, k), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, k, NULL), 1);
 	return (uint32_t)name[0] << 24 | (uint32_t)name[1] << 16 | (uint32_t)name[2] << 8 | name[3];
 }
 
@@ -122,7 +123,7 @@ static void name_of(const struct kts_ticket_key *k, unsigned char name[NAME])
 	char err[200];
 
 	assert_int_equal(kts_ticket_ring_set(r, k, 1, err, sizeof(err)), KTS_OK);
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, bytes), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, bytes, NULL), 1);
 	kts_ticket_ring_free(r);
 }
 
@@ -143,27 +144,27 @@ static void test_rotation(void **state)
 	assert_int_equal(kts_ticket_ring_set(r, set, 2, err, sizeof(err)), KTS_OK);
 	assert_int_equal(sealing_keyrev(r), 1);
 	assert_int_equal(kts_ticket_ring_seal_window(r), 2000);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 1);
 	assert_memory_equal(k, set[0].key, KEYLEN);
 	/* Staged: another server may seal under it already; opened, renewed. */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k, NULL), 2);
 	assert_memory_equal(k, set[1].key, KEYLEN);
 	fake_now = 1499;
 	assert_int_equal(sealing_keyrev(r), 1);
 	fake_now = 1500; /* 2 starts: the latest start seals, 1 acts as retired */
 	assert_int_equal(sealing_keyrev(r), 2);
 	assert_int_equal(kts_ticket_ring_seal_window(r), 2000);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 2);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k, NULL), 1);
 	fake_now = 2999;
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 2);
 	fake_now = 3000; /* 1 is gone */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 0);
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k), 0); /* 2 retired at 2500 */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 0);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k, NULL), 0); /* 2 retired at 2500 */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k, NULL), 2);
 	assert_int_equal(kts_ticket_ring_seal_window(r), -1);
 	fake_now = 3500;
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n2, k, NULL), 0);
 	kts_ticket_ring_free(r);
 }
 
@@ -183,10 +184,10 @@ static void test_replace(void **state)
 	assert_int_equal(kts_ticket_ring_set(r, a, 1, err, sizeof(err)), KTS_OK);
 	b[0].key[0] ^= 1; /* keyrev 1 with other bytes */
 	assert_int_equal(kts_ticket_ring_set(r, b, 2, err, sizeof(err)), KTS_ERR_ARG);
-	assert_string_equal(err, "ticket keys: keyrev 1 is held with different bytes (a keyrev names "
-				 "one key until it is gone)");
+	assert_string_equal(err, "ticket keys: keyrev 1 is held with different bytes or name (a "
+				 "keyrev names one key until it is gone)");
 	assert_int_equal(sealing_keyrev(r), 1);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 1);
 	b[0].key[0] ^= 1;
 	b[1].decrypt_until = 1499; /* out of order */
 	assert_int_equal(kts_ticket_ring_set(r, b, 2, err, sizeof(err)), KTS_ERR_ARG);
@@ -195,10 +196,10 @@ static void test_replace(void **state)
 	fake_now = 600;
 	assert_int_equal(kts_ticket_ring_set(r, b, 2, err, sizeof(err)), KTS_OK);
 	assert_int_equal(sealing_keyrev(r), 2);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 2); /* kept: same bytes */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 2); /* kept: same bytes */
 	/* Replacing drops keys the new set leaves out. */
 	assert_int_equal(kts_ticket_ring_set(r, &b[1], 1, err, sizeof(err)), KTS_OK);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 0);
 	/* Once gone, a keyrev may come back with new bytes. */
 	b[0] = key(1, 600, 1600, 2600);
 	b[0].key[0] ^= 1;
@@ -222,13 +223,13 @@ static void test_clock_back(void **state)
 	fake_now = 1500; /* back: 2 is staged again, 1 seals */
 	assert_int_equal(sealing_keyrev(r), 1);
 	fake_now = 900; /* before every start: nothing seals, both still open */
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 2);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 2);
 	fake_now = 3000; /* forward: 1 is gone, and zeroed for good */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 0);
 	fake_now = 1500; /* back again: 2 is staged, 1 does not return */
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 0);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, n1, k, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 0);
 	kts_ticket_ring_free(r);
 }
 
@@ -272,7 +273,7 @@ static void test_add_after_set(void **state)
 	assert_int_equal(kts_ticket_ring_set(r, set, 1, err, sizeof(err)), KTS_OK);
 	assert_int_equal(kts_ticket_ring_add(r, 9, extra.key, KEYLEN, err, sizeof(err)), KTS_OK);
 	assert_int_equal(sealing_keyrev(r), 9);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n1, k, NULL), 2);
 	fake_now = 100 + 600; /* 9 sealed for one lifetime; 1 is active again */
 	assert_int_equal(sealing_keyrev(r), 1);
 	kts_ticket_ring_free(r);

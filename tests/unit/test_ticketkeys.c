@@ -26,6 +26,7 @@
 #include "testutil.h"
 #include "ticketkeys.h"
 #include "ring_clock.h"
+#include "ticket_hs.h"
 
 #define NAME KTS_TICKET_NAME_LEN
 #define KEYLEN KTS_TICKET_KEY_LEN
@@ -45,17 +46,12 @@ static int add(struct kts_ticket_ring *r, unsigned int keyrev, unsigned int seed
 	return kts_ticket_ring_add(r, keyrev, key, KEYLEN, err, 200);
 }
 
-static uint32_t be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The name of the key that encrypts now. */
 static void name_of(struct kts_ticket_ring *r, unsigned char name[NAME])
 {
 	unsigned char key[KEYLEN];
 
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key, NULL), 1);
 }
 
 static void test_add_and_lookup(void **state)
@@ -68,16 +64,16 @@ static void test_add_and_lookup(void **state)
 	assert_int_equal(add(r, 1, 1, err), KTS_OK);
 	name_of(r, name1);
 	assert_int_equal(add(r, 2, 2, err), KTS_OK);
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name2, key), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name2, key, NULL), 1);
 	make_key(want, 2);
 	assert_memory_equal(key, want, KEYLEN); /* the newest encrypts */
 	assert_int_equal(be32(name2), 2);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key), 1);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key), 2); /* older: renew */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key, NULL), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key, NULL), 2); /* older: renew */
 	make_key(want, 1);
 	assert_memory_equal(key, want, KEYLEN);
 	name1[NAME - 1] ^= 1;
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key, NULL), 0);
 	kts_ticket_ring_free(r);
 }
 
@@ -108,7 +104,7 @@ static void test_bad_keys(void **state)
 	assert_int_equal(add(r, 8, 8, err), KTS_OK);
 	for (int i = 0; i < KTS_TICKET_KEYS_MAX; i++)
 		assert_int_equal(add(r, 8, 8, err), KTS_OK);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, old, key), 2); /* 7 not pushed out */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, old, key, NULL), 2); /* 7 not pushed out */
 	assert_int_equal(add(r, 7, 7, err), KTS_ERR_ARG); /* known, but no longer the newest */
 	assert_non_null(strstr(err, "keyrev 7 already added and newer keys follow"));
 	name_of(r, name);
@@ -129,16 +125,16 @@ static void test_expiry(void **state)
 	assert_int_equal(add(r, 2, 2, err), KTS_OK);
 	name_of(r, name2);
 	fake_now = 1119; /* key 1 lives until add time + 2 x lifetime */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key, NULL), 2);
 	fake_now = 1120;
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name1, key, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key, NULL), 1);
 	/* Once expired, keyrev 1 is unknown and may come back with new bytes. */
 	assert_int_equal(add(r, 1, 11, err), KTS_OK);
 	fake_now = 1100 + 120;
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, name2, key, NULL), 0);
 	fake_now = 1120 + 120;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name1, key), 0); /* nothing left */
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name1, key, NULL), 0); /* nothing left */
 	kts_ticket_ring_free(r);
 }
 
@@ -155,7 +151,7 @@ static void test_max_keys(void **state)
 	}
 	for (unsigned int i = 0; i < KTS_TICKET_KEYS_MAX + 2; i++) {
 		int want_rc = i < 2 ? 0 : i == KTS_TICKET_KEYS_MAX + 1 ? 1 : 2;
-		assert_int_equal(kts_ticket_ring_decrypt_key(r, names[i], key), want_rc);
+		assert_int_equal(kts_ticket_ring_decrypt_key(r, names[i], key, NULL), want_rc);
 		make_key(want, i);
 		if (want_rc)
 			assert_memory_equal(key, want, KEYLEN);
@@ -200,35 +196,35 @@ static void test_auto_rotation(void **state)
 	char err[200];
 
 	(void)state;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, a, ka), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, a, ka, NULL), 1);
 	assert_int_equal(be32(a), 100);
 	fake_now = 6059;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n, key), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, n, key, NULL), 1);
 	assert_memory_equal(n, a, NAME);
 	assert_memory_equal(key, ka, KEYLEN);
 	fake_now = 6060; /* a new key every lifetime; the old one still decrypts */
 	name_of(r, b);
 	assert_int_equal(be32(b), 101);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, a, key), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, a, key, NULL), 2);
 	assert_memory_equal(key, ka, KEYLEN);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key), 1);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key, NULL), 1);
 	assert_memory_not_equal(key, ka, KEYLEN);
 	fake_now = 6120; /* a expires at 6000 + 2 x 60 */
 	name_of(r, c);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, a, key), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, a, key, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key, NULL), 2);
 	fake_now = 6000 + 60 * 10; /* a long pause */
 	name_of(r, n);
 	assert_int_equal(be32(n), 110);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, c, key), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, b, key, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, c, key, NULL), 0);
 	fake_now += (time_t)60 * 1000000; /* a clock jump: no stall, still a key */
 	name_of(r, n);
 	assert_int_equal(be32(n), 6000 / 60 + 10 + 1000000);
 
 	/* The caller's first key ends automatic mode: auto keys are gone. */
 	assert_int_equal(add(r, 9, 9, err), KTS_OK);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key, NULL), 0);
 	fake_now += 59;
 	name_of(r, n);
 	assert_int_equal(be32(n), 9);
@@ -236,16 +232,16 @@ static void test_auto_rotation(void **state)
 	 * tickets it issued until it expires at 2 x lifetime: retired, so
 	 * its tickets would be renewed (under a key that seals; none does). */
 	fake_now += 1;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 2);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key, NULL), 0);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key, NULL), 2);
 	fake_now += 60;
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key), 0); /* 9 expired, no auto key */
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key), 0);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, c, key, NULL), 0); /* 9 expired, no auto key */
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, n, key, NULL), 0);
 
 	/* Lifetime 0: no automatic keys at all. */
 	kts_ticket_ring_free(r);
 	r = ring_at(6000, 0);
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, n, key), 0);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, n, key, NULL), 0);
 	kts_ticket_ring_free(r);
 }
 
@@ -264,9 +260,9 @@ static void test_auto_shared_across_fork(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) { /* child: walk epoch by epoch, report 104's name and 105's key */
 		for (fake_now = 6000; fake_now <= 6240; fake_now += 60)
-			kts_ticket_ring_encrypt_key(r, got, key);
+			kts_ticket_ring_encrypt_key(r, got, key, NULL);
 		fake_now = 6300;
-		kts_ticket_ring_encrypt_key(r, got + NAME, got + 2 * NAME);
+		kts_ticket_ring_encrypt_key(r, got + NAME, got + 2 * NAME, NULL);
 		kts_ticket_ring_free(r);
 		_exit(write(fds[1], got, sizeof(got)) == (ssize_t)sizeof(got) ? 0 : 1);
 	}
@@ -277,15 +273,15 @@ static void test_auto_shared_across_fork(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(be32(got), 104);
 	fake_now = 6300; /* jump from 100 to 105 */
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key, NULL), 1);
 	assert_memory_equal(name, got + NAME, NAME);
 	assert_memory_equal(key, got + 2 * NAME, KEYLEN);
-	assert_int_equal(kts_ticket_ring_decrypt_key(r, got, key), 2);
+	assert_int_equal(kts_ticket_ring_decrypt_key(r, got, key, NULL), 2);
 	kts_ticket_ring_free(r);
 
 	/* An unrelated ring has other keys for the same epoch. */
 	r = ring_at(6300, 60);
-	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key), 1);
+	assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key, NULL), 1);
 	assert_int_equal(be32(name), 105);
 	assert_memory_not_equal(name, got + NAME, NAME);
 	kts_ticket_ring_free(r);
@@ -302,7 +298,7 @@ static void forked_key_at(struct kts_ticket_ring *r, time_t at, unsigned char ou
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		fake_now = at;
-		kts_ticket_ring_encrypt_key(r, out, out + NAME);
+		kts_ticket_ring_encrypt_key(r, out, out + NAME, NULL);
 		_exit(write(fds[1], out, NAME + KEYLEN) == NAME + KEYLEN ? 0 : 1);
 	}
 	close(fds[1]);
@@ -331,7 +327,7 @@ static void test_refresh_keeps_chain(void **state)
 		}
 		forked_key_at(r, much_later, child);
 		fake_now = much_later;
-		assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key), 1);
+		assert_int_equal(kts_ticket_ring_encrypt_key(r, name, key, NULL), 1);
 		assert_int_equal(be32(name), much_later / 60);
 		assert_int_equal(be32(child), much_later / 60);
 		if (refreshed) {
@@ -351,12 +347,12 @@ static void *lookup_loop(void *arg)
 	unsigned char name[NAME], key[KEYLEN], again[KEYLEN], want[KEYLEN];
 
 	for (int i = 0; i < 3000; i++) {
-		if (kts_ticket_ring_encrypt_key(r, name, key) != 1)
+		if (kts_ticket_ring_encrypt_key(r, name, key, NULL) != 1)
 			return "no encrypt key";
 		make_key(want, be32(name));
 		if (memcmp(key, want, KEYLEN) != 0)
 			return "encrypt key does not match its name";
-		int rc = kts_ticket_ring_decrypt_key(r, name, again);
+		int rc = kts_ticket_ring_decrypt_key(r, name, again, NULL);
 		if (rc < 0 || (rc > 0 && memcmp(again, want, KEYLEN) != 0))
 			return "decrypt key does not match its name";
 	}
@@ -384,101 +380,7 @@ static void test_threads(void **state)
 	kts_ticket_ring_free(r);
 }
 
-/* ---- handshakes over BIO pairs ------------------------------------------ */
-
-struct hs {
-	struct kts *srv;    /* kts server connection, driven through its SSL */
-	SSL *cli;           /* plain OpenSSL client */
-	SSL_SESSION *sess;  /* the client's newest session after the handshake */
-	int nst;            /* NewSessionTicket messages the client received */
-};
-
-static void count_nst(int write_p, int version, int type, const void *buf, size_t len, SSL *ssl,
-		      void *arg)
-{
-	(void)version;
-	(void)ssl;
-	if (!write_p && type == SSL3_RT_HANDSHAKE && len > 0 &&
-	    ((const unsigned char *)buf)[0] == SSL3_MT_NEWSESSION_TICKET)
-		++*(int *)arg;
-}
-
-static int hs_step(SSL *ssl)
-{
-	int rc = SSL_do_handshake(ssl), err;
-
-	if (rc == 1)
-		return 1;
-	err = SSL_get_error(ssl, rc);
-	if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
-		ERR_print_errors_fp(stderr);
-		fail_msg("%s handshake failed (SSL error %d)", SSL_is_server(ssl) ? "server" : "client",
-			 err);
-	}
-	return 0;
-}
-
-/* Full or resumed handshake (offer != NULL), then let the client read the
- * TLS 1.3 tickets that follow it. */
-static void handshake(struct hs *h, struct kts_config *cfg, SSL_CTX *cctx, SSL_SESSION *offer,
-		      const char *appdata)
-{
-	int cdone = 0, sdone = 0;
-	BIO *cb, *sb;
-	char byte;
-
-	memset(h, 0, sizeof(*h));
-	h->srv = kts_server_new(cfg);
-	h->cli = SSL_new(cctx);
-	assert_non_null(h->srv);
-	assert_non_null(h->cli);
-	if (appdata)
-		assert_int_equal(kts_set_ticket_appdata(h->srv, appdata, strlen(appdata)), KTS_OK);
-	if (offer)
-		assert_int_equal(SSL_set_session(h->cli, offer), 1);
-	SSL_set_msg_callback(h->cli, count_nst);
-	SSL_set_msg_callback_arg(h->cli, &h->nst);
-	assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
-	SSL_set_bio(h->cli, cb, cb);
-	SSL_set_bio(h->srv->ssl, sb, sb);
-	SSL_set_connect_state(h->cli);
-	SSL_set_accept_state(h->srv->ssl);
-	for (int i = 0; i < 20 && !(cdone && sdone); i++) {
-		cdone = cdone || hs_step(h->cli);
-		sdone = sdone || hs_step(h->srv->ssl);
-	}
-	assert_true(cdone && sdone);
-	assert_int_equal(SSL_read(h->cli, &byte, 1), -1);
-	assert_int_equal(SSL_get_error(h->cli, -1), SSL_ERROR_WANT_READ);
-	h->sess = SSL_get1_session(h->cli);
-	assert_non_null(h->sess);
-}
-
-static int resumed(const struct hs *h)
-{
-	assert_int_equal(SSL_session_reused(h->cli), SSL_session_reused(h->srv->ssl));
-	return SSL_session_reused(h->cli);
-}
-
-static void hs_free(struct hs *h)
-{
-	SSL_SESSION_free(h->sess);
-	SSL_free(h->cli);
-	kts_free(h->srv);
-}
-
-/* keyrev of the key that sealed the session's ticket; -1 without a ticket. */
-static long ticket_keyrev(SSL_SESSION *s)
-{
-	const unsigned char *t;
-	size_t len;
-
-	if (!SSL_SESSION_has_ticket(s))
-		return -1;
-	SSL_SESSION_get0_ticket(s, &t, &len);
-	assert_true(len > NAME + 16 + 32); /* name, IV, at least a block, HMAC */
-	return (long)be32(t);
-}
+/* ---- handshakes over BIO pairs (ticket_hs.h) --------------------------- */
 
 struct env {
 	int version; /* 12 or 13 */
@@ -575,7 +477,7 @@ static void test_renew_older_key(void **state)
 static void test_lifetime_capped(void **state)
 {
 	struct env *e = *state;
-	struct kts_ticket_key set[1] = {{1, 0, 0, 0, {0}}};
+	struct kts_ticket_key set[1] = {{.keyrev = 1}};
 	struct hs h1, h2;
 
 	assert_int_equal(kts_config_set_session_lifetime(e->cfg, 3600), KTS_OK);
