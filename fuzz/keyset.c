@@ -5,7 +5,8 @@
  * most KEYSET_MAX_SIZE bytes before handing them to keyset_parse, a pure
  * function over the buffer: fuzzed directly. Checked: errors are "line N:
  * ..." or name the missing header, a failed parse leaves no key bytes, keys
- * have distinct keyrevs and ascending lines, and what parses survives
+ * have distinct keyrevs and ascending lines, AES-128 keys (32 bytes) leave
+ * the rest of the key zero, and what parses (names included) survives
  * keyset_format and a second parse unchanged (ktsctl rewrites files that
  * way). The library's judgement of the set (kts_ticket_keys_check, and which
  * key seals) must hold whatever the times are.
@@ -52,6 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(ks.line[i] >= 2 && (i == 0 || ks.line[i] > ks.line[i - 1]));
 		for (size_t j = 0; j < i; j++)
 			FUZZ_CHECK(ks.keys[j].keyrev != ks.keys[i].keyrev);
+		FUZZ_CHECK(ks.keys[i].aes_bits == 0 || ks.keys[i].aes_bits == 128);
+		FUZZ_CHECK(ks.keys[i].aes_bits == 0 || all_zero(ks.keys[i].key + 32, 32));
 	}
 	/* What ktsctl writes back reads the same. */
 	text = keyset_format(&ks);

@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 
 #define B64_KEY_LEN (4 * ((KTS_TICKET_KEY_LEN + 2) / 3)) /* 88 characters */
+#define KEY128_LEN 32 /* AES-128 key, then a 16-byte HMAC key */
+#define NAME_FIELD "name="
 #define MAX_FIELDS 6
 
 static int is_space(char ch)
@@ -28,8 +30,9 @@ static int is_b64(char ch)
 	       ch == '+' || ch == '/';
 }
 
-/* Decode the base64 token s[0, len) into exactly KTS_TICKET_KEY_LEN bytes. */
-static int decode_key(const char *s, size_t len, int line, unsigned char *out, char *err,
+/* Decode the base64 token s[0, len) into k: 64 bytes (AES-256) or 32
+ * (AES-128, aes_bits 128). */
+static int decode_key(const char *s, size_t len, int line, struct kts_ticket_key *k, char *err,
 		      size_t errlen)
 {
 	unsigned char tmp[B64_KEY_LEN / 4 * 3];
@@ -58,20 +61,69 @@ static int decode_key(const char *s, size_t len, int line, unsigned char *out, c
 		return -1;
 	}
 	bytes = len / 4 * 3 - pad;
-	if (bytes != KTS_TICKET_KEY_LEN) {
+	if (bytes != KTS_TICKET_KEY_LEN && bytes != KEY128_LEN) {
 		snprintf(err, errlen,
-			 "line %d: key is %zu bytes, must be %d (AES-256 key then HMAC-SHA256 key)",
-			 line, bytes, KTS_TICKET_KEY_LEN);
+			 "line %d: key is %zu bytes, must be %d (AES-256 key then HMAC-SHA256 key) "
+			 "or %d (AES-128 key then 16-byte HMAC key)",
+			 line, bytes, KTS_TICKET_KEY_LEN, KEY128_LEN);
 		return -1;
 	}
-	/* len == B64_KEY_LEN here. */
-	if (EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len) != (int)sizeof(tmp)) {
+	/* len is B64_KEY_LEN or 44 here: it fits tmp. */
+	if (EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len) != (int)(len / 4 * 3)) {
 		OPENSSL_cleanse(tmp, sizeof(tmp));
 		snprintf(err, errlen, "line %d: key is not valid base64", line);
 		return -1;
 	}
-	memcpy(out, tmp, KTS_TICKET_KEY_LEN);
+	memcpy(k->key, tmp, bytes);
+	k->aes_bits = bytes == KEY128_LEN ? 128 : 0;
 	OPENSSL_cleanse(tmp, sizeof(tmp));
+	return 0;
+}
+
+static int hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* "name=<32 hex digits>": the key's given name (not all zero: that is what
+ * a derived name is stored as, and such keys have no field). */
+static int parse_name(const char *s, size_t len, int line, struct kts_ticket_key *k, char *err,
+		      size_t errlen)
+{
+	const size_t plen = sizeof(NAME_FIELD) - 1;
+	unsigned char acc = 0;
+
+	if (len < plen || memcmp(s, NAME_FIELD, plen) != 0) {
+		snprintf(err, errlen, "line %d: the 6th field must be name=<32 hex digits>", line);
+		return -1;
+	}
+	if (len - plen != 2 * KTS_TICKET_KEY_NAME_LEN) {
+		snprintf(err, errlen, "line %d: name= takes 32 hex digits (16 bytes), got %zu", line,
+			 len - plen);
+		return -1;
+	}
+	for (size_t i = 0; i < KTS_TICKET_KEY_NAME_LEN; i++) {
+		int hi = hex_digit(s[plen + 2 * i]), lo = hex_digit(s[plen + 2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			snprintf(err, errlen, "line %d: name= is not hex (at digit %zu)", line,
+				 2 * i + (hi < 0 ? 1 : 2));
+			return -1;
+		}
+		k->name[i] = (unsigned char)(hi << 4 | lo);
+		acc |= k->name[i];
+	}
+	if (!acc) {
+		snprintf(err, errlen, "line %d: name= is all zero (leave it out for a derived name)",
+			 line);
+		return -1;
+	}
 	return 0;
 }
 
@@ -187,11 +239,11 @@ static int parse_key(const struct field *f, int nf, int line, struct kts_ticket_
 					   "decrypt_until"};
 	uint64_t v[4];
 
-	if (nf != 5) {
+	if (nf != 5 && nf != 6) {
 		snprintf(err, errlen,
-			 "line %d: %d field(s), want 5: <keyrev> <encrypt_from> <encrypt_until> "
-			 "<decrypt_until> <base64 key>",
-			 line, nf > MAX_FIELDS ? MAX_FIELDS : nf);
+			 "line %d: %d field(s), want 5 or 6: <keyrev> <encrypt_from> <encrypt_until> "
+			 "<decrypt_until> <base64 key> [name=<hex>]",
+			 line, nf);
 		return -1;
 	}
 	for (int i = 0; i < 4; i++)
@@ -204,7 +256,9 @@ static int parse_key(const struct field *f, int nf, int line, struct kts_ticket_
 	k->encrypt_from = (int64_t)v[1];
 	k->encrypt_until = (int64_t)v[2];
 	k->decrypt_until = (int64_t)v[3];
-	return decode_key(f[4].p, f[4].len, line, k->key, err, errlen);
+	if (decode_key(f[4].p, f[4].len, line, k, err, errlen) < 0)
+		return -1;
+	return nf == 6 ? parse_name(f[5].p, f[5].len, line, k, err, errlen) : 0;
 }
 
 int keyset_parse(const char *buf, size_t len, struct keyset *ks, char *err, size_t errlen)
@@ -257,11 +311,29 @@ fail:
 	return -1;
 }
 
+/* " name=<hex>" for a given name, "" for a derived one. */
+static void format_name(const struct kts_ticket_key *k, char *out)
+{
+	unsigned char acc = 0;
+	size_t o;
+
+	for (size_t j = 0; j < KTS_TICKET_KEY_NAME_LEN; j++)
+		acc |= k->name[j];
+	if (!acc) {
+		out[0] = '\0';
+		return;
+	}
+	o = (size_t)sprintf(out, " %s", NAME_FIELD);
+	for (size_t j = 0; j < KTS_TICKET_KEY_NAME_LEN; j++)
+		o += (size_t)sprintf(out + o, "%02x", k->name[j]);
+}
+
 char *keyset_format(const struct keyset *ks)
 {
-	size_t cap = 256 + ks->n * (B64_KEY_LEN + 100), used;
+	size_t cap = 256 + ks->n * (B64_KEY_LEN + 150), used;
 	char *text = malloc(cap);
 	unsigned char b64[B64_KEY_LEN + 1];
+	char name[sizeof(NAME_FIELD) + 2 * KTS_TICKET_KEY_NAME_LEN + 1];
 	int w;
 
 	if (!text)
@@ -269,15 +341,16 @@ char *keyset_format(const struct keyset *ks)
 	w = snprintf(text, cap,
 		     "# kts ticket keys (ktsctl(8)): keep it 0600, owned by the server's user.\n"
 		     "kts-ticket-keys %d interval=%u lifetime=%u\n"
-		     "# keyrev encrypt_from encrypt_until decrypt_until key\n",
+		     "# keyrev encrypt_from encrypt_until decrypt_until key [name=hex]\n",
 		     KEYSET_VERSION, ks->interval, ks->lifetime);
 	used = (size_t)w;
 	for (size_t i = 0; i < ks->n; i++) {
 		const struct kts_ticket_key *k = &ks->keys[i];
 
-		EVP_EncodeBlock(b64, k->key, KTS_TICKET_KEY_LEN);
-		w = snprintf(text + used, cap - used, "%u %" PRId64 " %" PRId64 " %" PRId64 " %s\n",
-			     k->keyrev, k->encrypt_from, k->encrypt_until, k->decrypt_until, b64);
+		EVP_EncodeBlock(b64, k->key, k->aes_bits == 128 ? KEY128_LEN : KTS_TICKET_KEY_LEN);
+		format_name(k, name);
+		w = snprintf(text + used, cap - used, "%u %" PRId64 " %" PRId64 " %" PRId64 " %s%s\n",
+			     k->keyrev, k->encrypt_from, k->encrypt_until, k->decrypt_until, b64, name);
 		used += (size_t)w;
 	}
 	OPENSSL_cleanse(b64, sizeof(b64));

@@ -11,11 +11,15 @@
  * keys by; defaults below). Then one
  * key per line, in any order:
  *
- *     <keyrev> <encrypt_from> <encrypt_until> <decrypt_until> <base64 key>
+ *     <keyrev> <encrypt_from> <encrypt_until> <decrypt_until> <base64 key> [name=<hex>]
  *
  * keyrev is 0..4294967295 and names the key in every ticket; the times are
  * seconds since the Unix epoch (struct kts_ticket_key in kts.h says what
- * they mean); the key is 64 bytes: AES-256 key then HMAC-SHA256 key.
+ * they mean); the key is 64 bytes: AES-256 key then HMAC-SHA256 key, or 32
+ * bytes: AES-128 key then a 16-byte HMAC-SHA256 key (aes_bits 128; keys
+ * from the 48-byte files of nginx and HAProxy). name= (32 hex digits, not
+ * all zero) is the 16-byte name tickets carry, for keys imported from other
+ * servers (ktsctl keys import); without it the name is derived (kts.h).
  *
  * The file is a regular file owned by the server's uid with no group or
  * other access (0600 or 0400), meant for tmpfs (/run), replaced atomically

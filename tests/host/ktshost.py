@@ -651,7 +651,7 @@ def read_ticket_keys(path):
     with open(path) as f:
         for line in f:
             w = line.split()
-            if len(w) == 5 and w[0].isdigit():
+            if len(w) in (5, 6) and w[0].isdigit():
                 out.append((int(w[0]), int(w[1]), int(w[2]), int(w[3]), base64.b64decode(w[4])))
     return out
 

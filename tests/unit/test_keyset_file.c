@@ -48,6 +48,10 @@ static void b64_key(int seed, char out[89])
 
 static struct keyset ks;
 
+#define NAME_HEX "6e67696e782d6b65792d6e616d652d41" /* "nginx-key-name-A" */
+/* Base64 of 32 bytes 1..32: an AES-128 key and its 16-byte HMAC key. */
+#define KEY128_B64 "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+
 static int parse(const char *text, char *err)
 {
 	err[0] = '\0';
@@ -123,7 +127,9 @@ static void test_parse_errors(void **state)
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 %s\n", k1);
 	parse_fails(text, "line 2: 4 field(s), want 5");
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s extra\n", k1);
-	parse_fails(text, "line 2: 6 field(s), want 5");
+	parse_fails(text, "line 2: the 6th field must be name=<32 hex digits>");
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s name=%s x\n", k1, NAME_HEX);
+	parse_fails(text, "line 2: 7 field(s), want 5 or 6");
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n5 0 1 2 %s\n6 0 1 2 %s\n5 0 1 2 %s\n", k1,
 		 k2, k2);
 	parse_fails(text, "line 4: keyrev 5 is already on line 2");
@@ -144,6 +150,44 @@ static void test_parse_errors(void **state)
 	parse_fails(text, "line 2: key is 63 bytes, must be 64");
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n2 0 1 2 %sAAAA\n", k1);
 	parse_fails(text, "base64");
+}
+
+/* 32-byte keys (AES-128) and given names: read, and errors naming the line. */
+static void test_parse_shared_keys(void **state)
+{
+	char k1[89], text[1024], err[256];
+
+	(void)state;
+	b64_key(1, k1);
+	snprintf(text, sizeof(text),
+		 "kts-ticket-keys 1\n1 0 1 2 %s\n2 0 1 2 %s name=%s\n3 0 1 2 %s name=%s\n",
+		 KEY128_B64, k1, NAME_HEX, KEY128_B64, "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFE");
+	assert_int_equal(parse(text, err), 0);
+	assert_int_equal(ks.n, 3);
+	assert_int_equal(ks.keys[0].aes_bits, 128);
+	assert_int_equal(ks.keys[0].key[0], 1);
+	assert_int_equal(ks.keys[0].key[31], 32);
+	for (int i = 32; i < KEYLEN; i++)
+		assert_int_equal(ks.keys[0].key[i], 0);
+	for (int i = 0; i < KTS_TICKET_KEY_NAME_LEN; i++)
+		assert_int_equal(ks.keys[0].name[i], 0); /* derived */
+	assert_int_equal(ks.keys[1].aes_bits, 0);
+	assert_memory_equal(ks.keys[1].name, "nginx-key-name-A", KTS_TICKET_KEY_NAME_LEN);
+	assert_int_equal(ks.keys[2].name[0], 0xff);
+	assert_int_equal(ks.keys[2].name[15], 0xfe);
+	keyset_wipe(&ks);
+
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n\n1 0 1 2 %s name=%.31s\n", k1, NAME_HEX);
+	parse_fails(text, "line 3: name= takes 32 hex digits (16 bytes), got 31");
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s name=%.30sxg\n", k1, NAME_HEX);
+	parse_fails(text, "line 2: name= is not hex (at digit 31)");
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s name=%032d\n", k1, 0);
+	parse_fails(text, "line 2: name= is all zero (leave it out for a derived name)");
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s nom=%s\n", k1, NAME_HEX);
+	parse_fails(text, "line 2: the 6th field must be name=");
+	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %.40s\n", KEY128_B64);
+	parse_fails(text, "line 2: key is 30 bytes, must be 64 (AES-256 key then HMAC-SHA256 key) "
+			  "or 32 (AES-128 key then 16-byte HMAC key)");
 }
 
 static void test_too_many(void **state)
@@ -183,6 +227,18 @@ static void test_format_round_trip(void **state)
 	assert_memory_equal(ks.keys, a->keys, a->n * sizeof(a->keys[0]));
 	assert_int_equal(ks.interval, 900);
 	assert_int_equal(ks.lifetime, 1800);
+	keyset_text_free(text);
+	keyset_wipe(&ks);
+	/* An AES-128 key and a given name come back as they were. */
+	memset(a->keys[1].key + 32, 0, KEYLEN - 32);
+	a->keys[1].aes_bits = 128;
+	memcpy(a->keys[2].name, "nginx-key-name-A", KTS_TICKET_KEY_NAME_LEN);
+	text = keyset_format(a);
+	assert_non_null(text);
+	assert_non_null(strstr(text, " name=" NAME_HEX "\n"));
+	assert_int_equal(keyset_parse(text, strlen(text), &ks, err, sizeof(err)), 0);
+	assert_int_equal(ks.n, a->n);
+	assert_memory_equal(ks.keys, a->keys, a->n * sizeof(a->keys[0]));
 	keyset_text_free(text);
 	keyset_wipe(a);
 	keyset_wipe(&ks);
@@ -356,6 +412,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),	      cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_parse_shared_keys),
 		cmocka_unit_test(test_too_many),      cmocka_unit_test(test_format_round_trip),
 		cmocka_unit_test(test_stat),	      cmocka_unit_test(test_save_load),
 		cmocka_unit_test(test_schedule),      cmocka_unit_test(test_rotate_full),
