@@ -18,8 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "atomicfile.h"
 #include "ctlclient.h"
 #include "kernelcheck.h"
+#include "keyimport.h"
 #include "keyrotate.h"
 #include "keyset.h"
 #include "sessioninfo.h"
@@ -33,6 +38,9 @@ static const char usage_text[] =
 	"       ktsctl keys rotate FILE [--force] [--interval S] [--lifetime S]\n"
 	"       ktsctl keys list FILE\n"
 	"       ktsctl keys check FILE [--user USER]\n"
+	"       ktsctl keys export FILE --format F --out PATH [--now T]\n"
+	"       ktsctl keys import FILE --format F IN... [--interval S] [--lifetime S]\n"
+	"                             [--owner USER[:GROUP]] [--force] [--now T]\n"
 	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
 	"       ktsctl session FILE [--now T]\n"
 	"       ktsctl status [--json] SOCKET\n"
@@ -44,11 +52,21 @@ static const char usage_text[] =
 	"                   the file)\n"
 	"  --lifetime S     the servers' --session-lifetime, at least 60 (default 3600;\n"
 	"                   kept in the file)\n"
-	"  --owner U[:G]    init: the file's owner, the user the server runs as\n"
+	"  --owner U[:G]    init, import: the file's owner, the user the server runs as\n"
 	"  --user USER      check: the user the server runs as (default: the file's owner\n"
 	"                   when run as root, else you)\n"
-	"  --force          init: replace an existing file; rotate: add a key even while\n"
-	"                   one is staged\n"
+	"  --force          init, import: replace an existing file; rotate: add a key\n"
+	"                   even while one is staged\n"
+	"  --format F       export, import: the other server's key files: nginx (80-byte\n"
+	"                   files: name|HMAC|AES-256), nginx48 (48: name|AES-128|HMAC),\n"
+	"                   haproxy (base64 lines of 80: name|AES-256|HMAC), haproxy48\n"
+	"                   (48: name|AES-128|HMAC), envoy (as nginx)\n"
+	"  --out PATH       export: haproxy* one file PATH; nginx*, envoy PATH.0 (seals)\n"
+	"                   PATH.1 ... (open tickets only); reload the server after it\n"
+	"  IN...            import: nginx*, envoy the key files in the server's order\n"
+	"                   (the first seals); haproxy* one file (the penultimate of its\n"
+	"                   last 3 lines seals). Servers must share the session ID\n"
+	"                   context too (kts-server --session-id)\n"
 	"  --if-missing     init: leave an existing file as it is (exit 0)\n"
 	"  --now T          act as if the time were T (seconds since the Unix epoch)\n"
 	"  --json           check, status: one JSON object\n"
@@ -57,7 +75,9 @@ static const char usage_text[] =
 	"                   (default " KTS_KMOD_DIR ")\n";
 
 struct keys_opts {
-	const char *verb, *file, *owner, *user;
+	const char *verb, *file, *owner, *user, *format, *out;
+	char **in; /* import: the foreign key files */
+	int nin;
 	long interval, lifetime; /* -1: not given */
 	int force, if_missing;
 	int64_t now;
@@ -279,24 +299,220 @@ static int keys_check(const struct keys_opts *o, struct keyset *ks)
 	return rc;
 }
 
+static const struct keyfmt *format_of(const struct keys_opts *o)
+{
+	const struct keyfmt *f = o->format ? keyfmt_find(o->format) : NULL;
+
+	if (!f)
+		usage(o->format ? "keys: --format is one of nginx, nginx48, haproxy, haproxy48, envoy"
+				: "keys: which --format?");
+	return f;
+}
+
+/* Up to cap bytes of a foreign key file into buf; more is an error. */
+static size_t read_in(const char *path, unsigned char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	size_t got = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		die(1, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		die(1, "%s: not a regular file", path);
+	if ((uintmax_t)st.st_size > cap)
+		die(1, "%s: %jd bytes, more than a key file of this format holds (%zu)", path,
+		    (intmax_t)st.st_size, cap);
+	for (;;) {
+		ssize_t r = read(fd, buf + got, cap - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			die(1, "%s: read: %s", path, strerror(errno));
+		if (r == 0 || (got += (size_t)r) == cap)
+			break;
+	}
+	close(fd);
+	return got;
+}
+
+/* The foreign keys of o->in into keys[], and which one seals. */
+static size_t read_foreign(const struct keys_opts *o, const struct keyfmt *f,
+			   struct kts_ticket_key *keys, size_t *enc)
+{
+	char err[300];
+	size_t n = 0;
+
+	*enc = 0;
+	if (f->haproxy) {
+		char *text = malloc(KEYSET_MAX_SIZE);
+		size_t len;
+		int rc;
+
+		if (o->nin != 1)
+			usage("keys import: --format haproxy* reads one file");
+		if (!text)
+			die(1, "out of memory");
+		len = read_in(o->in[0], (unsigned char *)text, KEYSET_MAX_SIZE);
+		rc = keyfmt_haproxy_parse(f, text, len, keys, &n, enc, err, sizeof(err));
+		OPENSSL_cleanse(text, len);
+		free(text);
+		if (rc < 0)
+			die(1, "%s: %s", o->in[0], err);
+		return n;
+	}
+	if (o->nin > KTS_TICKET_KEYSET_MAX)
+		usage("keys import: at most 32 key files");
+	for (; n < (size_t)o->nin; n++) {
+		unsigned char raw[KEYFMT_RAW_MAX];
+		size_t len = read_in(o->in[n], raw, sizeof(raw));
+		int rc = keyfmt_decode(f, raw, len, &keys[n], err, sizeof(err));
+
+		OPENSSL_cleanse(raw, sizeof(raw));
+		if (rc < 0) {
+			OPENSSL_cleanse(keys, n * sizeof(keys[0]));
+			die(1, "%s: %s", o->in[n], err);
+		}
+	}
+	return n;
+}
+
+static int keys_import(const struct keys_opts *o, struct keyset *ks)
+{
+	const struct keyfmt *f = format_of(o);
+	struct kts_ticket_key in[KTS_TICKET_KEYSET_MAX];
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	char err[300], t[32], t2[32];
+	struct stat st;
+	size_t n, enc;
+	int lock, rc;
+
+	if (o->nin < 1)
+		usage("keys import: which key file(s) IN?");
+	if (o->owner)
+		owner_of(o->owner, &uid, &gid);
+	lock = lock_dir(o->file);
+	if (!o->force && lstat(o->file, &st) == 0)
+		die(1, "%s exists; --force replaces it (every ticket under its keys is then lost)",
+		    o->file);
+	n = read_foreign(o, f, in, &enc);
+	ks->interval = KEYSET_INTERVAL_DEFAULT;
+	ks->lifetime = KEYSET_LIFETIME_DEFAULT;
+	apply_policy(o, ks);
+	rc = keyimport_build(ks, in, n, enc, o->now, err, sizeof(err));
+	OPENSSL_cleanse(in, sizeof(in));
+	if (rc < 0)
+		die(1, "%s: %s", o->in[0], err);
+	save(o, ks, uid, gid);
+	printf("%s: %zu key(s) imported (--format %s): keyrev %u seals until %s", o->file, n, f->name,
+	       ks->keys[enc].keyrev, timefmt_utc(ks->keys[enc].encrypt_until, t));
+	if (n > 1)
+		printf(", the others open tickets until %s", timefmt_utc(o->now + ks->lifetime, t2));
+	printf("; rotate every %u s (ktsctl keys rotate)\n", ks->interval);
+	close(lock);
+	return 0;
+}
+
+/* "PATH.i" for the nginx and Envoy formats. */
+static void key_path(char *buf, size_t len, const char *out, size_t i)
+{
+	if (snprintf(buf, len, "%s.%zu", out, i) >= (int)len)
+		die(1, "%s: path too long", out);
+}
+
+/* Write what an export wrote, each file atomically under the key set's owner. */
+static void write_out(const char *path, const void *data, size_t len, const struct stat *st)
+{
+	char err[600];
+
+	if (atomicfile_write(path, data, len, st->st_uid, st->st_gid, err, sizeof(err)) < 0)
+		die(1, "%s", err);
+}
+
+static int keys_export(const struct keys_opts *o, struct keyset *ks)
+{
+	const struct keyfmt *f = format_of(o);
+	unsigned char raw[KTS_TICKET_KEYSET_MAX][KEYFMT_RAW_MAX];
+	size_t order[KTS_TICKET_KEYSET_MAX], lines[KEYFMT_HAPROXY_KEYS], n, left = 0;
+	char err[300], path[4096];
+	struct stat st;
+	int lock, rc;
+
+	if (!o->out)
+		usage("keys export: --out PATH?");
+	lock = lock_dir(o->file);
+	load(o, ks, &st);
+	if ((rc = keyexport_order(ks, o->now, order, err, sizeof(err))) < 0)
+		die(1, "%s: %s", o->file, err);
+	n = (size_t)rc;
+	if (f->haproxy) {
+		left = keyexport_haproxy_lines(ks, order, n, o->now, lines);
+		memcpy(order, lines, sizeof(lines));
+		n = KEYFMT_HAPROXY_KEYS;
+	}
+	/* Every key encoded before any file is written: all or nothing. */
+	for (size_t i = 0; i < n; i++)
+		if (keyfmt_encode(f, &ks->keys[order[i]], raw[i], err, sizeof(err)) < 0) {
+			OPENSSL_cleanse(raw, sizeof(raw));
+			die(1, "%s: %s", o->file, err);
+		}
+	if (f->haproxy) {
+		unsigned char text[KEYFMT_HAPROXY_KEYS * (4 * ((KEYFMT_RAW_MAX + 2) / 3) + 1) + 1];
+		size_t used = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			used += (size_t)EVP_EncodeBlock(text + used, raw[i], (int)f->len);
+			text[used++] = '\n';
+		}
+		write_out(o->out, text, used, &st);
+		OPENSSL_cleanse(text, sizeof(text));
+		printf("%s: keyrevs %u %u %u (HAProxy seals under the middle one)", o->out,
+		       ks->keys[order[0]].keyrev, ks->keys[order[1]].keyrev, ks->keys[order[2]].keyrev);
+		if (left)
+			printf("; %zu more key(s) left out: HAProxy holds 3", left);
+		putchar('\n');
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			key_path(path, sizeof(path), o->out, i);
+			write_out(path, raw[i], f->len, &st);
+			printf("%s: keyrev %u (%s)\n", path, ks->keys[order[i]].keyrev,
+			       i == 0 ? "seals" : "opens tickets only");
+		}
+		/* Files of keys no longer exported go: no old key lingers. */
+		for (size_t i = n; i < KTS_TICKET_KEYSET_MAX; i++) {
+			key_path(path, sizeof(path), o->out, i);
+			if (unlink(path) < 0 && errno != ENOENT)
+				die(1, "%s: %s", path, strerror(errno));
+		}
+	}
+	OPENSSL_cleanse(raw, sizeof(raw));
+	close(lock);
+	return 0;
+}
+
 /* The keys commands, and the options each takes. */
 struct keys_cmd {
 	const char *verb;
 	int (*run)(const struct keys_opts *o, struct keyset *ks);
 	int policy, owner, force, if_missing; /* --interval/--lifetime, --owner, ... */
+	int format, out, in;                  /* --format, --out, IN files */
 };
 
 static const struct keys_cmd cmds[] = {
-	{"init", keys_init, 1, 1, 1, 1},
-	{"rotate", keys_rotate, 1, 0, 1, 0},
-	{"list", keys_list, 0, 0, 0, 0},
-	{"check", keys_check, 0, 0, 0, 0},
+	{"init", keys_init, 1, 1, 1, 1, 0, 0, 0},
+	{"rotate", keys_rotate, 1, 0, 1, 0, 0, 0, 0},
+	{"list", keys_list, 0, 0, 0, 0, 0, 0, 0},
+	{"check", keys_check, 0, 0, 0, 0, 0, 0, 0},
+	{"import", keys_import, 1, 1, 1, 0, 1, 0, 1},
+	{"export", keys_export, 0, 0, 0, 0, 1, 1, 0},
 };
 
 static int keys_main(int argc, char **argv)
 {
 	enum { OPT_INTERVAL = 1, OPT_LIFETIME, OPT_OWNER, OPT_USER, OPT_FORCE, OPT_IF_MISSING, OPT_NOW,
-	       OPT_HELP };
+	       OPT_FORMAT, OPT_OUT, OPT_HELP };
 	static const struct option longopts[] = {
 		{"interval", required_argument, NULL, OPT_INTERVAL},
 		{"lifetime", required_argument, NULL, OPT_LIFETIME},
@@ -305,6 +521,8 @@ static int keys_main(int argc, char **argv)
 		{"force", no_argument, NULL, OPT_FORCE},
 		{"if-missing", no_argument, NULL, OPT_IF_MISSING},
 		{"now", required_argument, NULL, OPT_NOW},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{"out", required_argument, NULL, OPT_OUT},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -313,7 +531,7 @@ static int keys_main(int argc, char **argv)
 	int opt;
 
 	if (argc < 2)
-		usage("keys: which? init, rotate, list or check");
+		usage("keys: which? init, rotate, list, check, import or export");
 	o.verb = argv[1];
 	optind = 2;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -328,6 +546,8 @@ static int keys_main(int argc, char **argv)
 		case OPT_USER: o.user = optarg; break;
 		case OPT_FORCE: o.force = 1; break;
 		case OPT_IF_MISSING: o.if_missing = 1; break;
+		case OPT_FORMAT: o.format = optarg; break;
+		case OPT_OUT: o.out = optarg; break;
 		case OPT_NOW:
 			errno = 0;
 			o.now = (int64_t)strtoll(optarg, &end, 10);
@@ -338,9 +558,11 @@ static int keys_main(int argc, char **argv)
 		default: usage("bad option");
 		}
 	}
-	if (optind != argc - 1)
-		usage(optind == argc ? "keys: which FILE?" : "keys: one FILE only");
+	if (optind == argc)
+		usage("keys: which FILE?");
 	o.file = argv[optind];
+	o.in = argv + optind + 1;
+	o.nin = argc - optind - 1;
 	if (o.force && o.if_missing)
 		usage("keys: --force or --if-missing, not both");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -351,8 +573,11 @@ static int keys_main(int argc, char **argv)
 		if (strcmp(o.verb, c->verb) != 0)
 			continue;
 		if ((!c->policy && (o.interval >= 0 || o.lifetime >= 0)) || (!c->owner && o.owner) ||
-		    (!c->force && o.force) || (!c->if_missing && o.if_missing))
+		    (!c->force && o.force) || (!c->if_missing && o.if_missing) ||
+		    (!c->format && o.format) || (!c->out && o.out))
 			usage("keys: option not valid for this command");
+		if (!c->in && o.nin)
+			usage("keys: one FILE only");
 		if (!(ks = calloc(1, sizeof(*ks))))
 			die(1, "out of memory");
 		rc = c->run(&o, ks);
@@ -360,7 +585,7 @@ static int keys_main(int argc, char **argv)
 		free(ks);
 		return rc;
 	}
-	usage("keys: unknown command (init, rotate, list, check)");
+	usage("keys: unknown command (init, rotate, list, check, import, export)");
 	return 2;
 }
 
