@@ -79,17 +79,6 @@ static int decode_key(const char *s, size_t len, int line, struct kts_ticket_key
 	return 0;
 }
 
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* "name=<32 hex digits>": the key's given name (not all zero: that is what
  * a derived name is stored as, and such keys have no field). */
 static int parse_name(const char *s, size_t len, int line, struct kts_ticket_key *k, char *err,
@@ -108,7 +97,8 @@ static int parse_name(const char *s, size_t len, int line, struct kts_ticket_key
 		return -1;
 	}
 	for (size_t i = 0; i < KTS_TICKET_KEY_NAME_LEN; i++) {
-		int hi = hex_digit(s[plen + 2 * i]), lo = hex_digit(s[plen + 2 * i + 1]);
+		int hi = OPENSSL_hexchar2int((unsigned char)s[plen + 2 * i]);
+		int lo = OPENSSL_hexchar2int((unsigned char)s[plen + 2 * i + 1]);
 
 		if (hi < 0 || lo < 0) {
 			snprintf(err, errlen, "line %d: name= is not hex (at digit %zu)", line,

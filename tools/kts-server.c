@@ -83,8 +83,8 @@ static void usage(FILE *f)
 		"  --session-lifetime SECONDS\n"
 		"                          resumption: ticket/session lifetime, 0 (off, the\n"
 		"                          default) or 60..604800\n"
-		"  --session-id STRING     session ID context, 1..32 bytes (default random);\n"
-		"                          servers sharing tickets must share it\n"
+		"  --session-id STRING     session ID context, 1..32 bytes, or hex:HEX (default\n"
+		"                          random); servers sharing tickets must share it\n"
 		"  --ticket-keys FILE      ticket key set (ktsctl keys init), mode 0600/0400;\n"
 		"                          reloaded when replaced and on SIGHUP (default:\n"
 		"                          automatic keys)\n"
@@ -1247,9 +1247,16 @@ int main(int argc, char **argv)
 		opts_die(PROG, "alpn: %s", kts_config_error(srv.cfg));
 	if (kts_config_set_session_lifetime(srv.cfg, lifetime) < 0)
 		opts_die(PROG, "--session-lifetime: %s", kts_config_error(srv.cfg));
-	if (session_id && kts_config_set_session_id(srv.cfg, (const unsigned char *)session_id,
-						    strlen(session_id)) < 0)
-		opts_die(PROG, "--session-id: %s", kts_config_error(srv.cfg));
+	if (session_id) {
+		unsigned char sid[OPTS_SESSION_ID_MAX];
+		char why[160];
+		size_t sid_len;
+
+		if (opts_session_id(session_id, sid, &sid_len, why, sizeof(why)) < 0)
+			opts_die(PROG, "--session-id: %s", why);
+		if (kts_config_set_session_id(srv.cfg, sid, sid_len) < 0)
+			opts_die(PROG, "--session-id: %s", kts_config_error(srv.cfg));
+	}
 	if (num_tickets >= 0 && kts_config_set_num_tickets(srv.cfg, (unsigned int)num_tickets) < 0)
 		opts_die(PROG, "--num-tickets: %s", kts_config_error(srv.cfg));
 	if (cache_entries >= 0 && kts_config_set_session_cache(srv.cfg, (size_t)cache_entries) < 0)

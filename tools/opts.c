@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 const char opts_help_common[] =
 	"  --tls 1.2|1.3|1.2-1.3   protocol versions to allow (default 1.2-1.3)\n"
 	"  --ciphers LIST          ':'-separated ciphers; names starting with TLS_ set the\n"
@@ -145,4 +147,39 @@ void opts_die(const char *prog, const char *fmt, ...)
 	fputc('\n', stderr);
 	va_end(ap);
 	exit(1);
+}
+
+int opts_session_id(const char *arg, unsigned char out[OPTS_SESSION_ID_MAX], size_t *len,
+		    char *err, size_t errlen)
+{
+	size_t n = strlen(arg);
+
+	if (strncmp(arg, "hex:", 4) != 0) {
+		if (n == 0 || n > OPTS_SESSION_ID_MAX) {
+			snprintf(err, errlen, "must be 1..%d bytes, got %zu", OPTS_SESSION_ID_MAX, n);
+			return -1;
+		}
+		memcpy(out, arg, n);
+		*len = n;
+		return 0;
+	}
+	arg += 4;
+	n -= 4;
+	if (n == 0 || n % 2 || n / 2 > OPTS_SESSION_ID_MAX) {
+		snprintf(err, errlen, "hex: takes 2..%d hex digits (1..%d bytes), got %zu digits",
+			 2 * OPTS_SESSION_ID_MAX, OPTS_SESSION_ID_MAX, n);
+		return -1;
+	}
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = OPENSSL_hexchar2int((unsigned char)arg[2 * i]);
+		int lo = OPENSSL_hexchar2int((unsigned char)arg[2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			snprintf(err, errlen, "hex: '%c' is not a hex digit", arg[2 * i + (hi < 0 ? 0 : 1)]);
+			return -1;
+		}
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	*len = n / 2;
+	return 0;
 }

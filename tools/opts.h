@@ -48,6 +48,13 @@ int opts_handle(struct tool_opts *o, int opt, const char *arg);
  * buffer is too small. */
 int opts_split_ciphers(const char *list, char *tls12, size_t len12, char *tls13, size_t len13);
 
+/* A server's --session-id: the string's bytes, or "hex:HEX" for binary
+ * bytes (another server's context, such as nginx's SHA-1). 1..32 bytes into
+ * out, *len set. 0, or -1 with the problem in err. */
+#define OPTS_SESSION_ID_MAX 32
+int opts_session_id(const char *arg, unsigned char out[OPTS_SESSION_ID_MAX], size_t *len,
+		    char *err, size_t errlen);
+
 /* Apply the shared options to cfg. Returns 0, or -1 with a message in err. */
 int opts_apply(struct kts_config *cfg, const struct tool_opts *o, char *err, size_t errlen);
 

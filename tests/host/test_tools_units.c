@@ -249,6 +249,32 @@ static void test_ciphers(void)
 	      "ciphers: overflow -> -1");
 }
 
+static void test_session_id(void)
+{
+	unsigned char sid[OPTS_SESSION_ID_MAX];
+	char err[200], longer[40];
+	size_t len = 0;
+
+	CHECK(opts_session_id("www", sid, &len, err, sizeof(err)) == 0 && len == 3 &&
+		      memcmp(sid, "www", 3) == 0,
+	      "session id: a string is its bytes");
+	CHECK(opts_session_id("hex:00ff7A", sid, &len, err, sizeof(err)) == 0 && len == 3 &&
+		      sid[0] == 0 && sid[1] == 0xff && sid[2] == 0x7a,
+	      "session id: hex: is binary");
+	memset(longer, 'a', 32);
+	strcpy(longer + 32, "b");
+	CHECK(opts_session_id(longer, sid, &len, err, sizeof(err)) == -1 &&
+		      strstr(err, "1..32 bytes, got 33"),
+	      "session id: 33 bytes refused");
+	CHECK(opts_session_id("hex:abc", sid, &len, err, sizeof(err)) == -1 &&
+		      strstr(err, "got 3 digits"),
+	      "session id: odd hex refused");
+	CHECK(opts_session_id("hex:", sid, &len, err, sizeof(err)) == -1, "session id: empty hex");
+	CHECK(opts_session_id("hex:0g", sid, &len, err, sizeof(err)) == -1 &&
+		      strstr(err, "'g' is not a hex digit"),
+	      "session id: bad digit named");
+}
+
 static void test_addr(void)
 {
 	struct addr_spec a;
@@ -346,6 +372,7 @@ int main(void)
 	test_response();
 	test_chunked();
 	test_ciphers();
+	test_session_id();
 	test_addr();
 	test_deadline();
 	test_ratelimit();
