@@ -2,7 +2,7 @@
 # Install what kts needs on Debian 12 (as root), only the packages that are missing.
 #   setup-debian.sh build   compiler, meson, OpenSSL, liburing, jansson (JSON), hiredis
 #                           (the fleet's Redis store)
-#   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx),
+#   setup-debian.sh test    build + cmocka, peers (openssl, curl, gnutls-cli, nginx, haproxy),
 #                           redis-server (started by the fleet tests themselves),
 #                           qemu and friends for the real-kernel test tier,
 #                           clang and its libFuzzer runtime for fuzz/
@@ -11,7 +11,7 @@ set -euo pipefail
 
 build=(gcc meson ninja-build pkg-config libssl-dev liburing-dev libjansson-dev libhiredis-dev
        openssl curl)
-test=(libcmocka-dev gnutls-bin nginx-light redis-server python3 valgrind systemd
+test=(libcmocka-dev gnutls-bin nginx-light haproxy redis-server python3 valgrind systemd
       qemu-system-x86 busybox-static cpio kmod xz-utils
       clang libclang-rt-14-dev llvm)
 bench=(wrk nghttp2-client gnuplot-nox)

@@ -376,6 +376,55 @@ class Nginx(Proc):
                 self.stop()
 
 
+HAPROXY = shutil.which("haproxy", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+HAPROXY_CONF = """
+global
+  log stderr format raw local0 notice
+defaults
+  mode http
+  log global
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend fe
+  bind 127.0.0.1:%(port)d ssl crt %(pem)s %(extra)s
+  http-request return status 200 content-type text/plain string ok
+"""
+
+
+class HAProxy(Proc):
+    """HAProxy in the foreground answering every request itself over TLS on
+    loopback (extra: more bind options, such as tls-ticket-keys FILE); ready
+    once its port takes connections."""
+
+    def __init__(self, d, cert, key, name, extra=""):
+        prefix = os.path.join(d, name)
+        os.mkdir(prefix)
+        pem, conf = os.path.join(prefix, "crt.pem"), os.path.join(prefix, "haproxy.cfg")
+        with open(pem, "w") as f, open(cert) as c, open(key) as k:
+            f.write(c.read() + k.read())
+        for attempt in range(5):
+            self.port = free_port()
+            with open(conf, "w") as f:
+                f.write(HAPROXY_CONF % dict(port=self.port, pem=pem, extra=extra))
+            super().__init__([HAPROXY, "-db", "-f", conf], d, name)
+            if self._ready():
+                return
+            if attempt == 4 or "ddress already in use" not in self.stderr():
+                raise RuntimeError("haproxy did not start:\n" + self.stderr()[-2000:])
+            self.stop()
+
+    def _ready(self, timeout=10):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.p.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+
 class SServer(Proc):
     """openssl s_server; ready when it prints ACCEPT."""
 
@@ -760,3 +809,26 @@ def session_parses(pem_path):
     r = subprocess.run(["openssl", "sess_id", "-noout"], input=data[i:],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
     return r.returncode == 0
+
+
+def open_ticket(ticket, aes_key, hmac_key):
+    """Open a ticket (name | IV | AES-CBC ciphertext | HMAC-SHA256) as a server
+    holding these keys would: (HMAC right?, the session's Session-ID-ctx bytes
+    or None). The session text is parsed here, never printed (it holds the
+    master key)."""
+    import hmac as hmac_mod
+    if len(ticket) < 16 + 16 + 16 + 32:
+        return False, None
+    mac_ok = hmac_mod.compare_digest(
+        hmac_mod.new(hmac_key, ticket[:-32], hashlib.sha256).digest(), ticket[-32:])
+    cipher = "-aes-128-cbc" if len(aes_key) == 16 else "-aes-256-cbc"
+    r = subprocess.run(["openssl", "enc", "-d", cipher, "-K", aes_key.hex(), "-iv",
+                        ticket[16:32].hex()], input=ticket[32:-32], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=10)
+    if r.returncode:
+        return mac_ok, None
+    r = subprocess.run(["openssl", "sess_id", "-inform", "DER", "-noout", "-text"],
+                       input=r.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    m = re.search(r"^\s*Session-ID-ctx: ?([0-9A-F]*)$", r.stdout.decode(errors="replace"), re.M)
+    return mac_ok, bytes.fromhex(m.group(1)) if r.returncode == 0 and m else None
+
