@@ -126,6 +126,21 @@ def sealing_only(label, keyrev, key_bytes, name_hex, other_port, ctx):
         srv.stop()
 
 
+def interop(label, other, keys, kf, only=None):
+    """Against the running server other: its context from its ticket, then
+    both_ways and, with only = (keyrev, bytes, name hex), sealing_only. The
+    server is stopped after. Returns the context (None: not learnt)."""
+    try:
+        ctx = context_of(other.port, keys.get, label)
+        if ctx:
+            both_ways(label, other.port, kf, ctx)
+            if only:
+                sealing_only(label, *only, other.port, ctx)
+        return ctx
+    finally:
+        other.stop()
+
+
 def key_line(kf, keyrev):
     """(key bytes, name hex or "") of keyrev in a key-set file."""
     for line in open(kf):
@@ -189,14 +204,7 @@ def nginx_80():
                 for x in raws), r[1])
     ng = k.Nginx(d, cert, key, root, "nginx80", " ".join(
         "ssl_session_ticket_key %s;" % p for p in files))
-    try:
-        ctx = context_of(ng.port, nginx_keys(files).get, "nginx 80")
-        if ctx:
-            both_ways("nginx-80", ng.port, kf, ctx)
-            kb, name = key_line(kf, 2)
-            sealing_only("nginx-80", 2, kb, name, ng.port, ctx)
-    finally:
-        ng.stop()
+    interop("nginx-80", ng, nginx_keys(files), kf, (2,) + key_line(kf, 2))
 
 
 def nginx_48_import():
@@ -216,15 +224,9 @@ def nginx_48_import():
             [open(p, "rb").read() for p in ins])
     ng = k.Nginx(d, cert, key, root, "nginx48", " ".join(
         "ssl_session_ticket_key %s;" % p for p in ins))
-    try:
-        ctx = context_of(ng.port, nginx_keys(ins).get, "nginx 48")
-        if ctx:
-            both_ways("nginx-48", ng.port, kf, ctx)
-            # nginx's second file (retired in the set) seals at kts: nginx opens it.
-            rev, kb, name = key_named(kf, open(ins[1], "rb").read()[:16].hex())
-            sealing_only("nginx-48", rev, kb, name, ng.port, ctx)
-    finally:
-        ng.stop()
+    # nginx's second file (retired in the set) seals at kts: nginx opens it.
+    interop("nginx-48", ng, nginx_keys(ins), kf,
+            key_named(kf, open(ins[1], "rb").read()[:16].hex()))
 
 
 def haproxy_80():
@@ -241,14 +243,7 @@ def haproxy_80():
             base64.b64decode(lines[2])[:4] == b"\0\0\0\2" and
             stat.S_IMODE(os.stat(out).st_mode) == 0o600, r[1] + r[2])
     hp = k.HAProxy(d, cert, key, "haproxy80", "tls-ticket-keys " + out)
-    try:
-        ctx = context_of(hp.port, haproxy_keys(out).get, "haproxy 80")
-        if ctx:
-            both_ways("haproxy-80", hp.port, kf, ctx)
-            kb, name = key_line(kf, 2)
-            sealing_only("haproxy-80", 2, kb, name, hp.port, ctx)
-    finally:
-        hp.stop()
+    interop("haproxy-80", hp, haproxy_keys(out), kf, (2,) + key_line(kf, 2))
 
 
 def haproxy_48_import():
@@ -270,13 +265,9 @@ def haproxy_48_import():
     t.check("export haproxy48 after import: HAProxy seals under the same key",
             back[1] == raws[2] and all(len(x) == 48 for x in back))
     hp = k.HAProxy(d, cert, key, "haproxy48", "tls-ticket-keys " + src)
-    try:
-        ctx = context_of(hp.port, haproxy_keys(src).get, "haproxy 48")
-        if ctx:
-            t.check("haproxy's session ID context is 'haproxy'", ctx == b"haproxy", repr(ctx))
-            both_ways("haproxy-48", hp.port, kf, ctx)
-    finally:
-        hp.stop()
+    ctx = interop("haproxy-48", hp, haproxy_keys(src), kf)
+    t.check("haproxy's session ID context is 'haproxy' (as ktsctl(8) says)", ctx == b"haproxy",
+            repr(ctx))
 
 
 def unchanged(p, before):
