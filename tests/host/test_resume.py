@@ -238,7 +238,7 @@ def workers():
             t.check("--workers 4: still resuming after the restart", res == ["Reused"] * 4, str(res))
         srv.signal(signal.SIGHUP)
         t.check("--workers 4: SIGHUP reaches the workers",
-                k.wait_count(srv, r"^worker \d+: signal 1: no --ticket-keys file to reload$", 4) == 4,
+                k.wait_count(srv, r"^worker \d+: SIGHUP: no --ticket-keys file to reload$", 4) == 4,
                 srv.stderr()[-1500:])
         srv.signal(signal.SIGTERM)
         rc = srv.wait(15)
