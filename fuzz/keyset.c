@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(text != NULL);
 	FUZZ_CHECK(keyset_parse(text, strlen(text), &again, err, sizeof(err)) == 0);
 	FUZZ_CHECK(again.n == ks.n && again.interval == ks.interval &&
-		   again.lifetime == ks.lifetime);
+		   again.lifetime == ks.lifetime && again.generation == ks.generation);
 	FUZZ_CHECK(memcmp(again.keys, ks.keys, ks.n * sizeof(ks.keys[0])) == 0);
 	keyset_text_free(text);
 	/* The library's rules, at a time from the first key. */

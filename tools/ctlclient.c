@@ -187,7 +187,7 @@ static void print_counters(const json_t *o, FILE *f, const char *indent)
 
 static void print_keys(const json_t *k, FILE *f, const char *indent)
 {
-	const json_t *last = json_object_get(k, "last_load"), *key;
+	const json_t *last = json_object_get(k, "last_load"), *key, *sync;
 	char a[32], b[32], c[32];
 	size_t i;
 
@@ -201,6 +201,12 @@ static void print_keys(const json_t *k, FILE *f, const char *indent)
 			timefmt_utc((int64_t)num(last, "time"), a),
 			json_is_true(json_object_get(last, "ok")) ? "ok" : "REFUSED",
 			str(last, "message"));
+	if ((sync = json_object_get(k, "sync")))
+		fprintf(f, "%s  fleet sync %s: %s: %s (store last good %s)\n", indent,
+			timefmt_utc((int64_t)num(sync, "time"), a),
+			json_is_true(json_object_get(sync, "ok")) ? "ok" : "FAILING",
+			str(sync, "message"),
+			num(sync, "good") ? timefmt_utc((int64_t)num(sync, "good"), b) : "never");
 	json_array_foreach(json_object_get(k, "keys"), i, key)
 		fprintf(f, "%s  keyrev %-10" JSON_INTEGER_FORMAT " %-8s %s .. %s, opens until %s%s\n",
 			indent, num(key, "keyrev"), str(key, "state"),

@@ -166,7 +166,7 @@ static int field_is(const struct field *f, const char *word)
 	return f->len == strlen(word) && memcmp(f->p, word, f->len) == 0;
 }
 
-/* "interval=N" or "lifetime=N" in the header. */
+/* "interval=N", "lifetime=N" or "generation=N" in the header. */
 static int parse_option(const struct field *f, int line, struct keyset *ks, char *err,
 			size_t errlen)
 {
@@ -179,9 +179,16 @@ static int parse_option(const struct field *f, int line, struct keyset *ks, char
 		dst = &ks->interval;
 	else if (klen == 8 && memcmp(f->p, "lifetime", 8) == 0)
 		dst = &ks->lifetime;
+	if (eq && klen == 10 && memcmp(f->p, "generation", 10) == 0) {
+		if (parse_num(eq + 1, f->len - klen - 1, UINT64_MAX / 2, &ks->generation) < 0) {
+			snprintf(err, errlen, "line %d: generation must be a number", line);
+			return -1;
+		}
+		return 0;
+	}
 	if (!dst || !eq) {
-		snprintf(err, errlen, "line %d: unknown header option '%.*s' (want interval=S or "
-				      "lifetime=S)",
+		snprintf(err, errlen, "line %d: unknown header option '%.*s' (want interval=S, "
+				      "lifetime=S or generation=N)",
 			 line, (int)(f->len > 40 ? 40 : f->len), f->p);
 		return -1;
 	}
@@ -329,10 +336,14 @@ char *keyset_format(const struct keyset *ks)
 		return NULL;
 	w = snprintf(text, cap,
 		     "# kts ticket keys (ktsctl(8)): keep it 0600, owned by the server's user.\n"
-		     "kts-ticket-keys %d interval=%u lifetime=%u\n"
-		     "# keyrev encrypt_from encrypt_until decrypt_until key [name=hex]\n",
+		     "kts-ticket-keys %d interval=%u lifetime=%u",
 		     KEYSET_VERSION, ks->interval, ks->lifetime);
 	used = (size_t)w;
+	if (ks->generation)
+		used += (size_t)snprintf(text + used, cap - used, " generation=%" PRIu64,
+					 ks->generation);
+	used += (size_t)snprintf(text + used, cap - used,
+				 "\n# keyrev encrypt_from encrypt_until decrypt_until key [name=hex]\n");
 	for (size_t i = 0; i < ks->n; i++) {
 		const struct kts_ticket_key *k = &ks->keys[i];
 

@@ -4,11 +4,12 @@
  * Format: text. Blank lines and lines starting with '#' are ignored; spaces
  * or tabs separate fields; CRLF line ends are fine. The first other line is
  *
- *     kts-ticket-keys 1 [interval=SECONDS] [lifetime=SECONDS]
+ *     kts-ticket-keys 1 [interval=SECONDS] [lifetime=SECONDS] [generation=N]
  *
  * (the format's version, then the rotation interval, at least 10 s, and
  * session lifetime, at least 60 s, that `ktsctl keys rotate` schedules new
- * keys by; defaults below). Then one
+ * keys by, defaults below; and, in a file `ktsctl keys sync` wrote, the
+ * generation of the fleet's set it holds, fleetkeys.h). Then one
  * key per line, in any order:
  *
  *     <keyrev> <encrypt_from> <encrypt_until> <decrypt_until> <base64 key> [name=<hex>]
@@ -44,6 +45,7 @@
 
 struct keyset {
 	unsigned int interval, lifetime; /* seconds */
+	uint64_t generation;             /* the fleet's (fleetkeys.h); 0: none */
 	size_t n;
 	struct kts_ticket_key keys[KTS_TICKET_KEYSET_MAX];
 	int line[KTS_TICKET_KEYSET_MAX]; /* where each key was read (0: not read) */

@@ -23,6 +23,7 @@
 
 #include "atomicfile.h"
 #include "ctlclient.h"
+#include "fleetcmd.h"
 #include "kernelcheck.h"
 #include "keyimport.h"
 #include "keyrotate.h"
@@ -41,6 +42,11 @@ static const char usage_text[] =
 	"       ktsctl keys export FILE --format F --out PATH [--now T]\n"
 	"       ktsctl keys import FILE --format F IN... [--interval S] [--lifetime S]\n"
 	"                             [--owner USER[:GROUP]] [--force] [--now T]\n"
+	"       ktsctl keys init|rotate --store URL --kek KEKFILE [--interval S] [--lifetime S]\n"
+	"                             [--force]\n"
+	"       ktsctl keys sync --store URL --kek KEKFILE --to FILE [--owner USER[:GROUP]]\n"
+	"                        [--follow [--poll S]]\n"
+	"       ktsctl kek init KEKFILE [--owner USER[:GROUP]] [--force]\n"
 	"       ktsctl check [--json] [--require] [--kmod-config DIR]\n"
 	"       ktsctl session FILE [--now T]\n"
 	"       ktsctl status [--json] SOCKET\n"
@@ -69,6 +75,12 @@ static const char usage_text[] =
 	"                   context too (kts-server --session-id)\n"
 	"  --if-missing     init: leave an existing file as it is (exit 0)\n"
 	"  --now T          act as if the time were T (seconds since the Unix epoch)\n"
+	"  --store URL      the fleet's Redis: redis://[[USER]:PASS@]HOST[:PORT]/NAME, or\n"
+	"                   @FILE holding that URL (mode 0600)\n"
+	"  --kek KEKFILE    the fleet's key-encryption key (ktsctl kek init), mode 0600\n"
+	"  --to FILE        sync: the machine's key file (kts-server --ticket-keys)\n"
+	"  --follow         sync: keep syncing (on each new generation, and every --poll)\n"
+	"  --poll S         sync --follow: seconds between polls (default 60)\n"
 	"  --json           check, status: one JSON object\n"
 	"  --require        check: exit 1 naming what kts needs and this kernel lacks\n"
 	"  --kmod-config D  check: compare /etc with the kmod-config files in D\n"
@@ -76,6 +88,9 @@ static const char usage_text[] =
 
 struct keys_opts {
 	const char *verb, *file, *owner, *user, *format, *out;
+	const char *store, *kek, *to; /* the fleet's (fleetcmd.h) */
+	int follow;
+	long poll;
 	char **in; /* import: the foreign key files */
 	int nin;
 	long interval, lifetime; /* -1: not given */
@@ -509,10 +524,34 @@ static const struct keys_cmd cmds[] = {
 	{"export", keys_export, 0, 0, 0, 0, 1, 1, 0},
 };
 
+/* keys init|rotate|sync --store: the fleet's set (fleetcmd.h). */
+static int fleet_main(const struct keys_opts *k, int nargs, int now_given)
+{
+	struct fleet_opts o = {.verb = k->verb, .store = k->store, .kek = k->kek, .to = k->to,
+			       .interval = k->interval, .lifetime = k->lifetime, .force = k->force,
+			       .follow = k->follow, .poll = k->poll,
+			       .now = now_given ? k->now : -1, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	int sync = strcmp(k->verb, "sync") == 0;
+
+	if (strcmp(k->verb, "init") != 0 && strcmp(k->verb, "rotate") != 0 && !sync)
+		usage("keys: --store goes with init, rotate and sync");
+	if (!k->store || !k->kek)
+		usage("keys: the fleet's set needs --store URL and --kek FILE");
+	if (nargs)
+		usage("keys: with --store, no FILE (sync writes --to FILE)");
+	if (sync != !!k->to || (!sync && (k->follow || k->owner)) || k->if_missing || k->user ||
+	    k->format || k->out || (sync && (k->force || k->interval >= 0 || k->lifetime >= 0)) ||
+	    (k->follow && now_given))
+		usage("keys: option not valid for this command");
+	if (k->owner)
+		owner_of(k->owner, &o.uid, &o.gid);
+	return fleetcmd_keys(&o);
+}
+
 static int keys_main(int argc, char **argv)
 {
 	enum { OPT_INTERVAL = 1, OPT_LIFETIME, OPT_OWNER, OPT_USER, OPT_FORCE, OPT_IF_MISSING, OPT_NOW,
-	       OPT_FORMAT, OPT_OUT, OPT_HELP };
+	       OPT_FORMAT, OPT_OUT, OPT_STORE, OPT_KEK, OPT_TO, OPT_FOLLOW, OPT_POLL, OPT_HELP };
 	static const struct option longopts[] = {
 		{"interval", required_argument, NULL, OPT_INTERVAL},
 		{"lifetime", required_argument, NULL, OPT_LIFETIME},
@@ -523,10 +562,17 @@ static int keys_main(int argc, char **argv)
 		{"now", required_argument, NULL, OPT_NOW},
 		{"format", required_argument, NULL, OPT_FORMAT},
 		{"out", required_argument, NULL, OPT_OUT},
+		{"store", required_argument, NULL, OPT_STORE},
+		{"kek", required_argument, NULL, OPT_KEK},
+		{"to", required_argument, NULL, OPT_TO},
+		{"follow", no_argument, NULL, OPT_FOLLOW},
+		{"poll", required_argument, NULL, OPT_POLL},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
-	struct keys_opts o = {.interval = -1, .lifetime = -1, .now = (int64_t)time(NULL)};
+	struct keys_opts o = {.interval = -1, .lifetime = -1, .now = (int64_t)time(NULL),
+			      .poll = FLEET_POLL_DEFAULT};
+	int now_given = 0;
 	char *end;
 	int opt;
 
@@ -548,7 +594,13 @@ static int keys_main(int argc, char **argv)
 		case OPT_IF_MISSING: o.if_missing = 1; break;
 		case OPT_FORMAT: o.format = optarg; break;
 		case OPT_OUT: o.out = optarg; break;
+		case OPT_STORE: o.store = optarg; break;
+		case OPT_KEK: o.kek = optarg; break;
+		case OPT_TO: o.to = optarg; break;
+		case OPT_FOLLOW: o.follow = 1; break;
+		case OPT_POLL: o.poll = parse_seconds(optarg, "--poll", 1); break;
 		case OPT_NOW:
+			now_given = 1;
 			errno = 0;
 			o.now = (int64_t)strtoll(optarg, &end, 10);
 			if (errno || end == optarg || *end || o.now < 0)
@@ -558,6 +610,8 @@ static int keys_main(int argc, char **argv)
 		default: usage("bad option");
 		}
 	}
+	if (o.store || o.kek || o.to || o.follow || strcmp(o.verb, "sync") == 0)
+		return fleet_main(&o, argc - optind, now_given);
 	if (optind == argc)
 		usage("keys: which FILE?");
 	o.file = argv[optind];
@@ -657,6 +711,31 @@ static int session_main(int argc, char **argv)
 	return rc;
 }
 
+/* ktsctl kek init KEKFILE [--owner U[:G]] [--force] */
+static int kek_main(int argc, char **argv)
+{
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	const char *path = NULL;
+	int force = 0;
+
+	if (argc < 2 || strcmp(argv[1], "init") != 0)
+		usage("kek: the only command is init");
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = 1;
+		else if (strcmp(argv[i], "--owner") == 0 && i + 1 < argc)
+			owner_of(argv[++i], &uid, &gid);
+		else if (argv[i][0] != '-' && !path)
+			path = argv[i];
+		else
+			usage("kek init KEKFILE [--owner USER[:GROUP]] [--force]");
+	}
+	if (!path)
+		usage("kek init: which KEKFILE?");
+	return fleetcmd_kek_init(path, uid, gid, force);
+}
+
 /* A command for a running server: 0 when it answered ok, else 1. */
 static int control_main(int argc, char **argv, enum control_cmd cmd)
 {
@@ -718,6 +797,8 @@ int main(int argc, char **argv)
 		return check_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "session") == 0)
 		return session_main(argc - 1, argv + 1);
+	if (strcmp(argv[1], "kek") == 0)
+		return kek_main(argc - 1, argv + 1);
 	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++)
 		if (strcmp(argv[1], control_cmds[i].name) == 0)
 			return control_main(argc - 1, argv + 1, control_cmds[i].cmd);

@@ -112,6 +112,16 @@ static json_t *ticket_keys(const struct server *srv, const struct stats_proc *p,
 						      (json_int_t)t->decrypt_until));
 	}
 	out = json_pack("{s:s?, s:o}", "file", srv->keys.path, "keys", list);
+	if (out && srv->keys.path) { /* what ktsctl keys sync last did (fleetcmd.h) */
+		char sync[4200];
+		json_t *st;
+
+		snprintf(sync, sizeof(sync), "%s.sync", srv->keys.path);
+		if ((st = json_load_file(sync, 0, NULL)) && json_is_object(st))
+			json_object_set_new(out, "sync", st);
+		else
+			json_decref(st);
+	}
 	if (out && k->tried)
 		json_object_set_new(out, "last_load",
 				    json_pack("{s:I, s:b, s:s}", "time", (json_int_t)k->tried, "ok",

@@ -200,6 +200,11 @@ void store_close(struct store *s)
 	free(s);
 }
 
+const struct store_url *store_url_of(const struct store *s)
+{
+	return &s->u;
+}
+
 static void key_of(const struct store *s, const char *what, char *out, size_t len)
 {
 	snprintf(out, len, "kts:%s:%s", s->u.name, what);

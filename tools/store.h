@@ -35,6 +35,8 @@ int store_url_parse(const char *spec, struct store_url *u, char *err, size_t err
 /* Connect and authenticate, within STORE_TIMEOUT_MS. NULL with why in err. */
 struct store *store_open(const struct store_url *u, char *err, size_t errlen);
 void store_close(struct store *s); /* NULL is fine; wipes the password */
+/* The URL s was opened with. */
+const struct store_url *store_url_of(const struct store *s);
 
 /* The value of key kts:NAME:<what>: 1 with a malloc'd *val (*len bytes, NUL
  * after them), 0 when there is none, -1 with why in err. */

@@ -116,6 +116,8 @@ static void test_parse_errors(void **state)
 	parse_fails("kts-ticket-keys 1 lifetime=604801\n", "line 1: lifetime must be 60..604800");
 	parse_fails("kts-ticket-keys 1 lifetime\n", "line 1: unknown header option 'lifetime'");
 	parse_fails("kts-ticket-keys 1 colour=red\n", "line 1: unknown header option 'colour=red'");
+	parse_fails("kts-ticket-keys 1 generation=x\n", "line 1: generation must be a number");
+	parse_fails("kts-ticket-keys 1 generation=\n", "line 1: generation must be a number");
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n1 0 1 2 %s\n4294967296 0 1 2 %s\n", k1, k2);
 	parse_fails(text, "line 3: keyrev must be a decimal number 0..4294967295");
 	snprintf(text, sizeof(text), "kts-ticket-keys 1\n-1 0 1 2 %s\n", k1);
@@ -227,6 +229,17 @@ static void test_format_round_trip(void **state)
 	assert_memory_equal(ks.keys, a->keys, a->n * sizeof(a->keys[0]));
 	assert_int_equal(ks.interval, 900);
 	assert_int_equal(ks.lifetime, 1800);
+	assert_int_equal(ks.generation, 0);
+	keyset_text_free(text);
+	keyset_wipe(&ks);
+	/* A fleet's generation (ktsctl keys sync) comes back too. */
+	a->generation = 12345678901ULL;
+	text = keyset_format(a);
+	assert_non_null(strstr(text, "kts-ticket-keys 1 interval=900 lifetime=1800 "
+				     "generation=12345678901\n"));
+	assert_int_equal(keyset_parse(text, strlen(text), &ks, err, sizeof(err)), 0);
+	assert_int_equal(ks.generation, 12345678901ULL);
+	a->generation = 0;
 	keyset_text_free(text);
 	keyset_wipe(&ks);
 	/* An AES-128 key and a given name come back as they were. */
