@@ -139,9 +139,20 @@ _procs = []
 _tmpdirs = []
 
 
+_hooks = []
+
+
+def at_cleanup(fn):
+    """Run fn at cleanup, after the processes are stopped (namespaces...)."""
+    _hooks.append(fn)
+
+
 def cleanup():
     for p in list(_procs):
         p.stop()
+    for fn in _hooks:
+        fn()
+    _hooks.clear()
     for d in _tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
     _tmpdirs.clear()
@@ -729,10 +740,10 @@ def new_ticket_key():
 HTTP_GET = b"GET /%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 
 
-def s_client(port, *args, path="file.bin", timeout=20):
+def s_client(port, *args, path="file.bin", timeout=20, host="127.0.0.1"):
     """openssl s_client GET of path (add -sess_out/-sess_in, -tls1_2, -no_ticket...).
     Returns (returncode, 'New'|'Reused'|None, response bytes, stderr+stdout text)."""
-    argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
+    argv = ["openssl", "s_client", "-connect", "%s:%d" % (host, port), "-servername",
             "localhost", "-ign_eof"] + list(args)
     r = subprocess.run(argv, input=HTTP_GET % path.encode(), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout)
