@@ -91,13 +91,14 @@ static int sync_once(const struct fleet_opts *o, const struct store_url *u, cons
 
 /* sync --follow: poll every o->poll seconds and whenever a new generation
  * is announced; on failure keep the file, say so once, and retry with
- * backoff. Runs until killed. */
+ * backoff (1 s, doubling, at most --poll and FLEET_BACKOFF_MAX). Runs until
+ * killed. */
 static int follow(const struct fleet_opts *o, const struct store_url *u, const struct kek *k)
 {
 	struct store *s = NULL, *sub = NULL;
 	char msg[1024], last[1024] = "", err[512];
 	int64_t good = 0;
-	int backoff = 1;
+	int backoff = 1, max_backoff = o->poll < FLEET_BACKOFF_MAX ? (int)o->poll : FLEET_BACKOFF_MAX;
 
 	for (;;) {
 		int rc = sync_once(o, u, k, &s, &good, msg, sizeof(msg)), waited;
@@ -113,7 +114,7 @@ static int follow(const struct fleet_opts *o, const struct store_url *u, const s
 			store_close(sub);
 			sub = NULL;
 			sleep((unsigned)backoff);
-			backoff = backoff * 2 > FLEET_BACKOFF_MAX ? FLEET_BACKOFF_MAX : backoff * 2;
+			backoff = backoff * 2 > max_backoff ? max_backoff : backoff * 2;
 			continue;
 		}
 		backoff = 1;

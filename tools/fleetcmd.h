@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #define FLEET_POLL_DEFAULT 60 /* sync --follow: seconds between polls */
-#define FLEET_BACKOFF_MAX 30  /* ... and at most this long between retries */
+#define FLEET_BACKOFF_MAX 30  /* ... and at most this long (or --poll) between retries */
 
 struct fleet_opts {
 	const char *verb; /* init, rotate, sync */
