@@ -102,6 +102,8 @@ int kts_ssl_result(struct kts *c, int ret, const char *what)
 		return KTS_WANT_READ;
 	case SSL_ERROR_WANT_WRITE:
 		return KTS_WANT_WRITE;
+	case SSL_ERROR_WANT_CLIENT_HELLO_CB: /* sessstore.c: a store lookup */
+		return KTS_WANT_SESSION;
 	case SSL_ERROR_ZERO_RETURN:
 		return 0;
 	case SSL_ERROR_SYSCALL:

@@ -43,6 +43,7 @@ struct kts_config {
 	int num_tickets;              /* server TLS 1.3 tickets, -1 = default */
 	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
+	struct kts_session_store store; /* server: the external store behind it (sessstore.c) */
 	BIO_METHOD *queues_meth; /* caller-owned I/O queues (caller_bio.c) */
 	char error[KTS_ERRLEN];
 };
@@ -129,6 +130,10 @@ struct kts {
 
 	/* Caller-owned I/O (caller_io.c): kts never reads or writes the socket. */
 	int caller_io;
+	/* Server: a lookup in the external session store (sessstore.c). */
+	unsigned char store_wait;   /* 0 none, 1 waiting for kts_session_supply, 2 answered */
+	unsigned char store_id_len;
+	unsigned char store_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 	struct kts_bytes inq;       /* received wire bytes OpenSSL has not read yet */
 	struct kts_bytes outq;      /* wire bytes from OpenSSL for the caller to send */
 	unsigned char *outq_old;    /* outq's buffer before it grew under a send in flight */
@@ -236,6 +241,11 @@ const char *kts_ssl_reason(char *buf, size_t len);
 /* Map the result of an SSL_* call to a kts code, setting c's message. what names
  * the operation ("handshake", "read"). Returns 0 for a clean close_notify. */
 int kts_ssl_result(struct kts *c, int ret, const char *what);
+/* The external session store (sessstore.c): hand it a new session, or the
+ * ID of one OpenSSL dropped. */
+void kts_store_put(struct kts_config *cfg, const unsigned char *id, size_t id_len,
+		   const unsigned char *der, size_t len);
+void kts_store_del(struct kts_config *cfg, const unsigned char *id, size_t id_len);
 
 /* config.c: drop a reference; the last one frees. */
 void kts_config_release(struct kts_config *cfg);

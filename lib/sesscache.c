@@ -277,6 +277,8 @@ static int new_cb(SSL *ssl, SSL_SESSION *sess)
 	if (i2d_SSL_SESSION(sess, &p) == len) {
 		id = SSL_SESSION_get_id(sess, &id_len);
 		kts_sess_cache_put(cache, id, id_len, der, (size_t)len);
+		kts_store_put(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)), id, id_len, der,
+			      (size_t)len);
 	}
 	OPENSSL_cleanse(der, (size_t)len);
 	return 0; /* we kept no reference to sess */
@@ -318,6 +320,7 @@ static void remove_cb(SSL_CTX *ctx, SSL_SESSION *sess)
 		return;
 	id = SSL_SESSION_get_id(sess, &id_len);
 	kts_sess_cache_del(cfg->cache, id, id_len);
+	kts_store_del(cfg, id, id_len);
 }
 
 int kts_config_set_session_cache(struct kts_config *cfg, size_t entries)

@@ -48,6 +48,8 @@ extern "C" {
 #define KTS_WANT_WRITE (-3)     /* non-blocking: wait for POLLOUT, call again */
 #define KTS_WANT_CONTROL (-4)   /* caller-owned I/O: a plain receive met a kTLS control
 				 * record; receive once with kts_recv_prep() */
+#define KTS_WANT_SESSION (-5)   /* server handshake: look the session up in the external
+				 * store (kts_session_wanted), then kts_session_supply() */
 #define KTS_ERR_ARG (-10)       /* invalid argument or configuration */
 #define KTS_ERR_NOMEM (-11)     /* out of memory */
 #define KTS_ERR_SYS (-12)       /* a system call failed; the message names it and errno */
@@ -418,6 +420,39 @@ KTS_API int kts_config_refresh_ticket_keys(struct kts_config *cfg);
  * lifetime; with lifetime 0 nothing is stored or resumed. Call once, before
  * forking: a second call is KTS_ERR_STATE. */
 KTS_API int kts_config_set_session_cache(struct kts_config *cfg, size_t entries);
+
+/* Server: an external session store behind the cache above, so that TLS 1.2
+ * clients resume by session ID on every machine of a fleet (kts-server uses
+ * Redis). kts does no I/O for it and never waits on it:
+ *  - put: a full TLS 1.2 handshake made a resumable session: id[0, id_len)
+ *    and its serialized form der[0, len), valid for lifetime seconds. Called
+ *    from the handshake: queue it, do not block. del: forget id (OpenSSL
+ *    dropped it). Either may be NULL.
+ *  - lookups: when a TLS 1.2 ClientHello (one that offers no TLS 1.3 and no
+ *    ticket) names a session the local cache lacks, kts_handshake returns
+ *    KTS_WANT_SESSION; kts_session_wanted gives the ID; the caller asks its
+ *    store however it likes, and calls kts_session_supply with what it found
+ *    (len 0: nothing, or no answer in time; the handshake then goes on as a
+ *    full one), then kts_handshake again. A supplied session enters the
+ *    local cache and is checked as any cached one (same session ID context,
+ *    lifetime); garbage is a miss.
+ * Needs kts_config_set_session_cache first (KTS_ERR_STATE). The store must
+ * outlive the config; its functions are called from any thread that runs a
+ * handshake. Entries should be protected in the store (kts-server seals
+ * them under the fleet's key). */
+struct kts_session_store {
+	void (*put)(void *arg, const unsigned char *id, size_t id_len, const unsigned char *der,
+		    size_t len, unsigned int lifetime);
+	void (*del)(void *arg, const unsigned char *id, size_t id_len);
+	void *arg;
+};
+KTS_API int kts_config_set_session_store(struct kts_config *cfg,
+					 const struct kts_session_store *store);
+/* The session ID kts_handshake wants (after KTS_WANT_SESSION): copies it to
+ * id (32 bytes are enough) and returns its length, or KTS_ERR_STATE. */
+KTS_API ssize_t kts_session_wanted(const struct kts *c, unsigned char *id, size_t len);
+/* The store's answer for kts_session_wanted's ID: der[0, len) or len 0. */
+KTS_API int kts_session_supply(struct kts *c, const unsigned char *der, size_t len);
 
 /* Did this connection resume a session? 1 yes, 0 no (or handshake not done). */
 KTS_API int kts_session_resumed(const struct kts *c);
