@@ -13,10 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kts.h"
+
 #define KTS_SESS_CACHE_MIN 16
 #define KTS_SESS_CACHE_MAX 1000000
 #define KTS_SESS_CACHE_WAYS 8      /* slots per bucket */
-#define KTS_SESS_CACHE_DER_MAX 1984 /* largest serialized session kept (slot: 2 KiB) */
+#define KTS_SESS_CACHE_DER_MAX KTS_SESSION_DER_MAX /* largest kept (slot: 2 KiB) */
 
 struct kts_sess_cache;
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -46,7 +47,7 @@
 
 /* user_data: generation (32 bits) | slot (24) | op (8). Ring-level ops have
  * slot RING_SLOT; OP_IGNORE completions (cancellations) are dropped. */
-enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_RX, OP_TX, OP_SPLICE_IN };
+enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_STORE, OP_RX, OP_TX, OP_SPLICE_IN };
 #define RING_SLOT 0xffffffu
 #define ERR_FILE (-200) /* reading or splicing the file failed: errno in sys_errno */
 #define ERR_SEND (-201) /* the send itself failed: errno in sys_errno */
@@ -81,6 +82,12 @@ struct ring {
 	int64_t accept_again; /* 0, or when to arm accept after a pause */
 	int wake_fd;
 	uint64_t wake_val;
+	/* --session-store answers, from its thread: queued here, then store_fd
+	 * (an eventfd the ring reads) is written. */
+	int store_fd;
+	uint64_t store_val;
+	pthread_mutex_t inbox_lock;
+	struct store_answer *inbox;
 	struct __kernel_timespec tick;
 	int stopping, cut_all; /* stopping: the enum stop_mode */
 	int64_t stop_at;
@@ -104,6 +111,14 @@ enum sent_by { BY_SPLICE, BY_BUFFER, BY_USERSPACE };
 struct own_rx {
 	struct kts_msg msg;
 	char buf[HS_BUF_SIZE];
+};
+
+/* A session store's answer for the connection token names. */
+struct store_answer {
+	struct store_answer *next;
+	uint64_t token; /* gen << 32 | slot */
+	size_t len;
+	unsigned char der[];
 };
 
 struct uconn {
@@ -137,6 +152,8 @@ struct uconn {
 	int pipe[2], pipe_ok;
 	int sys_errno;
 	int hs_failed; /* the handshake failed: its alert goes out, then the end */
+	int sess_wait; /* the handshake waits for the session store ... */
+	int64_t sess_until; /* ... until then */
 	size_t in_pipe;
 	struct deadline dl; /* handshake, send, close_notify */
 	int64_t linger_end, last_rx;
@@ -744,15 +761,103 @@ static void handshake_failed(struct ring *r, struct uconn *c, int64_t now)
 	deadline_total(&c->dl, now, c->hs.cfg->timeout_ms);
 }
 
+/* ---- the session store (--session-store) ---------------------------------------- */
+
+static void drive(struct ring *r, struct uconn *c, int64_t now);
+
+/* On the store's thread: queue the answer for the ring, wake it. */
+static void store_done(void *arg, uint64_t token, const unsigned char *der, size_t len)
+{
+	struct ring *r = arg;
+	struct store_answer *a = malloc(sizeof(*a) + len);
+	uint64_t one = 1;
+
+	if (!a)
+		return; /* the connection's wait times out */
+	a->token = token;
+	a->len = len;
+	memcpy(a->der, der, len);
+	pthread_mutex_lock(&r->inbox_lock);
+	a->next = r->inbox;
+	r->inbox = a;
+	pthread_mutex_unlock(&r->inbox_lock);
+	if (write(r->store_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd cannot overflow at one write per lookup */
+	}
+}
+
+/* The answer (or none: len 0) goes to the handshake, which goes on. */
+static void session_answer(struct ring *r, struct uconn *c, const unsigned char *der,
+			   size_t len, int64_t now)
+{
+	c->sess_wait = 0;
+	if (kts_session_supply(c->k, der, len) != KTS_OK) {
+		conn_kill(c);
+		return;
+	}
+	drive(r, c, now);
+}
+
+/* KTS_WANT_SESSION: ask the store; 1 when the handshake now waits for it,
+ * 0 when there is none to ask (the handshake goes on as a full one). */
+static int session_lookup(struct ring *r, struct uconn *c, int64_t now)
+{
+	struct sessredis *st = r->sh->srv->sessstore;
+	unsigned char id[32];
+	ssize_t n = kts_session_wanted(c->k, id, sizeof(id));
+
+	if (!st || n <= 0) {
+		session_answer(r, c, NULL, 0, now);
+		return 1;
+	}
+	c->sess_wait = 1;
+	c->sess_until = now + SESSREDIS_WAIT_MS;
+	sessredis_get(st, id, (size_t)n, store_done, r, (uint64_t)c->gen << 32 | (uint32_t)c->slot);
+	return 1;
+}
+
+static void arm_store(struct ring *r)
+{
+	struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+	io_uring_prep_read(sqe, r->store_fd, &r->store_val, sizeof(r->store_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_STORE));
+}
+
+/* The store answered: each answer to its connection, if it still waits. */
+static void on_store(struct ring *r, int64_t now)
+{
+	struct store_answer *a;
+
+	pthread_mutex_lock(&r->inbox_lock);
+	a = r->inbox;
+	r->inbox = NULL;
+	pthread_mutex_unlock(&r->inbox_lock);
+	while (a) {
+		struct store_answer *next = a->next;
+		uint32_t slot = (uint32_t)a->token, gen = (uint32_t)(a->token >> 32);
+		struct uconn *c = (int)slot < r->nslots ? r->slots[slot] : NULL;
+
+		if (c && c->gen == gen && c->sess_wait && c->ph == PH_HANDSHAKE)
+			session_answer(r, c, a->der, a->len, now);
+		OPENSSL_cleanse(a->der, a->len);
+		free(a);
+		a = next;
+	}
+	arm_store(r);
+}
+
 /* The handshake: one operation in flight, kts_handshake after each. */
 static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 {
 	char m[256];
 	int rc;
 
-	if (c->inflight)
+	if (c->inflight || c->sess_wait)
 		return;
 	rc = kts_handshake(c->k);
+	if (rc == KTS_WANT_SESSION && session_lookup(r, c, now))
+		return;
 	if (rc == KTS_OK) {
 		ssize_t n;
 
@@ -900,6 +1005,12 @@ static void check_conn(struct ring *r, struct uconn *c, int64_t now)
 	}
 	switch (c->ph) {
 	case PH_HANDSHAKE:
+		if (c->sess_wait && now >= c->sess_until) { /* the store is late: full handshake */
+			__atomic_fetch_add(&r->sh->srv->me->session_store[SESSREDIS_FAILED], 1,
+					   __ATOMIC_RELAXED);
+			session_answer(r, c, NULL, 0, now);
+			return;
+		}
 		if (deadline_expired(&c->dl, now)) {
 			logmsg("conn %s error: handshake: not complete within %d s", c->peer,
 			       r->sh->hs.timeout_s);
@@ -1011,6 +1122,8 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 			on_tick(r, now);
 		else if (op == OP_WAKE)
 			on_wake(r, now);
+		else if (op == OP_STORE)
+			on_store(r, now);
 		return;
 	}
 	c = (int)slot < r->nslots ? r->slots[slot] : NULL;
@@ -1028,7 +1141,8 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 			n = kts_recvmsg_done(c->k, &c->own->msg, cqe->res);
 			if (n > 0) /* data with the handshake's end: kept for the session */
 				n = rx_take(c, c->own->buf, HS_BUF_SIZE, n, now);
-			if (n < 0 && n != KTS_WANT_READ && n != KTS_WANT_WRITE && c->ph != PH_DEAD) {
+			if (n < 0 && n != KTS_WANT_READ && n != KTS_WANT_WRITE && n != KTS_WANT_SESSION &&
+			    c->ph != PH_DEAD) {
 				char m[256];
 
 				logmsg("conn %s error: %s", c->peer,
@@ -1063,6 +1177,8 @@ static void *ring_main(void *arg)
 		logmsg("%s", fb);
 	sem_post(&r->ready);
 	arm_wake(r);
+	if (r->store_fd >= 0)
+		arm_store(r);
 	arm_tick(r);
 	arm_accept(r);
 	for (;;) {
@@ -1147,7 +1263,10 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		r->free_slots = calloc((size_t)r->nslots, sizeof(*r->free_slots));
 		r->live_list = calloc((size_t)r->nslots, sizeof(*r->live_list));
 		r->wake_fd = eventfd(0, EFD_CLOEXEC);
-		if (!r->slots || !r->gens || !r->free_slots || !r->live_list || r->wake_fd < 0)
+		r->store_fd = srv->has_store ? eventfd(0, EFD_CLOEXEC) : -1;
+		pthread_mutex_init(&r->inbox_lock, NULL);
+		if (!r->slots || !r->gens || !r->free_slots || !r->live_list || r->wake_fd < 0 ||
+		    (srv->has_store && r->store_fd < 0))
 			opts_die(PROG, "ring %d: out of memory or file descriptors", i);
 		for (int s = 0; s < r->nslots; s++)
 			r->free_slots[s] = r->nslots - 1 - s;
@@ -1188,6 +1307,17 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		for (int b = 0; b < 3; b++)
 			sent[b] += rings[i].sent[b];
 	}
+	/* No store answer may reach a ring from here on. */
+	sessredis_stop(srv->sessstore);
+	srv->sessstore = NULL;
+	for (int i = 0; i < started; i++)
+		while (rings[i].inbox) {
+			struct store_answer *a = rings[i].inbox;
+
+			rings[i].inbox = a->next;
+			OPENSSL_cleanse(a->der, a->len);
+			free(a);
+		}
 	logmsg("sent: %llu bytes by splice, %llu from buffers (kernel TX), %llu encrypted in "
 	       "userspace", sent[BY_SPLICE], sent[BY_BUFFER], sent[BY_USERSPACE]);
 	if (nobufs) /* worth knowing: each cost a receive armed again */
@@ -1200,6 +1330,8 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		if (rings[i].left_open)
 			continue; /* connections still point into it */
 		close(rings[i].wake_fd);
+		if (rings[i].store_fd >= 0)
+			close(rings[i].store_fd);
 		free(rings[i].slots);
 		free(rings[i].gens);
 		free(rings[i].free_slots);

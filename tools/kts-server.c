@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,7 +50,7 @@
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_HELP };
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -91,6 +92,10 @@ static void usage(FILE *f)
 		"  --num-tickets N         TLS 1.3 tickets per full handshake (default 2)\n"
 		"  --session-cache N       TLS 1.2 session-ID cache of N entries, shared by\n"
 		"                          the workers (default: tickets only)\n"
+		"  --session-store URL     TLS 1.2 sessions also in the fleet's Redis\n"
+		"                          (redis://[[USER]:PASS@]HOST[:PORT]/NAME or @FILE),\n"
+		"                          behind --session-cache; needs --kek\n"
+		"  --kek FILE              the fleet's key-encryption key (ktsctl kek init)\n"
 		"  --control PATH          control socket for ktsctl status, reload-keys,\n"
 		"                          drain and stop (mode 0600; root and this user)\n"
 		"%s"
@@ -484,6 +489,18 @@ static void conn_main(struct conn *cn)
 	rc = kts_attach(c, cn->fd);
 	if (rc == 0)
 		rc = tio_handshake(c, cn->fd, &dl);
+	while (rc == KTS_WANT_SESSION) { /* --session-store: ask it, bounded */
+		unsigned char id[32], der[KTS_SESSION_DER_MAX];
+		ssize_t n = kts_session_wanted(c, id, sizeof(id));
+		size_t len = n > 0 && srv->sessstore
+				     ? sessredis_get_wait(srv->sessstore, id, (size_t)n, der, sizeof(der))
+				     : 0;
+
+		rc = kts_session_supply(c, der, len);
+		OPENSSL_cleanse(der, len);
+		if (rc == 0)
+			rc = tio_handshake(c, cn->fd, &dl);
+	}
 	if (rc == TIO_TIMEOUT) {
 		logmsg("conn %s error: handshake: not complete within %d s", cn->peer, srv->timeout_s);
 		stats_handshake_failed(srv->me);
@@ -866,6 +883,14 @@ static int serve_process(struct server *srv, int lfd)
 	srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (srv->wake_fd < 0)
 		opts_die(PROG, "eventfd: %s", strerror(errno));
+	if (srv->has_store) {
+		char err[256];
+
+		srv->sessstore = sessredis_start(&srv->store_url, &srv->kek, srv->me->session_store,
+						 err, sizeof(err));
+		if (!srv->sessstore)
+			opts_die(PROG, "%s", err);
+	}
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
@@ -1112,6 +1137,36 @@ static int supervise(struct server *srv, int lfd, int n)
 	return failed ? 1 : 0;
 }
 
+/* --session-store URL --kek FILE: the config's store hooks now (before any
+ * fork); each serving process starts its own store thread (serve_process).
+ * A Redis that does not answer at start is said, not fatal: the local
+ * cache serves until it does. */
+static void session_store_setup(struct server *srv, const char *url, const char *kek,
+				int have_cache)
+{
+	struct kts_session_store ops = sessredis_ops(&srv->sessstore);
+	char err[1024];
+	struct store *probe;
+
+	if (!url || !kek)
+		opts_die(PROG, "--session-store and --kek go together");
+	if (!have_cache)
+		opts_die(PROG, "--session-store needs --session-cache (the local cache in front)");
+	if (store_url_parse(url, &srv->store_url, err, sizeof(err)) < 0)
+		opts_die(PROG, "--session-store: %s", err);
+	if (kek_load(kek, geteuid(), &srv->kek, err, sizeof(err)) < 0)
+		opts_die(PROG, "--kek %s", err);
+	if (kts_config_set_session_store(srv->cfg, &ops) < 0)
+		opts_die(PROG, "--session-store: %s", kts_config_error(srv->cfg));
+	srv->has_store = 1;
+	probe = store_open(&srv->store_url, err, sizeof(err));
+	if (probe)
+		logmsg("session store: %s", srv->store_url.shown);
+	else
+		logmsg("session store: %s; serving from the local cache until it answers", err);
+	store_close(probe);
+}
+
 static unsigned int parse_uint(const char *s, unsigned int hi, const char *what)
 {
 	char *end;
@@ -1145,13 +1200,15 @@ int main(int argc, char **argv)
 		{ "engine", required_argument, NULL, OPT_ENGINE },
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "session-store", required_argument, NULL, OPT_SESSION_STORE },
+		{ "kek", required_argument, NULL, OPT_KEK },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct server srv;
 	struct tool_opts o;
 	const char *listen_spec = NULL, *cert = NULL, *key = NULL, *root = NULL;
-	const char *session_id = NULL, *control = NULL;
+	const char *session_id = NULL, *control = NULL, *session_store = NULL, *kek = NULL;
 	long num_tickets = -1, cache_entries = -1;
 	unsigned int lifetime = 0;
 	int workers = 1;
@@ -1195,6 +1252,8 @@ int main(int argc, char **argv)
 			break;
 		case OPT_THREADS: srv.threads = parse_int(optarg, 1, THREADS_MAX, "--threads"); break;
 		case OPT_CONTROL: control = optarg; break;
+		case OPT_SESSION_STORE: session_store = optarg; break;
+		case OPT_KEK: kek = optarg; break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1261,6 +1320,8 @@ int main(int argc, char **argv)
 		opts_die(PROG, "--num-tickets: %s", kts_config_error(srv.cfg));
 	if (cache_entries >= 0 && kts_config_set_session_cache(srv.cfg, (size_t)cache_entries) < 0)
 		opts_die(PROG, "--session-cache: %s", kts_config_error(srv.cfg));
+	if (session_store || kek)
+		session_store_setup(&srv, session_store, kek, cache_entries >= 0);
 	srv.keywatch.fd = -1;
 	if (srv.keys.path) {
 		if (keyfile_start(&srv.keys, srv.cfg, err, sizeof(err)) < 0)

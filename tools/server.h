@@ -16,6 +16,7 @@
 #include "filewatch.h"
 #include "keyfile.h"
 #include "ratelimit.h"
+#include "sessredis.h"
 #include "stats.h"
 
 #define PROG "kts-server"
@@ -59,6 +60,12 @@ struct server {
 	/* stats[0]: this process or the supervisor (which adds there what ended
 	 * workers counted); stats[1 + i]: worker i. me: this process's. */
 	struct stats_proc *stats, *me;
+	/* --session-store: the URL and KEK, and each serving process's own
+	 * store thread (started after the fork; none in the supervisor). */
+	struct store_url store_url;
+	struct kek kek;
+	int has_store;
+	struct sessredis *sessstore;
 	int wake_fd; /* eventfd: a slot was freed while all were taken */
 	struct ratelimit refusals; /* under lock */
 	pthread_mutex_t lock;

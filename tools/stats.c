@@ -121,6 +121,8 @@ void stats_fold(struct stats_proc *into, const struct stats_proc *from)
 	}
 	for (int i = 0; i < STATS_PATHS; i++)
 		ADD(into->sent[i], stats_get(&from->sent[i]));
+	for (int i = 0; i < 4; i++)
+		ADD(into->session_store[i], stats_get(&from->session_store[i]));
 }
 
 /* Write k into p's key set behind the sequence count. */

@@ -42,6 +42,7 @@ struct stats_proc {
 	uint64_t hs_full, hs_resumed, hs_failed;
 	uint64_t offload[2][STATS_PATHS]; /* [enum kts_dir][path] per handshake */
 	uint64_t sent[STATS_PATHS];       /* response bytes, by TX path */
+	uint64_t session_store[4];        /* enum sessredis_counter (--session-store) */
 	uint32_t nreasons[2];             /* published entries of reasons[dir] */
 	struct stats_reason reasons[2][STATS_REASONS];
 	uint64_t reasons_other[2]; /* userspace handshakes whose reason found no entry */

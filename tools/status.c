@@ -72,6 +72,12 @@ static void snapshot_free(struct stats_proc *s)
 /* The counters of a snapshot. */
 static void counters(json_t *obj, const struct stats_proc *p, int64_t open)
 {
+	if (p->session_store[0] | p->session_store[1] | p->session_store[2] | p->session_store[3])
+		json_object_set_new(obj, "session_store",
+				    json_pack("{s:o, s:o, s:o, s:o}", "hits", u64(p->session_store[0]),
+					      "misses", u64(p->session_store[1]), "failed",
+					      u64(p->session_store[2]), "dropped",
+					      u64(p->session_store[3])));
 	merge(obj,
 		json_pack("{s:{s:I, s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o}}",
 			  "connections", "open", (json_int_t)open, "total", u64(p->conns_total),

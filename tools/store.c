@@ -200,6 +200,11 @@ void store_close(struct store *s)
 	free(s);
 }
 
+int store_set_timeout(struct store *s, int ms)
+{
+	return redisSetTimeout(s->rc, tv_of(ms)) == REDIS_OK ? 0 : -1;
+}
+
 const struct store_url *store_url_of(const struct store *s)
 {
 	return &s->u;
@@ -240,17 +245,40 @@ int store_get(struct store *s, const char *what, char **val, size_t *len, char *
 	return 1;
 }
 
-int store_set(struct store *s, const char *what, const void *val, size_t len, char *err,
-	      size_t errlen)
+int store_set_ttl(struct store *s, const char *what, const void *val, size_t len,
+		  unsigned int ttl, char *err, size_t errlen)
 {
 	char key[128];
 	redisReply *r;
 	int rc = 0;
 
 	key_of(s, what, key, sizeof(key));
-	r = redisCommand(s->rc, "SET %s %b", key, val, len);
+	r = ttl ? redisCommand(s->rc, "SET %s %b EX %u", key, val, len, ttl)
+		: redisCommand(s->rc, "SET %s %b", key, val, len);
 	if (!r || r->type != REDIS_REPLY_STATUS) {
 		failed(s, "SET", r, err, errlen);
+		rc = -1;
+	}
+	freeReplyObject(r);
+	return rc;
+}
+
+int store_set(struct store *s, const char *what, const void *val, size_t len, char *err,
+	      size_t errlen)
+{
+	return store_set_ttl(s, what, val, len, 0, err, errlen);
+}
+
+int store_del(struct store *s, const char *what, char *err, size_t errlen)
+{
+	char key[128];
+	redisReply *r;
+	int rc = 0;
+
+	key_of(s, what, key, sizeof(key));
+	r = redisCommand(s->rc, "DEL %s", key);
+	if (!r || r->type != REDIS_REPLY_INTEGER) {
+		failed(s, "DEL", r, err, errlen);
 		rc = -1;
 	}
 	freeReplyObject(r);

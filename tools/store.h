@@ -35,6 +35,8 @@ int store_url_parse(const char *spec, struct store_url *u, char *err, size_t err
 /* Connect and authenticate, within STORE_TIMEOUT_MS. NULL with why in err. */
 struct store *store_open(const struct store_url *u, char *err, size_t errlen);
 void store_close(struct store *s); /* NULL is fine; wipes the password */
+/* Bound every later command to ms instead of STORE_TIMEOUT_MS. 0 or -1. */
+int store_set_timeout(struct store *s, int ms);
 /* The URL s was opened with. */
 const struct store_url *store_url_of(const struct store *s);
 
@@ -42,9 +44,14 @@ const struct store_url *store_url_of(const struct store *s);
  * after them), 0 when there is none, -1 with why in err. */
 int store_get(struct store *s, const char *what, char **val, size_t *len, char *err,
 	      size_t errlen);
-/* Set kts:NAME:<what> to val[0, len). 0, or -1 with why. */
+/* Set kts:NAME:<what> to val[0, len), expiring after ttl seconds (0:
+ * never). 0, or -1 with why. */
 int store_set(struct store *s, const char *what, const void *val, size_t len, char *err,
 	      size_t errlen);
+int store_set_ttl(struct store *s, const char *what, const void *val, size_t len,
+		  unsigned int ttl, char *err, size_t errlen);
+/* Delete kts:NAME:<what>. 0, or -1 with why. */
+int store_del(struct store *s, const char *what, char *err, size_t errlen);
 
 /* Take the lock kts:NAME:<what>:lock for at most ttl_ms, waiting up to
  * wait_ms for another holder to finish. 1 taken, 0 still held by another

@@ -440,6 +440,7 @@ KTS_API int kts_config_set_session_cache(struct kts_config *cfg, size_t entries)
  * outlive the config; its functions are called from any thread that runs a
  * handshake. Entries should be protected in the store (kts-server seals
  * them under the fleet's key). */
+#define KTS_SESSION_DER_MAX 1984 /* the largest serialized session the cache keeps */
 struct kts_session_store {
 	void (*put)(void *arg, const unsigned char *id, size_t id_len, const unsigned char *der,
 		    size_t len, unsigned int lifetime);
