@@ -23,6 +23,8 @@ RUN_S = 75
 OUTAGE = (25, 55)          # Redis down from .. to (seconds into the run)
 ROTATE_AT = (5, 18, 40, 60)  # the one at 40 falls in the outage and must fail
 WHO = (0, 1, 2, 2)           # the machine that runs each
+SID = "-tls1_2 -no_ticket"   # a TLS 1.2 client that takes no tickets: session IDs
+VERSIONS = ("-tls1_3", "-tls1_2", SID)
 INTERVAL = 15
 
 t = k.Suite("fleet-load", deadline=RUN_S + 60)
@@ -55,7 +57,8 @@ def start(i, kek, kf):
     srv = k.Proc(m.argv(i, [k.tool("kts-server"), "--engine", k.ENGINE, "--listen",
                             "%s:0" % m.addr(i), "--cert", cert, "--key", key, "--root", root,
                             "--session-lifetime", "300", "--ticket-keys", kf,
-                            "--session-id", "fleet"]), d, "srv-%d" % i)
+                            "--session-id", "fleet", "--session-cache", "1000",
+                            "--session-store", url, "--kek", kek]), d, "srv-%d" % i)
     mm = srv.wait_for(r"^listening on \S+:(\d+)$")
     return sync, srv, int(mm.group(1))
 
@@ -79,7 +82,8 @@ def run():
         syncs.append(sy)
         servers.append(srv)
         ports.append(port)
-    chains = {v: None for v in ("-tls1_3", "-tls1_2")}
+    chains = {v: None for v in VERSIONS}
+    sid = {"before": [0, 0], "during": [0, 0], "after": [0, 0]}  # session-ID chain
     conns = failed = attempts = resumed = 0
     by_phase = {"before": [0, 0], "during": [0, 0], "after": [0, 0]}
     rotations, fails, spread = [], [], []
@@ -108,16 +112,16 @@ def run():
                 t_pub = time.time()
                 got = [f.wait_file_generation(p, gen, timeout=10) for p in files]
                 spread.append((gen, round(time.time() - t_pub, 2), got))
-        ver = ("-tls1_3", "-tls1_2")[i % 2]
-        mi = (i // 2) % 3  # each chain moves to the next machine every time
+        ver = VERSIONS[i % 3]
+        mi = (i // 3) % 3  # each chain moves to the next machine every time
         i += 1
         out_path = os.path.join(d, "s%d.pem" % (i % 4))
         if os.path.exists(out_path):
             os.unlink(out_path)
-        args = [ver, "-sess_out", out_path]
+        args = ver.split() + ["-sess_out", out_path]
         if chains[ver]:
             args += ["-sess_in", chains[ver]]
-            attempts += 1
+            attempts += ver != SID
         rc, how, body, why = k.s_client(ports[mi], *args, host=m.addr(mi))
         conns += 1
         phase = ("before" if now < OUTAGE[0] else "during" if now < OUTAGE[1] else "after")
@@ -130,7 +134,10 @@ def run():
         printed = k.tickets_in(k.s_client.last_stdout)
         if ver == "-tls1_3" and printed and printed[-1]:
             revs_by_phase.setdefault(phase, set()).add(int.from_bytes(printed[-1][:4], "big"))
-        if chains[ver]:
+        if chains[ver] and ver == SID:  # session IDs: through the session store
+            sid[phase][0] += 1
+            sid[phase][1] += how == "Reused"
+        elif chains[ver]:
             by_phase[phase][0] += 1
             if how == "Reused":
                 resumed += 1
@@ -138,16 +145,18 @@ def run():
         # A resumed TLS 1.2 session writes no file, even with a renewed ticket:
         # keep the old one, and start the chain afresh now and then so that
         # TLS 1.2 tickets under the newer keys travel too.
-        if ver == "-tls1_2" and conns % 40 == 0:
+        if ver != "-tls1_3" and conns % 40 == 0:
             chains[ver] = None
         elif os.path.exists(out_path) and os.path.getsize(out_path) > 0:
-            chains[ver] = os.path.join(d, "chain%s.pem" % ver)
+            chains[ver] = os.path.join(d, "chain%s.pem" % ver.replace(" ", ""))
             os.replace(out_path, chains[ver])
     ok_rot = [r for r in rotations if r[2] == 0]
     print("# %d connections, %d failed; %d of %d resumptions resumed (%.1f%%)" %
           (conns, failed, resumed, attempts, 100.0 * resumed / max(attempts, 1)))
     for ph, (a, r) in by_phase.items():
-        print("#   %s the outage: %d of %d resumed" % (ph, r, a))
+        print("#   tickets %s the outage: %d of %d resumed" % (ph, r, a))
+    for ph, (a, r) in sid.items():
+        print("#   session IDs %s the outage: %d of %d resumed" % (ph, r, a))
     for r in rotations:
         print("# rotation at %.1f s from machine %d: rc %d: %s" % r[:4])
     for s in spread:
@@ -156,6 +165,10 @@ def run():
     t.check("no handshake failed (%d connections)" % conns, failed == 0, "\n".join(fails[:10]))
     t.check("at least 95%% of resumptions resumed (%d of %d)" % (resumed, attempts),
             attempts > 100 and resumed >= 0.95 * attempts)
+    sid_ok = [sid["before"][0] + sid["after"][0], sid["before"][1] + sid["after"][1]]
+    t.check("session IDs resumed across machines through Redis, outside the outage: "
+            "%d of %d" % (sid_ok[1], sid_ok[0]),
+            sid_ok[0] > 100 and sid_ok[1] >= 0.95 * sid_ok[0], sid)
     dur = by_phase["during"]
     t.check("resumption held through the outage (%d of %d)" % (dur[1], dur[0]),
             dur[0] > 20 and dur[1] >= 0.95 * dur[0])
