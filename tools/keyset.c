@@ -13,6 +13,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "secretfile.h"
+
 #define B64_KEY_LEN (4 * ((KTS_TICKET_KEY_LEN + 2) / 3)) /* 88 characters */
 #define KEY128_LEN 32 /* AES-128 key, then a 16-byte HMAC key */
 #define NAME_FIELD "name="
@@ -365,88 +367,24 @@ void keyset_text_free(char *text)
 
 int keyset_check_stat(const struct stat *st, uid_t uid, char *err, size_t errlen)
 {
-	if (!S_ISREG(st->st_mode)) {
-		snprintf(err, errlen, "not a regular file (%s)",
-			 S_ISDIR(st->st_mode)	 ? "a directory"
-			 : S_ISFIFO(st->st_mode) ? "a FIFO"
-			 : S_ISSOCK(st->st_mode) ? "a socket"
-			 : S_ISCHR(st->st_mode)	 ? "a character device"
-			 : S_ISBLK(st->st_mode)	 ? "a block device"
-						 : "of another type");
-		return -1;
-	}
-	if (uid != (uid_t)-1 && st->st_uid != uid) {
-		snprintf(err, errlen, "owned by uid %u, must be owned by uid %u (the server's)",
-			 (unsigned)st->st_uid, (unsigned)uid);
-		return -1;
-	}
-	if (st->st_mode & 077) {
-		snprintf(err, errlen,
-			 "mode is %04o, must give group and others no access (0600 or 0400)",
-			 (unsigned)(st->st_mode & 07777));
-		return -1;
-	}
-	return 0;
+	return secretfile_check_stat(st, uid, err, errlen);
 }
 
 int keyset_load(const char *path, uid_t uid, struct keyset *ks, struct stat *stp, char *err,
 		size_t errlen)
 {
 	char why[256], *buf;
-	struct stat st;
-	size_t got = 0;
-	int fd, rc = -1;
+	size_t got;
+	int rc = -1;
 
 	memset(ks, 0, sizeof(*ks));
-	/* O_NONBLOCK: opening a FIFO must not hang; it fails the check below. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (secretfile_read(path, uid, KEYSET_MAX_SIZE, &buf, &got, stp, err, errlen) < 0)
 		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (keyset_check_stat(&st, uid, why, sizeof(why)) < 0) {
-		snprintf(err, errlen, "%s: %s", path, why);
-		close(fd);
-		return -1;
-	}
-	if (st.st_size > KEYSET_MAX_SIZE || !(buf = malloc(KEYSET_MAX_SIZE + 1))) {
-		snprintf(err, errlen, "%s: %s", path,
-			 st.st_size > KEYSET_MAX_SIZE ? "larger than 65536 bytes" : "out of memory");
-		close(fd);
-		return -1;
-	}
-	for (;;) {
-		ssize_t r = read(fd, buf + got, KEYSET_MAX_SIZE + 1 - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			snprintf(err, errlen, "%s: read: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-		if (got > KEYSET_MAX_SIZE) {
-			snprintf(err, errlen, "%s: larger than %d bytes", path, KEYSET_MAX_SIZE);
-			goto out;
-		}
-	}
 	if (keyset_parse(buf, got, ks, why, sizeof(why)) < 0)
 		snprintf(err, errlen, "%s: %s", path, why);
 	else
 		rc = 0;
-	if (stp)
-		*stp = st;
-out:
-	OPENSSL_cleanse(buf, got);
-	free(buf);
-	close(fd);
+	secretfile_free(buf, got);
 	return rc;
 }
 

@@ -61,8 +61,10 @@ int secretfile_read(const char *path, uid_t uid, size_t max, char **bufp, size_t
 		return -1;
 	}
 	if ((size_t)st.st_size > max || !(buf = malloc(max + 1))) {
-		snprintf(err, errlen, "%s: %s", path,
-			 (size_t)st.st_size > max ? "too large" : "out of memory");
+		if ((size_t)st.st_size > max)
+			snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
+		else
+			snprintf(err, errlen, "%s: out of memory", path);
 		close(fd);
 		return -1;
 	}
@@ -73,8 +75,10 @@ int secretfile_read(const char *path, uid_t uid, size_t max, char **bufp, size_t
 			continue;
 		if (r <= 0 || (got += (size_t)r) > max) {
 			if (r < 0 || got > max) {
-				snprintf(err, errlen, "%s: %s", path,
-					 r < 0 ? strerror(errno) : "too large");
+				if (r < 0)
+					snprintf(err, errlen, "%s: read: %s", path, strerror(errno));
+				else
+					snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
 				secretfile_free(buf, got > max ? max + 1 : got);
 				close(fd);
 				return -1;

@@ -11,6 +11,22 @@ import ktshost as k
 REDIS = shutil.which("redis-server", path=os.environ.get("PATH", "") + ":/usr/bin:/usr/sbin")
 
 
+def site(t):
+    """The start of a fleet test: fail (never skip) without redis-server, then
+    a temporary directory with a throwaway certificate and a document root
+    holding file.bin (1000 bytes). Returns (dir, cert, key, root)."""
+    if not REDIS:
+        t.fail("redis-server installed", "redis-server not found: install the Debian package "
+               "redis-server (tools/setup-debian.sh test)")
+        t.done()
+    d = k.tmpdir()
+    cert, key = k.make_cert(d)
+    root = os.path.join(d, "root")
+    os.mkdir(root)
+    k.write_random(os.path.join(root, "file.bin"), 1000)
+    return d, cert, key, root
+
+
 class Redis(k.Proc):
     """redis-server on 0.0.0.0:port with requirepass; RDB kept in its own
     directory, saved when it is stopped, so a restart keeps its data (as an

@@ -28,16 +28,8 @@ VERSIONS = ("-tls1_3", "-tls1_2", SID)
 INTERVAL = 15
 
 t = k.Suite("fleet-load", deadline=RUN_S + 60)
-if not f.REDIS:
-    t.fail("redis-server installed", "redis-server not found: install the Debian package "
-           "redis-server (tools/setup-debian.sh test)")
-    t.done()
-d = k.tmpdir()
+d, cert, key, root = f.site(t)
 os.chmod(d, 0o755)  # machines' processes run as root too; nothing here is secret to them
-cert, key = k.make_cert(d)
-root = os.path.join(d, "root")
-os.mkdir(root)
-k.write_random(os.path.join(root, "file.bin"), 1000)
 PW = "fleet-load-%d" % os.getpid()
 redis = f.Redis(d, PW)
 m = f.Machines(3)

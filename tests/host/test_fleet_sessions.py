@@ -16,15 +16,7 @@ import ktsfleet as f
 import ktshost as k
 
 t = k.Suite("fleet-sessions", deadline=100)
-if not f.REDIS:
-    t.fail("redis-server installed", "redis-server not found: install the Debian package "
-           "redis-server (tools/setup-debian.sh test)")
-    t.done()
-d = k.tmpdir()
-cert, key = k.make_cert(d)
-root = os.path.join(d, "root")
-os.mkdir(root)
-k.write_random(os.path.join(root, "file.bin"), 1000)
+d, cert, key, root = f.site(t)
 PW = "sess-%d" % os.getpid()
 redis = f.Redis(d, PW)
 KEK = os.path.join(d, "kek")
