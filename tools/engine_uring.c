@@ -776,7 +776,8 @@ static void store_done(void *arg, uint64_t token, const unsigned char *der, size
 		return; /* the connection's wait times out */
 	a->token = token;
 	a->len = len;
-	memcpy(a->der, der, len);
+	if (len)
+		memcpy(a->der, der, len);
 	pthread_mutex_lock(&r->inbox_lock);
 	a->next = r->inbox;
 	r->inbox = a;

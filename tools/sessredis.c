@@ -270,7 +270,7 @@ static void wake(void *arg, uint64_t token, const unsigned char *der, size_t len
 
 	(void)token;
 	pthread_mutex_lock(&w->lock);
-	if (len <= w->cap && !w->abandoned) {
+	if (len && len <= w->cap && !w->abandoned) {
 		memcpy(w->der, der, len);
 		w->len = len;
 	}
@@ -308,7 +308,8 @@ size_t sessredis_get_wait(struct sessredis *r, const unsigned char *id, size_t i
 		;
 	answered = w->answered;
 	if (answered) {
-		memcpy(der, w->der, w->len);
+		if (w->len)
+			memcpy(der, w->der, w->len);
 		got = w->len;
 	} else {
 		w->abandoned = 1;
