@@ -181,6 +181,7 @@ int envelope_open(const struct kek *k, const char *purpose, const char *name, co
 		}
 		gen = gen * 10 + (uint64_t)(*q - '0');
 	}
+	*genp = gen; /* as claimed: authenticated only if the rest opens */
 	b64len = len - (size_t)(sp + 1 - env);
 	blob = malloc(b64len / 4 * 3 + 3);
 	if (!blob) {

@@ -40,7 +40,9 @@ char *envelope_seal(const struct kek *k, const char *purpose, const char *name, 
 
 /* Open env[0, len): 0 with its generation and a malloc'd plaintext (wipe and
  * free it: envelope_free), or -1 with why in err ("not an envelope", "fails
- * authentication: another KEK, fleet or purpose, or changed"). */
+ * authentication: another KEK, fleet or purpose, or changed"). *gen gets the
+ * generation the envelope claims as soon as it is read, also when the rest
+ * fails: unauthenticated then, fit only as a floor for a new one. */
 int envelope_open(const struct kek *k, const char *purpose, const char *name, const char *env,
 		  size_t len, uint64_t *gen, unsigned char **plain, size_t *plainlen, char *err,
 		  size_t errlen);

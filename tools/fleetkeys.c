@@ -31,7 +31,7 @@ static int load(struct store *s, const struct store_url *u, const struct kek *k,
 	char err[512], *env = NULL;
 	unsigned char *plain = NULL;
 	size_t elen = 0, plen = 0;
-	uint64_t gen;
+	uint64_t gen = 0;
 	int rc;
 
 	rc = store_get(s, WHAT, &env, &elen, err, sizeof(err));
@@ -45,6 +45,7 @@ static int load(struct store *s, const struct store_url *u, const struct kek *k,
 	free(env);
 	if (rc < 0) {
 		snprintf(msg, len, "%s: %s", u->shown, err);
+		ks->generation = gen; /* what it claims: a floor for a set made afresh */
 		return -1;
 	}
 	rc = keyset_parse((const char *)plain, plen, ks, err, sizeof(err));
@@ -58,15 +59,19 @@ static int load(struct store *s, const struct store_url *u, const struct kek *k,
 	return 1;
 }
 
-/* Seal ks as its next generation, store and announce it. 0, or -1. */
+/* Seal ks as its next generation (the time now, or one more than the last
+ * if that is later: a set made afresh, after a new KEK or an emptied Redis,
+ * still counts up past every machine's file), store and announce it. 0, or
+ * -1. */
 static int store_set_keys(struct store *s, const struct store_url *u, const struct kek *k,
-			  struct keyset *ks, char *msg, size_t len)
+			  struct keyset *ks, int64_t now, char *msg, size_t len)
 {
 	char err[512], *text, *env, gen[24];
 	size_t elen;
 	int rc;
 
-	ks->generation++;
+	ks->generation = now > 0 && (uint64_t)now > ks->generation ? (uint64_t)now
+								    : ks->generation + 1;
 	text = keyset_format(ks);
 	if (!text) {
 		snprintf(msg, len, "out of memory");
@@ -119,7 +124,9 @@ static int change(const struct store_url *u, const struct kek *k, int64_t now,
 	if (got < 0 && !(init && force))
 		goto out;
 	if (init) {
-		uint64_t gen = got > 0 ? ks->generation : 0;
+		/* Past the old set's generation, even one that no longer opens (a
+		 * new KEK): a claim over a year ahead is garbage, not a floor. */
+		uint64_t gen = ks->generation <= (uint64_t)now + 366 * 86400 ? ks->generation : 0;
 
 		if (got > 0 && !force) {
 			snprintf(msg, len, "%s holds a key set (generation %" PRIu64 "); --force "
@@ -155,7 +162,7 @@ static int change(const struct store_url *u, const struct kek *k, int64_t now,
 			goto out;
 		}
 	}
-	rc = store_set_keys(s, u, k, ks, msg, len);
+	rc = store_set_keys(s, u, k, ks, now, msg, len);
 	if (rc == 0) {
 		snprintf(msg, len, "%s: generation %" PRIu64 ": %s", u->shown, ks->generation, what);
 		rc = 1;

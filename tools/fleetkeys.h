@@ -9,7 +9,10 @@
  *    so two machines' timers never make two keys; a rotation that finds a
  *    key staged for more than half an interval adds nothing (keyrotate.h),
  *    so whoever runs it, the fleet gets one rotation per interval;
- *  - every write counts the generation up and publishes it (kts:NAME:keys);
+ *  - every write counts the generation up and publishes it (kts:NAME:keys):
+ *    the generation is the time of the write in seconds, or one more than
+ *    the last if that is later, so a set made afresh (a new KEK, an emptied
+ *    Redis) is still newer than every machine's file;
  *  - sync takes an envelope only if it opens under the KEK, its set is one
  *    kts-server would take now (kts_ticket_keys_check), and its generation
  *    is not older than the key file's; anything else is refused with one
