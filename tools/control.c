@@ -97,25 +97,31 @@ int control_open(struct control *ctl, const char *path, char *err, size_t errlen
 	return 0;
 }
 
-static void client_drop(struct control_client *cl)
+static void client_close(struct control_client *cl)
 {
-	char junk[4096];
-
-	/* What the client sent past its line goes first: closing on unread
-	 * input resets the connection, and the answer with it. */
-	for (int i = 0; cl->fd >= 0 && i < 16 && recv(cl->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0;
-	     i++)
-		;
 	if (cl->fd >= 0)
 		close(cl->fd);
 	cl->fd = -1;
 	cl->len = 0;
 }
 
+/* After an answer: what the client sent past its line goes first, since
+ * closing on unread input resets the connection, and the answer with it. */
+static void client_drop(struct control_client *cl)
+{
+	char junk[4096];
+
+	for (int i = 0; cl->fd >= 0 && i < 16 && recv(cl->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0;
+	     i++)
+		;
+	client_close(cl);
+}
+
 void control_forget(struct control *ctl)
 {
+	/* Only close: the clients are the supervisor's to read. */
 	for (int i = 0; i < CONTROL_CLIENTS; i++)
-		client_drop(&ctl->cl[i]);
+		client_close(&ctl->cl[i]);
 	if (ctl->fd >= 0)
 		close(ctl->fd);
 	ctl->fd = -1;

@@ -41,6 +41,10 @@ const char *control_cmd_name(enum control_cmd cmd);
 
 /* {"kts_control": 1, "ok": false, "error": why}; NULL when out of memory. */
 json_t *control_error(const char *why);
+/* A JSON string of s with every byte outside printable ASCII shown as '?'
+ * (paths and log lines may hold any bytes; JSON strings must be UTF-8);
+ * JSON null for NULL s; NULL when out of memory. */
+json_t *control_text(const char *s);
 /* {"kts_control": 1, "ok": true}; NULL when out of memory. */
 json_t *control_ok(void);
 

@@ -1,6 +1,7 @@
 /* control_proto.c - the control socket's requests and its two fixed answers
  * (control.h): no I/O, so the fuzzer and ktsctl take it as it is. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "control.h"
@@ -67,11 +68,27 @@ json_t *control_ok(void)
 	return answer(1);
 }
 
+json_t *control_text(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	char *t = malloc(n + 1);
+	json_t *j;
+
+	if (!s || !t) {
+		free(t);
+		return s ? NULL : json_null();
+	}
+	printable(s, n, t, n + 1);
+	j = json_string(t);
+	free(t);
+	return j;
+}
+
 json_t *control_error(const char *why)
 {
 	json_t *j = answer(0);
 
-	if (j && json_object_set_new(j, "error", json_string(why)) < 0) {
+	if (j && json_object_set_new(j, "error", control_text(why)) < 0) {
 		json_decref(j);
 		return NULL;
 	}

@@ -62,7 +62,11 @@ static char *read_answer(int fd, int64_t end, const char *path, size_t *len, cha
 		int64_t left = end - deadline_now();
 		ssize_t r;
 
-		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+		int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0) {
 			snprintf(err, errlen, "%s: no answer within %d ms", path, CTLCLIENT_WAIT_MS);
 			break;
 		}

@@ -23,7 +23,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +65,7 @@ struct shared {
 	atomic_int active; /* connections of this process, all rings */
 	atomic_int stop; /* enum stop_mode, 0 while serving */
 	atomic_int fallback_told;
+	atomic_int rings_done; /* ring threads that have left their loop */
 	struct hs_cfg hs;
 	size_t rbufs;
 };
@@ -787,16 +791,15 @@ static void store_done(void *arg, uint64_t token, const unsigned char *der, size
 	}
 }
 
-/* The answer (or none: len 0) goes to the handshake, which goes on. */
+/* The answer (or none: len 0) goes to the handshake; the caller drives it
+ * on (never from here: drive may free c). */
 static void session_answer(struct ring *r, struct uconn *c, const unsigned char *der,
-			   size_t len, int64_t now)
+			   size_t len)
 {
+	(void)r;
 	c->sess_wait = 0;
-	if (kts_session_supply(c->k, der, len) != KTS_OK) {
+	if (kts_session_supply(c->k, der, len) != KTS_OK)
 		conn_kill(c);
-		return;
-	}
-	drive(r, c, now);
 }
 
 /* KTS_WANT_SESSION: ask the store; 1 when the handshake now waits for it,
@@ -808,8 +811,8 @@ static int session_lookup(struct ring *r, struct uconn *c, int64_t now)
 	ssize_t n = kts_session_wanted(c->k, id, sizeof(id));
 
 	if (!st || n <= 0) {
-		session_answer(r, c, NULL, 0, now);
-		return 1;
+		session_answer(r, c, NULL, 0);
+		return 0; /* go on at once */
 	}
 	c->sess_wait = 1;
 	c->sess_until = now + SESSREDIS_WAIT_MS;
@@ -839,8 +842,10 @@ static void on_store(struct ring *r, int64_t now)
 		uint32_t slot = (uint32_t)a->token, gen = (uint32_t)(a->token >> 32);
 		struct uconn *c = (int)slot < r->nslots ? r->slots[slot] : NULL;
 
-		if (c && c->gen == gen && c->sess_wait && c->ph == PH_HANDSHAKE)
-			session_answer(r, c, a->der, a->len, now);
+		if (c && c->gen == gen && c->sess_wait && c->ph == PH_HANDSHAKE) {
+			session_answer(r, c, a->der, a->len);
+			drive(r, c, now);
+		}
 		OPENSSL_cleanse(a->der, a->len);
 		free(a);
 		a = next;
@@ -857,8 +862,13 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 	if (c->inflight || c->sess_wait)
 		return;
 	rc = kts_handshake(c->k);
-	if (rc == KTS_WANT_SESSION && session_lookup(r, c, now))
-		return;
+	if (rc == KTS_WANT_SESSION) {
+		if (session_lookup(r, c, now))
+			return; /* on_store or the tick drives it on */
+		if (c->ph == PH_DEAD)
+			return;
+		rc = kts_handshake(c->k);
+	}
 	if (rc == KTS_OK) {
 		ssize_t n;
 
@@ -1007,10 +1017,8 @@ static void check_conn(struct ring *r, struct uconn *c, int64_t now)
 	switch (c->ph) {
 	case PH_HANDSHAKE:
 		if (c->sess_wait && now >= c->sess_until) { /* the store is late: full handshake */
-			__atomic_fetch_add(&r->sh->srv->me->session_store[SESSREDIS_FAILED], 1,
-					   __ATOMIC_RELAXED);
-			session_answer(r, c, NULL, 0, now);
-			return;
+			session_answer(r, c, NULL, 0);
+			return; /* on_tick drives it next */
 		}
 		if (deadline_expired(&c->dl, now)) {
 			logmsg("conn %s error: handshake: not complete within %d s", c->peer,
@@ -1090,17 +1098,21 @@ static void arm_wake(struct ring *r)
 
 static void on_wake(struct ring *r, int64_t now)
 {
-	if (atomic_load(&r->sh->stop) && !r->stopping) {
-		r->stopping = atomic_load(&r->sh->stop);
-		r->cut_all = r->stopping == STOP_NOW;
-		r->stop_at = now;
-		if (r->accept_armed) {
-			struct io_uring_sqe *sqe = uring_sqe(&r->u);
+	int mode = atomic_load(&r->sh->stop);
 
-			io_uring_prep_cancel64(sqe, ud_make(0, RING_SLOT, OP_ACCEPT), 0);
-			io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_IGNORE));
+	/* A stop, or a drain turned into a stop (SIGTERM, SIGUSR2 meanwhile). */
+	if (mode && mode != r->stopping) {
+		if (!r->stopping) {
+			r->stop_at = now;
+			if (r->accept_armed) {
+				struct io_uring_sqe *sqe = uring_sqe(&r->u);
+
+				io_uring_prep_cancel64(sqe, ud_make(0, RING_SLOT, OP_ACCEPT), 0);
+				io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_IGNORE));
+			}
 		}
-		return;
+		r->stopping = mode;
+		r->cut_all |= mode == STOP_NOW;
 	}
 	arm_wake(r);
 }
@@ -1204,6 +1216,7 @@ static void *ring_main(void *arg)
 		io_uring_cq_advance(&r->u.ring, seen);
 	}
 	r->left_open = r->live;
+	atomic_fetch_add(&r->sh->rings_done, 1);
 	while (r->nbody_pool > 0)
 		free(r->body_pool[--r->nbody_pool]);
 	if (r->live == 0)
@@ -1234,6 +1247,15 @@ static size_t ring_bufs(void)
 	return RBUFS;
 }
 
+static void wake_rings(struct ring *rings, int n)
+{
+	uint64_t one = 1;
+
+	for (int i = 0; i < n; i++)
+		if (write(rings[i].wake_fd, &one, sizeof(one)) < 0)
+			logmsg("eventfd: %s", strerror(errno));
+}
+
 int engine_uring_serve(struct server *srv, int lfd, int sfd)
 {
 	struct shared sh;
@@ -1242,7 +1264,6 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	unsigned long nobufs = 0;
 	unsigned long long sent[3] = {0, 0, 0};
 	const char *setup;
-	uint64_t one = 1;
 
 	if (!rings)
 		opts_die(PROG, "out of memory");
@@ -1296,10 +1317,21 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 
 	/* Signals, keys, the control socket; returns at a stop. */
 	atomic_store(&sh.stop, (int)server_loop(srv, -1, sfd));
-	for (int i = 0; i < started; i++)
-		if (write(rings[i].wake_fd, &one, sizeof(one)) < 0)
-			logmsg("eventfd: %s", strerror(errno));
+	wake_rings(rings, started);
 	close(lfd); /* the rings' accepts hold it until they are cancelled */
+	/* A drain lasts as long as its connections: a stop signal meanwhile
+	 * (SIGINT, SIGTERM, SIGUSR2) cuts them. */
+	while (atomic_load(&sh.stop) == STOP_DRAIN && atomic_load(&sh.rings_done) < started) {
+		struct pollfd p = {sfd, POLLIN, 0};
+		struct signalfd_siginfo si;
+
+		if (poll(&p, 1, 100) > 0 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+		    (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGUSR2)) {
+			logmsg("signal %u: stopping now", si.ssi_signo);
+			atomic_store(&sh.stop, STOP_NOW);
+			wake_rings(rings, started);
+		}
+	}
 	for (int i = 0; i < started; i++) {
 		pthread_join(rings[i].tid, NULL);
 		open += rings[i].left_open;

@@ -103,13 +103,13 @@ static int follow(const struct fleet_opts *o, const struct store_url *u, const s
 	for (;;) {
 		int rc = sync_once(o, u, k, &s, &good, msg, sizeof(msg)), waited;
 
-		if (strcmp(msg, last) != 0 || rc > 0) {
+		if (strcmp(msg, last) != 0 || rc > 0) { /* said once, recorded always */
 			fprintf(rc < 0 ? stderr : stdout, "%s: keys sync: %s%s\n", PROG, msg,
 				rc < 0 ? "; the key file stays as it is" : "");
 			fflush(rc < 0 ? stderr : stdout);
 			snprintf(last, sizeof(last), "%s", msg);
-			write_state(o, rc >= 0, msg, good);
 		}
+		write_state(o, rc >= 0, msg, good);
 		if (rc < 0 && !s) { /* the store is away: try again soon */
 			store_close(sub);
 			sub = NULL;

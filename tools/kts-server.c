@@ -624,13 +624,35 @@ static void cut_conns(struct server *srv, int all)
 	pthread_mutex_unlock(&srv->lock);
 }
 
-static void wait_idle(struct server *srv, int ms)
+/* The stop a signal asks for; 0 for other signals. */
+static enum stop_mode stop_mode_of(uint32_t signo)
+{
+	return signo == SIGINT || signo == SIGTERM ? STOP_GRACEFUL
+	       : signo == SIGUSR1		   ? STOP_DRAIN
+	       : signo == SIGUSR2		   ? STOP_NOW
+						   : 0;
+}
+
+/* Wait up to ms for every connection to end. With sfd, a stop signal
+ * other than another drain (SIGINT, SIGTERM, SIGUSR2) ends the wait early:
+ * returns 1, the caller cuts what is left. */
+static int wait_idle(struct server *srv, int ms, int sfd)
 {
 	while (ms > 0 && active_count(srv) > 0) {
-		poll(NULL, 0, 50);
+		struct pollfd p = {sfd, POLLIN, 0};
+		struct signalfd_siginfo si;
+
+		if (poll(&p, sfd >= 0 ? 1 : 0, 50) > 0 &&
+		    read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+		    stop_mode_of(si.ssi_signo) && stop_mode_of(si.ssi_signo) != STOP_DRAIN) {
+			logmsg("signal %u: stopping now, %d connection(s) still open", si.ssi_signo,
+			       active_count(srv));
+			return 1;
+		}
 		ms -= 50;
 		cut_conns(srv, 0); /* connections that finished a request are idle now */
 	}
+	return 0;
 }
 
 /* ---- accepting, refusing ------------------------------------------------------ */
@@ -727,15 +749,6 @@ static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-/* The stop a signal asks for; 0 for other signals. */
-static enum stop_mode stop_mode_of(uint32_t signo)
-{
-	return signo == SIGINT || signo == SIGTERM ? STOP_GRACEFUL
-	       : signo == SIGUSR1		   ? STOP_DRAIN
-	       : signo == SIGUSR2		   ? STOP_NOW
-						   : 0;
-}
-
 static const char *stop_name(enum stop_mode m)
 {
 	return m == STOP_DRAIN ? "draining" : m == STOP_NOW ? "stopping now" : "stopping";
@@ -763,7 +776,7 @@ static json_t *answer(void *arg, enum control_cmd cmd)
 		st->reloaded = 1;
 		j = rc == 0 ? control_ok() : control_error(msg);
 		if (j)
-			json_object_set_new(j, "message", json_string(msg));
+			json_object_set_new(j, "message", control_text(msg));
 		return j;
 	case CTL_DRAIN:
 	case CTL_STOP:
@@ -915,11 +928,12 @@ static int serve_process(struct server *srv, int lfd)
 	srv->stopping = 1;
 	pthread_mutex_unlock(&srv->lock);
 	cut_conns(srv, mode == STOP_NOW);
-	/* A drain waits for every connection; each has its --timeout deadlines. */
-	wait_idle(srv, mode == STOP_DRAIN ? INT_MAX : STOP_GRACE_MS);
+	/* A drain waits for every connection (each has its --timeout deadlines),
+	 * unless a stop signal comes. */
+	wait_idle(srv, mode == STOP_DRAIN ? INT_MAX : STOP_GRACE_MS, sfd);
 	if (active_count(srv) > 0) {
 		cut_conns(srv, 1);
-		wait_idle(srv, 2000);
+		wait_idle(srv, 2000, -1);
 	}
 	if (active_count(srv) > 0)
 		logmsg("stopped with %d connection(s) still open", active_count(srv));

@@ -64,20 +64,18 @@ static void count(struct sessredis *r, enum sessredis_counter c)
 static struct store *conn(struct sessredis *r)
 {
 	char err[512];
-	int64_t now = deadline_now();
 
-	if (r->s || now < r->next_connect)
+	if (r->s || deadline_now() < r->next_connect)
 		return r->s;
-	r->s = store_open(&r->u, err, sizeof(err));
+	r->s = store_open_ms(&r->u, CMD_TIMEOUT_MS, err, sizeof(err));
 	if (!r->s) {
-		r->next_connect = now + RECONNECT_MS;
+		r->next_connect = deadline_now() + RECONNECT_MS; /* from the failure on */
 		if (!r->down_told)
 			logmsg("session store: %s; full handshakes for sessions from other machines "
 			       "until it is back", err);
 		r->down_told = 1;
 		return NULL;
 	}
-	store_set_timeout(r->s, CMD_TIMEOUT_MS);
 	if (r->down_told)
 		logmsg("session store: %s: connected again", r->u.shown);
 	r->down_told = 0;
@@ -147,6 +145,7 @@ static void *thread_main(void *arg)
 	for (;;) {
 		struct op o;
 		char what[80], err[512];
+		int stopping;
 
 		pthread_mutex_lock(&r->lock);
 		while (!r->count && !r->stop)
@@ -158,8 +157,12 @@ static void *thread_main(void *arg)
 		o = r->q[r->head];
 		r->head = (r->head + 1) % SESSREDIS_QUEUE;
 		r->count--;
+		stopping = r->stop;
 		pthread_mutex_unlock(&r->lock);
-		if (o.kind == OP_GET) {
+		if (stopping) { /* no Redis round trips at a stop: answer none, drop */
+			if (o.kind == OP_GET)
+				o.done(o.arg, o.token, NULL, 0);
+		} else if (o.kind == OP_GET) {
 			do_get(r, &o);
 		} else if (o.kind == OP_PUT) {
 			do_put(r, &o);
@@ -317,8 +320,6 @@ size_t sessredis_get_wait(struct sessredis *r, const unsigned char *id, size_t i
 	pthread_mutex_unlock(&w->lock);
 	if (answered)
 		waiter_free(w);
-	else
-		count(r, SESSREDIS_FAILED);
 	return got;
 }
 

@@ -6,7 +6,8 @@
  * lookups are queued and answered through a callback (on the store thread),
  * and the engine gives up on an answer after SESSREDIS_WAIT_MS (a full
  * handshake). With Redis away, lookups are answered "none" at once and the
- * thread reconnects at most once a second. Entries are envelopes (envelope.h)
+ * thread reconnects at most once a second, each attempt bounded like a
+ * command (200 ms). At a stop, what is queued is answered "none" or dropped. Entries are envelopes (envelope.h)
  * under the fleet's KEK, purpose "session <hex id>" (an entry cannot be moved
  * to another ID), key kts:NAME:sess:<hex id>, expiring by Redis TTL = the
  * session lifetime. */
@@ -28,9 +29,10 @@ struct sessredis;
 /* A lookup's answer: der[0, len) (len 0: none). Runs on the store thread. */
 typedef void (*sessredis_done_fn)(void *arg, uint64_t token, const unsigned char *der, size_t len);
 
-/* What the store thread counts (atomically) for the status: lookups
- * answered with a session, with none, given up (no Redis, a full queue, or
- * an answer too late); puts dropped (queue full, or Redis away). */
+/* What the store thread counts (atomically) for the status, once per
+ * lookup: answered with a session, with none, failed (Redis away or too
+ * slow, or a full queue); puts dropped (queue full, or Redis away). A
+ * lookup the handshake stopped waiting for counts by what Redis said. */
 enum sessredis_counter { SESSREDIS_HITS, SESSREDIS_MISSES, SESSREDIS_FAILED, SESSREDIS_DROPPED,
 			 SESSREDIS_COUNTERS };
 

@@ -31,8 +31,8 @@ static json_t *direction(const struct stats_proc *p, int d)
 	memcpy(r, p->reasons[d], n * sizeof(r[0]));
 	qsort(r, n, sizeof(r[0]), by_count);
 	for (uint32_t i = 0; i < n; i++)
-		json_array_append_new(list, json_pack("{s:s, s:o}", "reason", r[i].text, "count",
-						      u64(r[i].n)));
+		json_array_append_new(list, json_pack("{s:o, s:o}", "reason", control_text(r[i].text),
+						      "count", u64(r[i].n)));
 	if (p->reasons_other[d])
 		json_array_append_new(list, json_pack("{s:s, s:o}", "reason", "(other reasons)",
 						      "count", u64(p->reasons_other[d])));
@@ -117,7 +117,7 @@ static json_t *ticket_keys(const struct server *srv, const struct stats_proc *p,
 						      (json_int_t)t->encrypt_until, "decrypt_until",
 						      (json_int_t)t->decrypt_until));
 	}
-	out = json_pack("{s:s?, s:o}", "file", srv->keys.path, "keys", list);
+	out = json_pack("{s:o, s:o}", "file", control_text(srv->keys.path), "keys", list);
 	if (out && srv->keys.path) { /* what ktsctl keys sync last did (fleetcmd.h) */
 		char sync[4200];
 		json_t *st;
@@ -130,8 +130,8 @@ static json_t *ticket_keys(const struct server *srv, const struct stats_proc *p,
 	}
 	if (out && k->tried)
 		json_object_set_new(out, "last_load",
-				    json_pack("{s:I, s:b, s:s}", "time", (json_int_t)k->tried, "ok",
-					      k->ok, "message", k->msg));
+				    json_pack("{s:I, s:b, s:o}", "time", (json_int_t)k->tried, "ok",
+					      k->ok, "message", control_text(k->msg)));
 	free(k);
 	return out;
 }

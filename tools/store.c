@@ -156,6 +156,11 @@ static void failed(struct store *s, const char *what, const redisReply *r, char 
 
 struct store *store_open(const struct store_url *u, char *err, size_t errlen)
 {
+	return store_open_ms(u, STORE_TIMEOUT_MS, err, errlen);
+}
+
+struct store *store_open_ms(const struct store_url *u, int ms, char *err, size_t errlen)
+{
 	struct store *s = calloc(1, sizeof(*s));
 	redisReply *r;
 
@@ -164,14 +169,14 @@ struct store *store_open(const struct store_url *u, char *err, size_t errlen)
 		return NULL;
 	}
 	s->u = *u;
-	s->rc = redisConnectWithTimeout(u->host, u->port, tv_of(STORE_TIMEOUT_MS));
+	s->rc = redisConnectWithTimeout(u->host, u->port, tv_of(ms));
 	if (!s->rc || s->rc->err) {
 		snprintf(err, errlen, "%s: connect: %s", u->shown,
 			 s->rc ? s->rc->errstr : "out of memory");
 		store_close(s);
 		return NULL;
 	}
-	if (redisSetTimeout(s->rc, tv_of(STORE_TIMEOUT_MS)) != REDIS_OK) {
+	if (redisSetTimeout(s->rc, tv_of(ms)) != REDIS_OK) {
 		snprintf(err, errlen, "%s: setting the timeout failed", u->shown);
 		store_close(s);
 		return NULL;
@@ -218,7 +223,7 @@ static void key_of(const struct store *s, const char *what, char *out, size_t le
 int store_get(struct store *s, const char *what, char **val, size_t *len, char *err,
 	      size_t errlen)
 {
-	char key[128];
+	char key[160];
 	redisReply *r;
 
 	key_of(s, what, key, sizeof(key));
@@ -248,7 +253,7 @@ int store_get(struct store *s, const char *what, char **val, size_t *len, char *
 int store_set_ttl(struct store *s, const char *what, const void *val, size_t len,
 		  unsigned int ttl, char *err, size_t errlen)
 {
-	char key[128];
+	char key[160];
 	redisReply *r;
 	int rc = 0;
 
@@ -271,7 +276,7 @@ int store_set(struct store *s, const char *what, const void *val, size_t len, ch
 
 int store_del(struct store *s, const char *what, char *err, size_t errlen)
 {
-	char key[128];
+	char key[160];
 	redisReply *r;
 	int rc = 0;
 
@@ -290,7 +295,7 @@ int store_lock(struct store *s, const char *what, int ttl_ms, int wait_ms, char 
 {
 	int64_t end = deadline_now() + wait_ms;
 	unsigned char raw[16];
-	char key[140];
+	char key[168];
 	redisReply *r;
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
@@ -328,7 +333,7 @@ void store_unlock(struct store *s, const char *what)
 	 * another machine stays its. */
 	static const char script[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
 				     "return redis.call('del', KEYS[1]) else return 0 end";
-	char key[140];
+	char key[168];
 
 	if (!s->token[0])
 		return;
@@ -341,7 +346,7 @@ void store_unlock(struct store *s, const char *what)
 int store_publish(struct store *s, const char *what, const char *msg, char *err,
 		  size_t errlen)
 {
-	char key[128];
+	char key[160];
 	redisReply *r;
 	int rc = 0;
 
@@ -357,7 +362,7 @@ int store_publish(struct store *s, const char *what, const char *msg, char *err,
 
 int store_subscribe(struct store *s, const char *what, char *err, size_t errlen)
 {
-	char key[128];
+	char key[160];
 	redisReply *r;
 	int rc = 0;
 

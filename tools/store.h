@@ -32,8 +32,10 @@ struct store;
 /* Parse spec (a URL or @FILE) into u. 0, or -1 with why in err. */
 int store_url_parse(const char *spec, struct store_url *u, char *err, size_t errlen);
 
-/* Connect and authenticate, within STORE_TIMEOUT_MS. NULL with why in err. */
+/* Connect and authenticate, within STORE_TIMEOUT_MS (store_open_ms: ms,
+ * also for every later command). NULL with why in err. */
 struct store *store_open(const struct store_url *u, char *err, size_t errlen);
+struct store *store_open_ms(const struct store_url *u, int ms, char *err, size_t errlen);
 void store_close(struct store *s); /* NULL is fine; wipes the password */
 /* Bound every later command to ms instead of STORE_TIMEOUT_MS. 0 or -1. */
 int store_set_timeout(struct store *s, int ms);

@@ -9,6 +9,7 @@ client gets a clear answer and never stalls the server; a stale socket is
 replaced, a live one or a non-socket is refused."""
 import json
 import os
+import signal
 import socket
 import ssl
 import stat
@@ -292,7 +293,7 @@ def workers():
         srv.stop()
 
 
-def slow_download(port, result):
+def slow_download(port, result, pause=0.005):
     """GET big.bin, reading slowly; result gets (bytes received, sha256, error)."""
     import hashlib
     h = hashlib.sha256()
@@ -315,7 +316,7 @@ def slow_download(port, result):
                 break
             h.update(chunk)
             n += len(chunk)
-            time.sleep(0.005)
+            time.sleep(pause)
         s.close()
         result.update(n=n, sha=h.hexdigest(), err=None)
     except (OSError, ssl.SSLError) as e:
@@ -361,10 +362,46 @@ def drain_and_stop():
             srv.stop()
 
 
+def drain_then_stop():
+    """A drain that a slow download holds up is cut by a stop: SIGTERM to a
+    single process, `ktsctl stop` to a supervisor (which still answers)."""
+    for workers in (None, "2"):
+        sock = os.path.join(d, "ds%s.sock" % (workers or ""))
+        extra = ("--workers", workers) if workers else ()
+        srv = k.KtsServer(d, root, cert, key, "--control", sock, *extra,
+                          name="srv-drain-stop%s" % (workers or ""))
+        what = "ktsctl stop to the supervisor" if workers else "SIGTERM"
+        try:
+            res = {}
+            th = threading.Thread(target=slow_download, args=(srv.port, res, 0.03))
+            th.start()
+            end = time.monotonic() + 10
+            while not res.get("started") and time.monotonic() < end:
+                time.sleep(0.02)
+            rc, out, err = k.ktsctl("drain", sock)
+            time.sleep(0.5)
+            t.check("drain, %s: still draining (the download holds it)" % what,
+                    rc == 0 and srv.p.poll() is None, out + err)
+            t0 = time.monotonic()
+            if workers:
+                rc, out, err = k.ktsctl("stop", sock)
+            else:
+                srv.signal(signal.SIGTERM)
+            code = srv.wait(15)
+            took = time.monotonic() - t0
+            th.join(30)
+            t.check("drain, then %s: the server exits within 4 s (%.1f s), the download cut"
+                    % (what, took), took < 4 and code == 0 and res.get("n", BIG) < BIG,
+                    (res, srv.stderr()[-800:]))
+        finally:
+            srv.stop()
+
+
 t.run("counters and keys", counters_and_keys)
 t.run("protocol errors", protocol_errors)
 t.run("another uid", other_uid)
 t.run("socket path rules", socket_path_rules)
 t.run("workers", workers)
 t.run("drain and stop", drain_and_stop)
+t.run("drain, then stop", drain_then_stop)
 t.done()

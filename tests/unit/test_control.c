@@ -72,6 +72,18 @@ static void test_answers(void **state)
 	assert_string_equal(text, "{\"kts_control\":1,\"ok\":true}");
 	free(text);
 	json_decref(j);
+	/* Bytes that are not UTF-8 (a path, a quoted bad character) still make
+	 * JSON: jansson would refuse them. */
+	j = control_text("/run/k\xff\xc3y\x01s");
+	assert_non_null(j);
+	assert_string_equal(json_string_value(j), "/run/k??y?s");
+	json_decref(j);
+	j = control_error("bad \xe9");
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "error")), "bad ?");
+	json_decref(j);
+	assert_true(json_is_null(j = control_text(NULL)));
+	json_decref(j);
 }
 
 /* A slot with n reasons "reason K" (K from first) in direction d, each counted k + 1 times. */
