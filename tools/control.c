@@ -103,6 +103,9 @@ static void client_close(struct control_client *cl)
 		close(cl->fd);
 	cl->fd = -1;
 	cl->len = 0;
+	free(cl->out);
+	cl->out = NULL;
+	cl->out_len = cl->out_off = 0;
 }
 
 /* After an answer: what the client sent past its line goes first, since
@@ -145,7 +148,8 @@ int control_pollfds(const struct control *ctl, struct pollfd *p)
 	p[n++] = (struct pollfd){ctl->fd, POLLIN, 0};
 	for (int i = 0; i < CONTROL_CLIENTS; i++)
 		if (ctl->cl[i].fd >= 0)
-			p[n++] = (struct pollfd){ctl->cl[i].fd, POLLIN, 0};
+			p[n++] = (struct pollfd){ctl->cl[i].fd,
+						 (short)(ctl->cl[i].out ? POLLOUT : POLLIN), 0};
 	return n;
 }
 
@@ -161,8 +165,7 @@ int control_timeout_ms(const struct control *ctl, int64_t now)
 	return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
-/* One JSON line, then the end: the answer is small, so one non-blocking
- * send takes it whole or the client is not reading. */
+/* A one-line answer that fits the socket at once (refusals, errors). */
 static void reply(int fd, json_t *j)
 {
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -178,6 +181,47 @@ static void reply(int fd, json_t *j)
 	free(text);
 	json_decref(j);
 }
+
+/* Send what is left of cl's answer; once it is all out, the end. */
+static void client_write(struct control_client *cl)
+{
+	ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n < 0) {
+		logmsg("control: sending the answer: %s", strerror(errno));
+		client_close(cl);
+		return;
+	}
+	cl->out_off += (size_t)n;
+	if (cl->out_off == cl->out_len)
+		client_drop(cl);
+}
+
+/* Answer cl with j and a newline: at once, or the rest on POLLOUT (a large
+ * status), within a fresh CONTROL_WAIT_MS. */
+static void client_answer(struct control_client *cl, json_t *j)
+{
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	size_t len = text ? strlen(text) : 0;
+
+	json_decref(j);
+	if (!text || !(cl->out = realloc(text, len + 2))) {
+		free(text);
+		reply(cl->fd, NULL);
+		client_drop(cl);
+		return;
+	}
+	cl->out[len] = '\n';
+	cl->out[len + 1] = '\0';
+	cl->out_len = len + 1;
+	cl->out_off = 0;
+	cl->until = deadline_now() + CONTROL_WAIT_MS;
+	client_write(cl);
+}
+
 
 /* Only root and the server's own uid may command it. */
 static int allowed(int fd)
@@ -247,10 +291,10 @@ static void client_read(struct control_client *cl, control_answer_fn answer, voi
 	if (rc < 0) {
 		logmsg("control: %s", err);
 		reply(cl->fd, control_error(err));
+		client_drop(cl);
 	} else {
-		reply(cl->fd, answer(arg, cmd));
+		client_answer(cl, answer(arg, cmd));
 	}
-	client_drop(cl);
 }
 
 void control_serve(struct control *ctl, const struct pollfd *p, int n, control_answer_fn answer,
@@ -265,15 +309,27 @@ void control_serve(struct control *ctl, const struct pollfd *p, int n, control_a
 			continue;
 		for (int c = 0; c < CONTROL_CLIENTS; c++)
 			if (ctl->cl[c].fd == p[i].fd) {
-				client_read(&ctl->cl[c], answer, arg);
+				if (ctl->cl[c].out)
+					client_write(&ctl->cl[c]);
+				else
+					client_read(&ctl->cl[c], answer, arg);
 				break;
 			}
 	}
-	for (int c = 0; c < CONTROL_CLIENTS; c++)
-		if (ctl->cl[c].fd >= 0 && now >= ctl->cl[c].until) {
-			reply(ctl->cl[c].fd, control_error("request: no whole line in time"));
-			client_drop(&ctl->cl[c]);
+	for (int c = 0; c < CONTROL_CLIENTS; c++) {
+		struct control_client *cl = &ctl->cl[c];
+
+		if (cl->fd < 0 || now < cl->until)
+			continue;
+		if (cl->out) {
+			logmsg("control: a client did not read its answer (%zu of %zu bytes) in time",
+			       cl->out_off, cl->out_len);
+			client_close(cl);
+		} else {
+			reply(cl->fd, control_error("request: no whole line in time"));
+			client_drop(cl);
 		}
+	}
 	if (n > 0 && p[0].revents)
 		accept_all(ctl, now);
 }

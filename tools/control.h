@@ -13,8 +13,9 @@
  *   drain        stop accepting, finish every connection's work, exit
  *   stop         close every connection now, exit
  * The socket is served by the process loop, between its other events: a
- * client that sends nothing holds one of CONTROL_CLIENTS places for at most
- * CONTROL_WAIT_MS, and a busy socket turns new clients away. */
+ * client that sends nothing, or does not read a large answer, holds one of
+ * CONTROL_CLIENTS places for at most CONTROL_WAIT_MS (each), and a busy
+ * socket turns new clients away. */
 #ifndef KTS_TOOLS_CONTROL_H
 #define KTS_TOOLS_CONTROL_H
 
@@ -53,6 +54,8 @@ struct control_client {
 	int64_t until;
 	size_t len;
 	char buf[CONTROL_LINE_MAX];
+	char *out; /* an answer larger than the socket takes at once: the rest */
+	size_t out_len, out_off;
 };
 
 struct control {

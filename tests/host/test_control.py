@@ -293,6 +293,37 @@ def workers():
         srv.stop()
 
 
+def big_status():
+    """A status larger than one socket buffer (64 workers, 32 keys each) goes
+    out whole: the rest is sent as the client reads."""
+    kf = os.path.join(d, "bigkeys")
+    k.ktsctl("keys", "init", kf, "--force", "--interval", "10")
+    for i in range(31):
+        k.ktsctl("keys", "rotate", kf, "--force", "--now", str(int(time.time()) + i * 11))
+    sock = os.path.join(d, "big.sock")
+    srv = k.KtsServer(d, root, cert, key, "--session-lifetime", "300", "--ticket-keys", kf,
+                      "--control", sock, "--workers", "64", "--threads", "1",
+                      name="srv-big")
+    try:
+        end = time.monotonic() + 30
+        j = {}
+        while time.monotonic() < end:
+            j = status(sock)
+            if len(j.get("processes", [])) == 64:
+                break
+            time.sleep(0.2)
+        raw_len = len(raw(sock, b"status\n", wait=10))
+        with open("/proc/sys/net/core/wmem_default") as fh:
+            wmem = int(fh.read())
+        t.check("a %d-byte status (64 workers x 32 keys; socket buffer %d) arrives whole"
+                % (raw_len, wmem),
+                raw_len > wmem and len(j.get("processes", [])) == 64 and
+                all(len(p["ticket_keys"]["keys"]) == 32 for p in j["processes"]),
+                (raw_len, len(j.get("processes", []))))
+    finally:
+        srv.stop()
+
+
 def slow_download(port, result, pause=0.005):
     """GET big.bin, reading slowly; result gets (bytes received, sha256, error)."""
     import hashlib
@@ -404,4 +435,5 @@ t.run("socket path rules", socket_path_rules)
 t.run("workers", workers)
 t.run("drain and stop", drain_and_stop)
 t.run("drain, then stop", drain_then_stop)
+t.run("a large status", big_status)
 t.done()
