@@ -92,7 +92,12 @@ def counters_and_keys():
         t.check("clients: 3 new sessions, then 2 resumed", how == ["New"] * 3 + ["Reused"] * 2,
                 how)
         k.wait_count(srv, r"offload tx=", 5)
-        j = status(sock)
+        end = time.monotonic() + 5  # the last connection's lingering close
+        while True:
+            j = status(sock)
+            if j["connections"]["open"] == 0 or time.monotonic() > end:
+                break
+            time.sleep(0.05)
         t.check("status: ok, pid, engine, listen address",
                 j["ok"] is True and j["pid"] == srv.p.pid and j["engine"] == k.ENGINE and
                 j["listen"] == "127.0.0.1:%d" % srv.port and j["workers"] == 0, j)
@@ -307,9 +312,10 @@ def big_status():
     try:
         end = time.monotonic() + 30
         j = {}
-        while time.monotonic() < end:
+        while time.monotonic() < end:  # every worker up, each with its keys
             j = status(sock)
-            if len(j.get("processes", [])) == 64:
+            ps = j.get("processes", [])
+            if len(ps) == 64 and all(len(p["ticket_keys"]["keys"]) == 32 for p in ps):
                 break
             time.sleep(0.2)
         raw_len = len(raw(sock, b"status\n", wait=10))
