@@ -241,6 +241,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(port):
+    """Is a TCP socket listening on port? (Read from /proc/net/tcp: a test
+    connection would count as a client.)"""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                for line in f.readlines()[1:]:
+                    w = line.split()
+                    if w[3] == "0A" and int(w[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
 # ---- background processes -----------------------------------------------------
 
 class Proc:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import ktshost as k
 
@@ -30,11 +31,12 @@ def serve(count):
     for attempt in range(5):
         port = k.free_port()
         p = k.Proc([EXAMPLE, "serve", str(port), cert, key, root, str(count)], d, "example")
-        try:
-            # Ready once it listens: poll with a plain TCP connect would count as
-            # a connection; give bind a moment and check it did not exit.
-            p.p.wait(0.3)
-        except subprocess.TimeoutExpired:
+        # Ready once it listens (slow under ASan and load); a test connect
+        # would count as one of its connections.
+        end = time.monotonic() + 20
+        while p.p.poll() is None and not k.listening(port) and time.monotonic() < end:
+            time.sleep(0.05)
+        if p.p.poll() is None:
             return p, port
         if attempt == 4 or "in use" not in p.stderr():
             raise RuntimeError("example server exited: " + p.stderr())

@@ -183,6 +183,25 @@ def children(pid):
         text=True).stdout.split())
 
 
+def worker_fds(pid):
+    """The fds of a just-started worker once it set up its own signalfd (it
+    first closes the one it inherited; slow under ASan)."""
+    def fds():
+        d = "/proc/%d/fd" % pid
+        out = []
+        for f in os.listdir(d):
+            try:
+                out.append(os.readlink(os.path.join(d, f)))
+            except OSError:
+                pass
+        return out
+    end = time.monotonic() + 15
+    while "anon_inode:[signalfd]" not in fds() and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return fds()
+
+
 def workers():
     started = time.monotonic()
     srv = k.KtsServer(d, root, cert, key, *LIFE, "--session-cache", "64", "--workers", "4",
@@ -227,7 +246,7 @@ def workers():
             t.fail("--workers 4: a killed worker is restarted", str(e))
         if m:
             new = int(m.group(1))
-            fds = [os.readlink("/proc/%d/fd/%s" % (new, f)) for f in os.listdir("/proc/%d/fd" % new)]
+            fds = worker_fds(new)
             t.check("--workers 4: the restarted worker holds one signalfd, its own",
                     fds.count("anon_inode:[signalfd]") == 1, str(sorted(fds)))
             workers_now = children(srv.p.pid)

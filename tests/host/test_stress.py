@@ -137,20 +137,37 @@ def many_keepalive(n=1000):
 
 def no_buffers():
     """Two provided buffers for 24 clients at once: receives meet -ENOBUFS and
-    are armed again; every client gets its file."""
+    are armed again; every client gets its file. The server is stopped
+    (SIGSTOP) while the clients send, so that all 24 requests wait for it
+    together and two buffers cannot hold them, however the machine schedules."""
     srv = k.KtsServer(d, root, cert, key, "--threads", "1", name="srv-nobufs",
                       env={"KTS_SERVER_URING_BUFS": "2"})
     results = []
+    ready = threading.Barrier(25, timeout=60)
 
     def one():
-        with k.https_connect(srv.port, cert) as s:
-            s.sendall((GET % b"s.bin") * 3 + GET % b"m.bin")
-            buf = bytearray()
-            rs = [k.read_response(s, buf) for _ in range(4)]
-            results.append([k.sha256(r.body) for r in rs] == [small] * 3 + [mid])
+        try:
+            with k.https_connect(srv.port, cert) as s:
+                ready.wait()  # every handshake done; the server is stopped
+                ready.wait()
+                s.sendall((GET % b"s.bin") * 3 + GET % b"m.bin")
+                buf = bytearray()
+                rs = [k.read_response(s, buf) for _ in range(4)]
+                results.append([k.sha256(r.body) for r in rs] == [small] * 3 + [mid])
+        except threading.BrokenBarrierError:
+            pass
     threads = [threading.Thread(target=one) for _ in range(24)]
     for th in threads:
         th.start()
+    try:
+        ready.wait()
+        srv.signal(signal.SIGSTOP)
+        ready.wait()
+        time.sleep(0.5)  # the requests are in the server's socket buffers
+    except threading.BrokenBarrierError:
+        pass
+    finally:
+        srv.signal(signal.SIGCONT)
     for th in threads:
         th.join(60)
     t.check("2 provided buffers, 24 clients pipelining 4 requests each: all served",
