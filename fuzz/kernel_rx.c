@@ -53,10 +53,11 @@ static struct kts *open_conn(unsigned flags)
 	if (c->version == TLS1_3_VERSION) {
 		c->aead = KTS_AEAD_AES_128_GCM;
 		strcpy(c->digest, "SHA256");
-		c->secret_size = 32;
-		memset(c->rx_secret, 0x11, 32);
-		memset(c->tx_secret, 0x22, 32);
-		memset(c->ossl_tx_secret, 0x22, 32);
+		FUZZ_CHECK(kts_secrets_get(c));
+		c->sec->size = 32;
+		memset(c->sec->rx, 0x11, 32);
+		memset(c->sec->tx, 0x22, 32);
+		memset(c->sec->ossl_tx, 0x22, 32);
 	}
 	return c;
 }

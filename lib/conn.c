@@ -74,12 +74,13 @@ void kts_free(struct kts *c)
 	free(c->server_name);
 	OPENSSL_clear_free(c->appdata, c->appdata_len);
 	kts_post_handshake_free(c);
+	kts_secrets_free(c);
 	kts_cio_free(c);
 	kts_reason_drop(c, KTS_TX);
 	kts_reason_drop(c, KTS_RX);
 	free(c->alpn);
 	free(c->error);
-	OPENSSL_cleanse(c, sizeof(*c)); /* secrets kept for post-handshake messages */
+	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 }
 

@@ -43,11 +43,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	c->state = KTS_STATE_FAILED;
 	c->fail_code = code;
 	/* A dead connection needs no secrets. */
-	OPENSSL_cleanse(c->secret, sizeof(c->secret));
-	OPENSSL_cleanse(c->rx_secret, sizeof(c->rx_secret));
-	OPENSSL_cleanse(c->tx_secret, sizeof(c->tx_secret));
-	OPENSSL_cleanse(c->ossl_tx_secret, sizeof(c->ossl_tx_secret));
-	c->secret_size = 0;
+	kts_secrets_wipe(c);
 	return code;
 }
 

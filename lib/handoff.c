@@ -61,10 +61,12 @@ static int derive_keys(struct kts *c, int version, const char *digest, enum kts_
 	if (!digest)
 		return -1;
 	if (version == TLS1_3_VERSION) {
-		if (c->secret_len[0] == 0 || c->secret_len[1] == 0)
+		const struct kts_secrets *s = c->sec;
+
+		if (!s || s->hs_len[0] == 0 || s->hs_len[1] == 0)
 			return -1;
-		if (kts_tls13_traffic_keys(digest, c->secret[tx], c->secret_len[tx], aead, &k[KTS_TX]) ||
-		    kts_tls13_traffic_keys(digest, c->secret[rx], c->secret_len[rx], aead, &k[KTS_RX]))
+		if (kts_tls13_traffic_keys(digest, s->hs[tx], s->hs_len[tx], aead, &k[KTS_TX]) ||
+		    kts_tls13_traffic_keys(digest, s->hs[rx], s->hs_len[rx], aead, &k[KTS_RX]))
 			return -1;
 		return 0;
 	} else {
@@ -124,7 +126,8 @@ static void release_openssl(struct kts *c)
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	/* Only OpenSSL's write side used it (late tickets). */
-	OPENSSL_cleanse(c->ossl_tx_secret, sizeof(c->ossl_tx_secret));
+	if (c->sec)
+		OPENSSL_cleanse(c->sec->ossl_tx, sizeof(c->sec->ossl_tx));
 }
 
 int kts_handoff(struct kts *c)
@@ -236,7 +239,12 @@ int kts_handoff(struct kts *c)
 done:
 	/* 6. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
-	OPENSSL_cleanse(c->secret, sizeof(c->secret));
+	if (c->sec && c->sec->size > 0) {
+		OPENSSL_cleanse(c->sec->hs, sizeof(c->sec->hs));
+		OPENSSL_cleanse(c->sec->hs_len, sizeof(c->sec->hs_len));
+	} else {
+		kts_secrets_free(c);
+	}
 
 	/* 7. "require" means both directions in the kernel, or no connection. */
 	if (c->offload == KTS_OFFLOAD_REQUIRE) {

@@ -20,6 +20,7 @@
 static void keylog(const SSL *ssl, const char *line)
 {
 	struct kts *c = SSL_get_app_data(ssl);
+	struct kts_secrets *sec;
 	const char *hex;
 	size_t n = 0;
 	int dir;
@@ -33,16 +34,17 @@ static void keylog(const SSL *ssl, const char *line)
 	else
 		return;
 	hex = strchr(line + 24, ' ');
-	if (!hex)
+	/* Out of memory: no secrets, so the handoff leaves both directions in userspace. */
+	if (!hex || !(sec = kts_secrets_get(c)))
 		return;
-	for (hex++; hex[0] && hex[1] && n < sizeof(c->secret[dir]); hex += 2, n++) {
+	for (hex++; hex[0] && hex[1] && n < sizeof(sec->hs[dir]); hex += 2, n++) {
 		int hi = OPENSSL_hexchar2int((unsigned char)hex[0]);
 		int lo = OPENSSL_hexchar2int((unsigned char)hex[1]);
 		if (hi < 0 || lo < 0)
 			break;
-		c->secret[dir][n] = (unsigned char)(hi << 4 | lo);
+		sec->hs[dir][n] = (unsigned char)(hi << 4 | lo);
 	}
-	c->secret_len[dir] = n;
+	sec->hs_len[dir] = n;
 }
 
 /* Count TLS 1.3 NewSessionTicket messages OpenSSL writes: each goes in its own

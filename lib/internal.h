@@ -61,6 +61,18 @@ struct kts_rec_scan {
 	size_t body_left;     /* bytes of the current record's body still to come */
 };
 
+/* TLS 1.3 traffic secrets, on the heap: a connection needs them from the key
+ * log to the handoff, and after it only while the kernel owns a direction.
+ * Most idle userspace connections so carry none. Wiped before freed. */
+struct kts_secrets {
+	unsigned char hs[2][64]; /* captured by the key log: [0] client, [1] server */
+	size_t hs_len[2];        /* zeroed at handoff */
+	size_t size;             /* post-handshake secrets' length; 0 when wiped */
+	unsigned char rx[64];      /* the peer's: kernel RX and OpenSSL's read side */
+	unsigned char tx[64];      /* ours, as the kernel's TX uses it */
+	unsigned char ossl_tx[64]; /* ours, as OpenSSL's write side uses it */
+};
+
 enum kts_state {
 	KTS_STATE_NEW = 0,  /* no fd yet */
 	KTS_STATE_HANDSHAKE, /* fd attached, handshake not finished */
@@ -103,20 +115,14 @@ struct kts {
 	unsigned int sessions_saved; /* client: sessions written to the session file */
 	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last one */
 
-	/* Secrets captured during the handshake, zeroed at handoff. */
-	unsigned char secret[2][64]; /* TLS 1.3 traffic secrets: [0] client, [1] server */
-	size_t secret_len[2];
+	struct kts_secrets *sec;     /* TLS 1.3 only; NULL once nothing needs them */
 	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
 
 	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
-	 * the kernel (posthandshake.c). Secrets are kept for that, wiped at free. */
+	 * the kernel (posthandshake.c), under the secrets kept in c->sec. */
 	int version;
 	enum kts_aead aead;
 	char digest[16];
-	size_t secret_size;
-	unsigned char rx_secret[64];      /* the peer's: kernel RX and OpenSSL's read side */
-	unsigned char tx_secret[64];      /* ours, as the kernel's TX uses it */
-	unsigned char ossl_tx_secret[64]; /* ours, as OpenSSL's write side uses it */
 	uint64_t ossl_seq[2];             /* OpenSSL's own record numbers per direction */
 	unsigned char *hs;                /* handshake bytes read from kernel RX, not yet whole */
 	size_t hs_len;
@@ -181,6 +187,12 @@ size_t kts_tx_next(const struct kts *c, unsigned char *type, const unsigned char
 int kts_tx_sent(struct kts *c, unsigned char type, size_t n);
 /* Remember what post-handshake records will need (handoff.c, TLS 1.3). */
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead);
+/* c->sec, allocated zeroed on first need; NULL when out of memory. */
+struct kts_secrets *kts_secrets_get(struct kts *c);
+/* Zero them but keep the block: a caller up the stack may still point into it. */
+void kts_secrets_wipe(struct kts *c);
+/* Zero and free them. */
+void kts_secrets_free(struct kts *c);
 
 /* alert.c: alerts for kernel TX, queued for kts_post_handshake_flush (no-ops
  * while OpenSSL owns TX). refuse: queue a fatal alert (dropping queued

@@ -50,6 +50,25 @@ void kts_post_handshake_free(struct kts *c)
 	c->tx_hs_len = 0;
 }
 
+struct kts_secrets *kts_secrets_get(struct kts *c)
+{
+	if (!c->sec)
+		c->sec = OPENSSL_zalloc(sizeof(*c->sec));
+	return c->sec;
+}
+
+void kts_secrets_wipe(struct kts *c)
+{
+	if (c->sec)
+		OPENSSL_cleanse(c->sec, sizeof(*c->sec));
+}
+
+void kts_secrets_free(struct kts *c)
+{
+	OPENSSL_clear_free(c->sec, sizeof(*c->sec));
+	c->sec = NULL;
+}
+
 static int kernel_rekey(struct kts *c, int dir, unsigned char *secret);
 
 /* Queue one handshake message for kernel TX. */
@@ -100,7 +119,7 @@ int kts_tx_sent(struct kts *c, unsigned char type, size_t n)
 	}
 	if (c->tx_rekey_pending && !kts_tx_queued(c)) {
 		/* Our KeyUpdate is out: from here on the kernel sends under the next key. */
-		int err = kernel_rekey(c, KTS_TX, c->tx_secret);
+		int err = kernel_rekey(c, KTS_TX, c->sec->tx);
 		c->tx_rekey_pending = 0;
 		if (err < 0)
 			return kts_fail_fatal(c, KTS_ERR_SYS, "installing updated TX keys: %s",
@@ -147,13 +166,14 @@ int kts_post_handshake_flush(struct kts *c)
 void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead aead)
 {
 	int ours = c->is_server ? 1 : 0;
+	struct kts_secrets *s = c->sec; /* the handoff derived its keys from them */
 
 	c->aead = aead;
 	snprintf(c->digest, sizeof(c->digest), "%s", digest);
-	c->secret_size = c->secret_len[ours];
-	memcpy(c->rx_secret, c->secret[1 - ours], c->secret_size);
-	memcpy(c->tx_secret, c->secret[ours], c->secret_size);
-	memcpy(c->ossl_tx_secret, c->secret[ours], c->secret_size);
+	s->size = s->hs_len[ours];
+	memcpy(s->rx, s->hs[1 - ours], s->size);
+	memcpy(s->tx, s->hs[ours], s->size);
+	memcpy(s->ossl_tx, s->hs[ours], s->size);
 	/* OpenSSL read only what came past the handshake (caller_io.c); it wrote its tickets. */
 	c->ossl_seq[KTS_RX] = c->rx_user_records;
 	c->ossl_seq[KTS_TX] = c->is_server ? c->tickets_sent : 0;
@@ -161,7 +181,7 @@ void kts_post_handshake_setup(struct kts *c, const char *digest, enum kts_aead a
 
 static int keys_for(struct kts *c, const unsigned char *secret, struct kts_dir_keys *k)
 {
-	return kts_tls13_traffic_keys(c->digest, secret, c->secret_size, c->aead, k);
+	return kts_tls13_traffic_keys(c->digest, secret, c->sec->size, c->aead, k);
 }
 
 /* Hand one plaintext handshake message to OpenSSL's read side, as the record
@@ -211,14 +231,14 @@ static int kernel_rekey(struct kts *c, int dir, unsigned char *secret)
 	struct kts_crypto_info info;
 	int err = -EINVAL;
 
-	if (kts_tls13_next_secret(c->digest, secret, c->secret_size, next) == 0 &&
+	if (kts_tls13_next_secret(c->digest, secret, c->sec->size, next) == 0 &&
 	    keys_for(c, next, &k) == 0 &&
 	    kts_crypto_info_build(KTS_TLS1_3, c->aead, &k, 0, &info) == 0)
 		err = kts_kernel_install(c->fd, dir == KTS_TX ? TLS_TX : TLS_RX, &info);
 	OPENSSL_cleanse(&k, sizeof(k));
 	OPENSSL_cleanse(&info, sizeof(info));
 	if (err == 0)
-		memcpy(secret, next, c->secret_size);
+		memcpy(secret, next, c->sec->size);
 	OPENSSL_cleanse(next, sizeof(next));
 	return err;
 }
@@ -257,8 +277,8 @@ static int key_update(struct kts *c, const unsigned char *msg, size_t len)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
 				  "read: peer sent a KeyUpdate and this kernel cannot replace "
 				  "the keys of a kTLS socket (Linux 6.14 or later can)");
-	memcpy(old, c->rx_secret, c->secret_size);
-	err = kernel_rekey(c, KTS_RX, c->rx_secret);
+	memcpy(old, c->sec->rx, c->sec->size);
+	err = kernel_rekey(c, KTS_RX, c->sec->rx);
 	if (err == -EBUSY || err == -EINVAL || err == -EOPNOTSUPP || err == -ENOPROTOOPT) {
 		OPENSSL_cleanse(old, sizeof(old));
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_UNSUPPORTED,
@@ -308,7 +328,7 @@ static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
 	case SSL3_MT_NEWSESSION_TICKET:
 		if (c->is_server)
 			break;
-		return feed_openssl(c, c->rx_secret, msg, len);
+		return feed_openssl(c, c->sec->rx, msg, len);
 	case SSL3_MT_KEY_UPDATE:
 		return key_update(c, msg, len);
 	default:
@@ -323,7 +343,7 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 	size_t used = 0, whole = 0;
 
 	/* TLS 1.3 messages go on to OpenSSL under the secrets kept at handoff. */
-	if (c->version == TLS1_3_VERSION ? c->secret_size == 0 : c->version != TLS1_2_VERSION)
+	if (c->version == TLS1_3_VERSION ? !c->sec || c->sec->size == 0 : c->version != TLS1_2_VERSION)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
 				  "read: unexpected handshake record");
 	if (!c->hs && !(c->hs = malloc(HS_MAX)))
@@ -402,7 +422,7 @@ int kts_issue_ticket(struct kts *c)
 		return rc;
 	if (n <= 0)
 		return KTS_OK; /* no usable ticket key right now: OpenSSL sent none */
-	if (keys_for(c, c->ossl_tx_secret, &k) < 0)
+	if (keys_for(c, c->sec->ossl_tx, &k) < 0)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "issue ticket: key derivation failed");
 	/* One record per ticket; walk them in case OpenSSL wrote more than one. */
 	for (at = 0; rc == KTS_OK && at + KTS_RECORD_HEADER <= (size_t)n;) {

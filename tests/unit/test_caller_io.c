@@ -33,6 +33,11 @@ static int setup(void **state)
 	(void)state;
 	test_cert_init();
 	server_cfg = test_kts_config(13, &test_suites[0], 1);
+	if (server_cfg) {
+		/* As where the kernel has kTLS, so the key log collects secrets. */
+		server_cfg->kernel_tls = 1;
+		kts_handshake_callbacks(server_cfg->ctx, 1);
+	}
 	client_ctx = test_ssl_ctx(13, &test_suites[0], 0);
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	return server_cfg && client_ctx && null_fd >= 0 ? 0 : -1;
@@ -157,6 +162,7 @@ static void test_split_every_byte(void **state)
 		size_t boundary = (size_t)n - (5 + sizeof(req) - 1 + 1 + 16);
 		assert_int_equal(p.k->rx_user_records, k == boundary ? 0 : 1);
 		assert_int_equal(kts_offload(p.k, KTS_RX), KTS_PATH_USER);
+		assert_null(p.k->sec); /* userspace TLS 1.3 keeps no secrets past the handoff */
 		pair_close(&p);
 		if (k >= (size_t)n)
 			break;
@@ -317,9 +323,16 @@ static void test_kernel_rx_records(void **state)
 	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, close_notify + 1, 1, MSG_EOR, buf), 0);
 	kts_free(c);
 
+	/* A failed connection wipes the secrets kept for post-handshake messages. */
 	c = kernel_conn(TLS1_3_VERSION);
+	assert_non_null(kts_secrets_get(c));
+	c->sec->size = sizeof(c->sec->rx);
+	memset(c->sec->rx, 0x11, sizeof(c->sec->rx));
 	assert_int_equal(received(c, &m, KTS_RECORD_ALERT, fatal, 2, MSG_EOR, buf), KTS_ERR_TLS);
 	assert_non_null(strstr(kts_error(c), "handshake failure"));
+	assert_int_equal(c->sec->size, 0);
+	for (size_t i = 0; i < sizeof(c->sec->rx); i++)
+		assert_int_equal(c->sec->rx[i], 0);
 	kts_free(c);
 
 	/* Two alert bytes of a longer record; one byte ending it. */
