@@ -47,6 +47,10 @@
 #define BODY_POOL 32             /* reply buffers a ring keeps for reuse */
 #define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
 #define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
+#define MSG_POOL 64              /* send headers a ring keeps for reuse */
+/* Non-blocking sockets: the ring thread splices pipe -> socket itself, and
+ * io_uring's own operations on them still wait by polling. */
+#define ACCEPT_FLAGS (SOCK_CLOEXEC | SOCK_NONBLOCK)
 
 /* user_data: generation (32 bits) | slot (24) | op (8). Ring-level ops have
  * slot RING_SLOT; OP_IGNORE completions (cancellations) are dropped. */
@@ -57,7 +61,7 @@ enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_STORE, OP_RX, OP_TX, OP_SPL
 
 enum phase { PH_HANDSHAKE, PH_OPEN, PH_CLOSING, PH_LINGER, PH_DEAD };
 enum rx_kind { RX_NONE, RX_MSG, RX_MULTI };
-enum tx_kind { TX_NONE, TX_OUT, TX_SEND, TX_SPLICE_IN, TX_SPLICE_OUT };
+enum tx_kind { TX_NONE, TX_OUT, TX_SEND, TX_SPLICE_IN, TX_POLL_OUT };
 
 struct shared {
 	struct server *srv;
@@ -103,6 +107,10 @@ struct ring {
 	 * made glibc trim and refault the heap each time. */
 	char *body_pool[BODY_POOL];
 	int nbody_pool;
+	/* Send headers, taken only while kts' own bytes go out: an idle
+	 * connection holds none. */
+	struct kts_msg *msg_pool[MSG_POOL];
+	int nmsg_pool;
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
@@ -143,7 +151,7 @@ struct uconn {
 	/* send */
 	enum tx_kind tx;
 	size_t tx_want;
-	struct kts_msg smsg;
+	struct kts_msg *smsg; /* while a TX_OUT is in flight */
 	/* the answer going out */
 	int replying;
 	struct hs_reply rep;
@@ -153,7 +161,7 @@ struct uconn {
 	char *body;
 	size_t body_len, body_used;
 	size_t body_head; /* head bytes at the front of body (a small reply: one send) */
-	int pipe[2], pipe_ok;
+	int pipe[2], pipe_size; /* pipe_size 0: no pipe */
 	int sys_errno;
 	int hs_failed; /* the handshake failed: its alert goes out, then the end */
 	int sess_wait; /* the handshake waits for the session store ... */
@@ -202,10 +210,26 @@ static void body_put(struct ring *r, struct uconn *c)
 	c->body = NULL;
 }
 
+static void msg_put(struct ring *r, struct uconn *c)
+{
+	if (c->smsg && r->nmsg_pool < MSG_POOL)
+		r->msg_pool[r->nmsg_pool++] = c->smsg;
+	else
+		free(c->smsg);
+	c->smsg = NULL;
+}
+
+static void pipe_put(struct ring *r, struct uconn *c)
+{
+	if (c->pipe_size)
+		uring_pipe_put(&r->u, c->pipe, c->pipe_size, c->in_pipe == 0);
+	c->pipe_size = 0;
+}
+
 static void conn_free(struct ring *r, struct uconn *c)
 {
-	if (c->pipe_ok)
-		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
+	pipe_put(r, c);
+	msg_put(r, c);
 	httpsess_free(&c->hs);
 	kts_free(c->k);
 	close(c->fd);
@@ -420,11 +444,20 @@ static int kernel_tx(const struct uconn *c)
 	return kts_offload(c->k, KTS_TX) == KTS_PATH_KERNEL;
 }
 
+/* kts' own bytes; out of memory for the header ends the connection. */
 static void tx_out(struct ring *r, struct uconn *c)
 {
-	struct io_uring_sqe *sqe = conn_sqe(r, c);
+	struct io_uring_sqe *sqe;
 
-	kts_uring_prep_out(sqe, c->k, c->fd, &c->smsg);
+	if (!c->smsg)
+		c->smsg = r->nmsg_pool > 0 ? r->msg_pool[--r->nmsg_pool] : malloc(sizeof(*c->smsg));
+	if (!c->smsg) {
+		logmsg("conn %s error: out of memory", c->peer);
+		conn_kill(c);
+		return;
+	}
+	sqe = conn_sqe(r, c);
+	kts_uring_prep_out(sqe, c->k, c->fd, c->smsg);
 	conn_sqe_tag(sqe, c, OP_TX);
 	c->tx = TX_OUT;
 }
@@ -486,9 +519,69 @@ static void body_advance(struct uconn *c, size_t w)
 	c->body_out += (long long)(w > head ? w - head : 0);
 }
 
+/* A send or splice on kernel TX ended with res (bytes, or -errno) of want:
+ * kts checks it, the reply and the send deadline count it. Returns the bytes,
+ * KTS_WANT_WRITE, or another negative value once the failure is logged and
+ * the connection killed. */
+static ssize_t kernel_sent(struct ring *r, struct uconn *c, enum sent_by by, ssize_t res,
+			   size_t want, int64_t now)
+{
+	ssize_t n = kts_send_done(c->k, res, want);
+
+	if (n == KTS_WANT_WRITE)
+		return n;
+	if (n <= 0) {
+		/* The send's own errno, even when a receive failed first (a reset
+		 * seen by the receive leaves the send only EPIPE otherwise). */
+		c->sys_errno = res < 0 ? (int)-res : 0;
+		send_failed(c, res < 0 ? ERR_SEND : n == 0 ? TIO_PEER_CLOSED : (int)n);
+		conn_kill(c);
+		return n < 0 ? n : KTS_ERR_SYS;
+	}
+	deadline_moved(&c->dl, now, (uint64_t)n);
+	r->sent[by] += (unsigned long long)n;
+	if (by == BY_SPLICE) {
+		c->in_pipe -= (size_t)n;
+		c->body_out += n;
+	} else if (c->head_done < c->rep.head_len) {
+		c->head_done += (size_t)n;
+	} else {
+		body_advance(c, (size_t)n);
+	}
+	return n;
+}
+
+/* Pipe -> socket from the ring's thread: the bytes are in the pipe already,
+ * so a non-blocking splice never waits, and costs less than a round through
+ * io-wq. What the socket cannot take now waits for POLLOUT. Returns 1 when
+ * waiting (or ended: the failure is logged), 0 when the pipe is empty. */
+static int splice_out(struct ring *r, struct uconn *c, int more, int64_t now)
+{
+	while (c->in_pipe > 0) {
+		size_t want = c->in_pipe;
+		ssize_t n = splice(c->pipe[0], NULL, c->fd, NULL, want,
+				   SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+		struct io_uring_sqe *sqe;
+
+		n = kernel_sent(r, c, BY_SPLICE, n < 0 ? -errno : n, want, now);
+		if (n < 0 && n != KTS_WANT_WRITE)
+			return 1;
+		if (n > 0 && (size_t)n == want)
+			continue;
+		/* Short or refused: the socket buffer is full. */
+		sqe = conn_sqe(r, c);
+		io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+		conn_sqe_tag(sqe, c, OP_TX);
+		c->tx = TX_POLL_OUT;
+		return 1;
+	}
+	return 0;
+}
+
 /* Kernel TX: the next plaintext send or splice of the reply. Returns 1 if one
- * was submitted, 0 when the reply is all out, or a TIO_/KTS_ error. */
-static int reply_step_kernel(struct ring *r, struct uconn *c)
+ * was submitted (or the connection ended), 0 when the reply is all out, or a
+ * TIO_/KTS_ error. */
+static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 {
 	long long file_left;
 	struct io_uring_sqe *sqe;
@@ -506,21 +599,18 @@ static int reply_step_kernel(struct ring *r, struct uconn *c)
 		tx_send(r, c, c->body + c->body_used, c->body_len - c->body_used, file_left > 0);
 		return 1;
 	}
-	if (c->in_pipe > 0) { /* pipe -> socket */
-		sqe = conn_sqe(r, c);
-		io_uring_prep_splice(sqe, c->pipe[0], -1, c->fd, -1, (unsigned)c->in_pipe,
-				     file_left > 0 ? SPLICE_F_MORE : 0);
-		conn_sqe_tag(sqe, c, OP_TX);
-		c->tx = TX_SPLICE_OUT;
-		c->tx_want = c->in_pipe;
+	if (c->in_pipe > 0 && splice_out(r, c, file_left > 0, now))
 		return 1;
-	}
 	if (file_left <= 0)
 		return 0;
-	if (c->rep.size >= SPLICE_MIN && !c->pipe_ok && uring_pipe_get(&r->u, c->pipe) == 0)
-		c->pipe_ok = 1;
-	if (c->rep.size >= SPLICE_MIN && c->pipe_ok) { /* file -> pipe */
-		size_t len = file_left < r->u.pipe_size ? (size_t)file_left : (size_t)r->u.pipe_size;
+	if (c->rep.size >= SPLICE_MIN && !c->pipe_size) {
+		int sz = uring_pipe_get(&r->u, c->pipe);
+
+		c->pipe_size = sz > 0 ? sz : 0;
+	}
+	/* file -> pipe through io-wq: reading the file may wait for the disk. */
+	if (c->rep.size >= SPLICE_MIN && c->pipe_size) {
+		size_t len = file_left < c->pipe_size ? (size_t)file_left : (size_t)c->pipe_size;
 
 		sqe = conn_sqe(r, c);
 		io_uring_prep_splice(sqe, c->rep.fd, (int64_t)c->off, c->pipe[1], -1, (unsigned)len,
@@ -532,7 +622,7 @@ static int reply_step_kernel(struct ring *r, struct uconn *c)
 	}
 	if ((rc = body_fill(r, c)) < 0) /* small files, or no pipe: read and send */
 		return rc;
-	return reply_step_kernel(r, c);
+	return reply_step_kernel(r, c, now);
 }
 
 /* Userspace TX: encrypt the reply into kts' queue until it is full (then
@@ -595,10 +685,7 @@ static void reply_done(struct ring *r, struct uconn *c, int64_t now)
 	c->replying = 0;
 	stats_sent(r->sh->srv->me, kernel_tx(c) ? STATS_KERNEL : STATS_USER,
 		   c->head_done + (uint64_t)c->body_out);
-	if (c->pipe_ok) {
-		uring_pipe_put(&r->u, c->pipe, c->in_pipe == 0);
-		c->pipe_ok = 0;
-	}
+	pipe_put(r, c);
 	body_put(r, c);
 	c->body_len = c->body_used = 0;
 	c->rep.fd = -1;
@@ -613,6 +700,8 @@ static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t 
 
 	c->tx = TX_NONE;
 	c->inflight--;
+	if (kind == TX_OUT)
+		msg_put(r, c); /* the send is over: its header is free again */
 	if (c->ph == PH_DEAD || c->ph == PH_LINGER)
 		return;
 	if (op == OP_SPLICE_IN) { /* file -> pipe: no bytes on the wire yet */
@@ -624,6 +713,14 @@ static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t 
 		}
 		c->off += res;
 		c->in_pipe += (size_t)res;
+		return;
+	}
+	if (kind == TX_POLL_OUT) { /* writable (or an error the splice will meet) */
+		if (res < 0) {
+			c->sys_errno = -res;
+			send_failed(c, ERR_SEND);
+			conn_kill(c);
+		}
 		return;
 	}
 	if (kind == TX_OUT) {
@@ -640,27 +737,7 @@ static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t 
 			deadline_moved(&c->dl, now, (uint64_t)res);
 		return;
 	}
-	n = kts_send_done(c->k, res, c->tx_want);
-	if (n == KTS_WANT_WRITE)
-		return;
-	if (n <= 0) {
-		/* The send's own errno, even when a receive failed first (a reset
-		 * seen by the receive leaves the send only EPIPE otherwise). */
-		c->sys_errno = res < 0 ? -res : 0;
-		send_failed(c, res < 0 ? ERR_SEND : n == 0 ? TIO_PEER_CLOSED : (int)n);
-		conn_kill(c);
-		return;
-	}
-	deadline_moved(&c->dl, now, (uint64_t)n);
-	r->sent[kind == TX_SPLICE_OUT ? BY_SPLICE : BY_BUFFER] += (unsigned long long)n;
-	if (kind == TX_SPLICE_OUT) {
-		c->in_pipe -= (size_t)n;
-		c->body_out += n;
-	} else if (c->head_done < c->rep.head_len) {
-		c->head_done += (size_t)n;
-	} else {
-		body_advance(c, (size_t)n);
-	}
+	(void)kernel_sent(r, c, BY_BUFFER, res, c->tx_want, now);
 }
 
 /* ---- the connection's next steps ------------------------------------------------ */
@@ -694,11 +771,11 @@ static void drive_open(struct ring *r, struct uconn *c, int64_t now)
 
 		if (c->tx == TX_NONE && kts_out_pending(c->k) > 0)
 			tx_out(r, c); /* kts' own bytes first (tickets, alerts) */
-		if (c->tx != TX_NONE)
+		if (c->tx != TX_NONE || c->ph != PH_OPEN)
 			break;
 		if (c->replying) {
-			rc = kernel_tx(c) ? reply_step_kernel(r, c) : reply_step_user(r, c);
-			if (rc > 0)
+			rc = kernel_tx(c) ? reply_step_kernel(r, c, now) : reply_step_user(r, c);
+			if (rc > 0 || c->ph != PH_OPEN)
 				break;
 			if (rc < 0) {
 				send_failed(c, rc);
@@ -919,9 +996,9 @@ static void arm_accept(struct ring *r)
 	struct io_uring_sqe *sqe = uring_sqe(&r->u);
 
 	if (r->accept_oneshot)
-		io_uring_prep_accept(sqe, r->sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_prep_accept(sqe, r->sh->lfd, NULL, NULL, ACCEPT_FLAGS);
 	else
-		io_uring_prep_multishot_accept(sqe, r->sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_prep_multishot_accept(sqe, r->sh->lfd, NULL, NULL, ACCEPT_FLAGS);
 	io_uring_sqe_set_data64(sqe, ud_make(0, RING_SLOT, OP_ACCEPT));
 	r->accept_armed = 1;
 }
@@ -1219,6 +1296,8 @@ static void *ring_main(void *arg)
 	atomic_fetch_add(&r->sh->rings_done, 1);
 	while (r->nbody_pool > 0)
 		free(r->body_pool[--r->nbody_pool]);
+	while (r->nmsg_pool > 0)
+		free(r->msg_pool[--r->nmsg_pool]);
 	if (r->live == 0)
 		uring_ring_fini(&r->u); /* else exit() takes what is still open */
 	return NULL;

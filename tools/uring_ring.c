@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define PIPE_SIZE (256 * 1024) /* a splice moves up to this much per round */
 #define PIPES_MAX 256          /* pooled per ring; more concurrent bodies read+send */
 
 /* Setup flags, best first: a ring used by one thread only, its completions run
@@ -87,7 +86,6 @@ int uring_ring_init(struct uring_ring *r, unsigned entries, unsigned nbufs, unsi
 	}
 	r->pipes_max = PIPES_MAX;
 	r->pipes = calloc((size_t)r->pipes_max, sizeof(*r->pipes));
-	r->pipe_size = PIPE_SIZE;
 	return 0;
 }
 
@@ -138,21 +136,25 @@ int uring_pipe_get(struct uring_ring *r, int p[2])
 		r->npipes--;
 		p[0] = r->pipes[r->npipes][0];
 		p[1] = r->pipes[r->npipes][1];
-		return 0;
+		return URING_PIPE_SIZE;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
 	/* Bigger than the default 64 KiB: fewer rounds per file. May be refused
 	 * (pipe-max-size, the user's pipe budget): then take what it has. */
-	if (fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE) < 0 && (sz = fcntl(p[1], F_GETPIPE_SZ)) > 0 &&
-	    sz < r->pipe_size)
-		r->pipe_size = sz;
-	return 0;
+	if (fcntl(p[1], F_SETPIPE_SZ, URING_PIPE_SIZE) >= 0)
+		return URING_PIPE_SIZE;
+	if ((sz = fcntl(p[1], F_GETPIPE_SZ)) > 0)
+		return sz;
+	close(p[0]);
+	close(p[1]);
+	return -1;
 }
 
-void uring_pipe_put(struct uring_ring *r, const int p[2], int clean)
+void uring_pipe_put(struct uring_ring *r, const int p[2], int size, int clean)
 {
-	if (clean && r->npipes < r->pipes_max && r->pipes) {
+	/* A smaller pipe is not kept: the next body may get a full one. */
+	if (clean && size >= URING_PIPE_SIZE && r->npipes < r->pipes_max && r->pipes) {
 		r->pipes[r->npipes][0] = p[0];
 		r->pipes[r->npipes][1] = p[1];
 		r->npipes++;

@@ -8,6 +8,10 @@
 #include <stddef.h>
 
 #define URING_BGID 1 /* the buffer group of receives */
+/* Bytes a pipe of the pool holds: a 1 MiB file -> pipe splice costs io-wq
+ * about a quarter of four 256 KiB ones. pipe-max-size (1 MiB by default)
+ * or the user's pipe budget may leave a pipe smaller. */
+#define URING_PIPE_SIZE (1024 * 1024)
 
 struct uring_ring {
 	struct io_uring ring;
@@ -17,8 +21,7 @@ struct uring_ring {
 	char *bufs;
 	unsigned nbufs, bufsz;
 	int (*pipes)[2];          /* free pipes */
-	int npipes, pipes_max;
-	int pipe_size;            /* bytes a pipe holds (F_SETPIPE_SZ, or what it got) */
+	int npipes, pipes_max;    /* pooled pipes all hold URING_PIPE_SIZE */
 };
 
 /* Set up r: a ring of entries SQEs, nbufs (a power of two) provided buffers
@@ -35,9 +38,10 @@ struct io_uring_sqe *uring_sqe(struct uring_ring *r);
 void *uring_buf(struct uring_ring *r, unsigned bid);
 void uring_buf_put(struct uring_ring *r, unsigned bid);
 
-/* A pipe (p[0] read end, p[1] write end) from the pool, or -1 if none can be
- * had; back into the pool when empty (clean), else closed. */
+/* A pipe (p[0] read end, p[1] write end) from the pool: returns the bytes it
+ * holds, or -1 if none can be had. Back into the pool when empty (clean) and
+ * full-sized (size, as get returned it), else closed. */
 int uring_pipe_get(struct uring_ring *r, int p[2]);
-void uring_pipe_put(struct uring_ring *r, const int p[2], int clean);
+void uring_pipe_put(struct uring_ring *r, const int p[2], int size, int clean);
 
 #endif

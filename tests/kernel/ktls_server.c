@@ -3,7 +3,8 @@
  * a client that stops reading a 16 MiB body and then resets the connection
  * must be logged by the server within a couple of seconds, and the send
  * must end there instead of "sending" the rest of the file into a dead
- * socket. Then a ticket key rotation (ktsctl keys rotate on the server's
+ * socket. A client that stalls a while and then reads the whole body gets
+ * all of it. Then a ticket key rotation (ktsctl keys rotate on the server's
  * --ticket-keys file) while a kernel-path connection is open: it keeps
  * working, and a new connection resumes under the old key and gets its new
  * ticket under the new one. Last, `ktsctl status` on the server's control
@@ -279,6 +280,80 @@ static int server_kernel_conns(void)
 	return n;
 }
 
+/* The server's log gained a kernel-path connection past before (within 2 s). */
+static int server_logged_kernel(int err_fd, int before)
+{
+	double end = now() + 2;
+
+	while (server_kernel_conns() <= before && now() < end)
+		(void)wait_log(err_fd, "\n\n", 0.1); /* never there: read what comes */
+	return server_kernel_conns() > before;
+}
+
+/* GET the 16 MiB file, read 64 KiB, stall 1 s so that the server's socket
+ * fills (the uring engine's splice comes back short and waits for POLLOUT),
+ * then read to the end: the whole body arrives, on the kernel path. */
+static int case_slow_reader(int port, int err_fd)
+{
+	static const char req[] =
+		"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+	struct kts_config *cfg = test_kts_config(13, &test_suites[0], 0);
+	int fd = -1, ok = 0, before = server_kernel_conns();
+	struct kts *k = cfg ? connect_kernel(cfg, port, &fd) : NULL;
+	char head[4096], buf[16384], *end = NULL;
+	size_t got = 0, head_len = 0;
+	long long body = 0, clen = -1;
+	ssize_t n;
+
+	if (!k)
+		goto out;
+	if (kts_write(k, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1) {
+		snprintf(why, sizeof(why), "request: %s", kts_error(k));
+		goto out;
+	}
+	while ((n = kts_read(k, buf, sizeof(buf))) > 0) {
+		got += (size_t)n;
+		if (got >= 64 * 1024 && got - (size_t)n < 64 * 1024)
+			sleep(1);
+		if (!end) { /* the head: up to its blank line */
+			size_t take = (size_t)n < sizeof(head) - 1 - head_len ? (size_t)n
+									     : sizeof(head) - 1 - head_len;
+			memcpy(head + head_len, buf, take);
+			head_len += take;
+			head[head_len] = '\0';
+			if ((end = strstr(head, "\r\n\r\n")))
+				body += (long long)(head + head_len - (end + 4)) + n - (ssize_t)take;
+			continue;
+		}
+		body += n;
+	}
+	if (n != 0 || !end) {
+		snprintf(why, sizeof(why), "read ended with %zd (%s) after %zu bytes", n,
+			 n < 0 ? kts_error(k) : "close_notify", got);
+		goto out;
+	}
+	if (strncmp(head, "HTTP/1.1 200", 12) != 0 || !strcasestr(head, "content-length:") ||
+	    (clen = atoll(strcasestr(head, "content-length:") + 15)) != BODY || body != BODY) {
+		snprintf(why, sizeof(why), "body %lld bytes, Content-Length %lld, want %d: %.200s",
+			 body, clen, BODY, head);
+		goto out;
+	}
+	if (!server_logged_kernel(err_fd, before)) {
+		snprintf(why, sizeof(why), "server connection not on the kernel path: %.300s",
+			 log_text);
+		goto out;
+	}
+	counts[0]++;
+	counts[1]++;
+	ok = 1;
+out:
+	kts_free(k);
+	if (fd >= 0)
+		close(fd);
+	kts_config_free(cfg);
+	return ok;
+}
+
 /* Connection A (TLS 1.3, kernel both ways) gets a ticket under keyrev 1 and
  * stays open; ktsctl rotates; once the server says keyrev 2 seals, A still
  * works, and connection B resumes from A's ticket and gets one under 2. */
@@ -422,7 +497,7 @@ int main(void)
 {
 	char dir[] = "/tmp/kts-server-XXXXXX";
 	int err_fd = -1, port = 0, tx_rx[2] = {KTS_PATH_NONE, KTS_PATH_NONE}, ok = 0, rot = 0,
-	    st = 0, status;
+	    st = 0, slow = 0, status;
 	pid_t pid;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -439,6 +514,10 @@ int main(void)
 	       kts_path_name(tx_rx[1]), ok ? "ok" : "FAIL");
 	if (!ok)
 		printf("# server-reset-during-sendfile: %s\n", why);
+	slow = pid > 0 && case_slow_reader(port, err_fd);
+	printf("CASE server-slow-reader-whole-body tx=kernel rx=kernel %s\n", slow ? "ok" : "FAIL");
+	if (!slow)
+		printf("# server-slow-reader-whole-body: %s\n", why);
 	rot = pid > 0 && case_rotate(port, err_fd, dir);
 	printf("CASE server-key-rotation-on-open-kernel-connection tx=kernel rx=kernel %s\n",
 	       rot ? "ok" : "FAIL");
@@ -452,8 +531,8 @@ int main(void)
 		kill(pid, SIGTERM);
 		waitpid(pid, &status, 0);
 	}
-	printf("%d passed, %d failed\n", ok + rot + st, !ok + !rot + !st);
+	printf("%d passed, %d failed\n", ok + slow + rot + st, !ok + !slow + !rot + !st);
 	printf("EXPECT TlsTxSw=%d TlsRxSw=%d\n", counts[0], counts[1]);
 	test_cert_free();
-	return ok && rot && st ? 0 : 1;
+	return ok && slow && rot && st ? 0 : 1;
 }
