@@ -7,8 +7,10 @@
  * 1.3 (AES-128-GCM) from kts-server (each engine it has), nginx with OpenSSL's
  * kTLS and nginx in userspace (if /nginx/nginx is in the initramfs), and a
  * plain-TCP sendfile server (the floor); the cipher's own cost per GB
- * (OpenSSL EVP AES-128-GCM over 16 KiB records); and the CPU of a kts client
- * receiving the file with kernel RX vs offload off. Rounds are interleaved:
+ * (OpenSSL EVP AES-128-GCM over 16 KiB records, sealing and opening); and
+ * the CPU of a kts client receiving the file: kernel RX (256 KiB reads, 16
+ * KiB reads, and TLS 1.3 with TLS_RX_EXPECT_NO_PAD) vs offload off, and a
+ * plain-TCP receive of the same file (the receive floor). Rounds are interleaved:
  * every variant once per round; the lines give medians.
  *
  * Environment (kernel command line words): VM_BENCH_SIZE (default 256M),
@@ -16,8 +18,9 @@
  * the memory phase, default 1000; 0 skips it). Output lines (CPU s/GB:
  * instruction counts here, GB = 10^9 bytes):
  *   serve server=kts-threads tls=1.3 path=ktls size=256MiB rounds=3 cpu_s_per_gb=...
- *   cipher tls=1.2 cipher=aes128gcm cpu_s_per_gb=...
- *   rx tls=1.3 offload=auto path=kernel cpu_s_per_gb=...
+ *   cipher tls=1.2 cipher=aes128gcm cpu_s_per_gb=...   (decipher: the same, opening)
+ *   rx tls=1.3 offload=auto no_pad=off|on|refused buf=256KiB path=kernel size=... cpu_s_per_gb=...
+ *   rx tls=none offload=tcp no_pad=off buf=256KiB path=tcp size=... cpu_s_per_gb=...
  *   mem server=kts-uring tls=1.3 conns=1000 server_ktls_tx=1000 server_ktls_rx=1000
  *       pss_kib_per_conn=...
  *   not-measured NAME: why
@@ -26,6 +29,7 @@
 #define _GNU_SOURCE
 #endif
 #include <dirent.h>
+#include <linux/tls.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -357,13 +361,31 @@ static pid_t start_nginx(int ktls, int *port, char *note, size_t notelen)
 
 /* ---- client ------------------------------------------------------------------ */
 
-/* GET /big from v (TLS with a kts client under offload policy off_pol, or plain
- * TCP); returns the server's CPU over the body, and *rx_cpu the client's own. */
+/* How a client receives: offload policy, TLS_RX_EXPECT_NO_PAD (TLS 1.3 only),
+ * bytes per read. */
+struct rx_mode {
+	const char *name;
+	int offload, no_pad;
+	size_t buf;
+};
+static const struct rx_mode rx_modes[] = {
+	{"auto", KTS_OFFLOAD_AUTO, 0, 256 << 10},
+	{"off", KTS_OFFLOAD_OFF, 0, 256 << 10},
+	{"auto", KTS_OFFLOAD_AUTO, 0, 16 << 10},
+	{"auto", KTS_OFFLOAD_AUTO, 1, 256 << 10},
+};
+#define RX_MODES (int)(sizeof(rx_modes) / sizeof(*rx_modes))
+
+/* GET /big from v (TLS with a kts client receiving as m says, or plain TCP);
+ * returns the server's CPU over the body, and *rx_cpu the client's own.
+ * *no_pad: whether the kernel took TLS_RX_EXPECT_NO_PAD. */
 static int client_ktx; /* connections whose client side had kernel TX (also counted in TlsTxSw) */
 
-static int fetch(struct variant *v, int off_pol, double *srv_cpu, double *rx_cpu, int *rx_path)
+static int fetch(struct variant *v, const struct rx_mode *m, double *srv_cpu, double *rx_cpu,
+		 int *rx_path, int *no_pad)
 {
 	static char buf[256 << 10];
+	size_t cap = m->buf < sizeof(buf) ? m->buf : sizeof(buf);
 	static const char req[] = "GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 	struct kts_config *cfg = NULL;
 	struct kts *k = NULL;
@@ -376,10 +398,17 @@ static int fetch(struct variant *v, int off_pol, double *srv_cpu, double *rx_cpu
 		return 0;
 	if (v->tls) {
 		cfg = test_kts_config(v->tls, &test_suites[0], 0);
-		if (!cfg || kts_config_set_offload(cfg, off_pol) || !(k = kts_client_new(cfg)) ||
+		if (!cfg || kts_config_set_offload(cfg, m->offload) ||
+		    kts_config_set_rx_no_pad(cfg, m->no_pad) || !(k = kts_client_new(cfg)) ||
 		    kts_attach(k, fd) || kts_handshake(k) != KTS_OK)
 			goto out;
 		*rx_path = kts_offload(k, KTS_RX);
+		{
+			int on = 0;
+			socklen_t ol = sizeof(on);
+
+			*no_pad = getsockopt(fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &on, &ol) == 0 && on;
+		}
 		client_ktx += kts_offload(k, KTS_TX) == KTS_PATH_KERNEL;
 	}
 	c0 = tree_cpu(v->pid);
@@ -388,7 +417,8 @@ static int fetch(struct variant *v, int off_pol, double *srv_cpu, double *rx_cpu
 	    (ssize_t)(sizeof(req) - 1))
 		goto out;
 	for (;;) {
-		ssize_t n = k ? kts_read(k, buf + hlen, sizeof(buf) - hlen) : read(fd, buf + hlen, sizeof(buf) - hlen);
+		size_t room = (body ? cap : sizeof(buf)) - hlen;
+		ssize_t n = k ? kts_read(k, buf + hlen, room) : read(fd, buf + hlen, room);
 		if (n <= 0)
 			break;
 		if (!body) {
@@ -504,8 +534,10 @@ static double med(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* OpenSSL AES-128-GCM sealing 16 KiB records of size bytes: the cipher alone. */
-static double cipher_cost(void)
+/* OpenSSL AES-128-GCM sealing (or opening) 16 KiB records of size bytes: the
+ * cipher alone. Opening checks a tag that does not match: the work is the
+ * same, and the result is not used. */
+static double cipher_cost(int open)
 {
 	static unsigned char in[16384], out[16384 + 32], key[16], iv[12], tag[16];
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
@@ -514,11 +546,14 @@ static double cipher_cost(void)
 
 	for (size_t done = 0; done < size; done += sizeof(in)) {
 		iv[11]++;
-		EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv);
-		EVP_EncryptUpdate(c, NULL, &l, in, 13); /* the record header as AAD */
-		EVP_EncryptUpdate(c, out, &l, in, sizeof(in));
-		EVP_EncryptFinal_ex(c, out + l, &l);
-		EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag);
+		EVP_CipherInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv, !open);
+		EVP_CipherUpdate(c, NULL, &l, in, 13); /* the record header as AAD */
+		EVP_CipherUpdate(c, out, &l, in, sizeof(in));
+		if (open)
+			EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag);
+		EVP_CipherFinal_ex(c, out + l, &l);
+		if (!open)
+			EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag);
 	}
 	EVP_CIPHER_CTX_free(c);
 	return thread_cpu() - t0;
@@ -541,8 +576,9 @@ int main(void)
 	struct variant vs[MAXV * 2];
 	int nv = 0, has_engine = 0;
 	char cert[64], key[64], dir[64], note[256], line[4096], maxconn[16];
-	double gb, rx[2][2][MAXR], ci[MAXR];
-	int rxn[2][2] = {{0}}, rxpath[2][2] = {{0}};
+	/* rx[tls][mode]: tls 0 1.2, 1 1.3, 2 plain TCP (mode 0 only) */
+	double gb, rx[3][RX_MODES][MAXR], ci[MAXR], de[MAXR];
+	int rxn[3][RX_MODES] = {{0}}, rxpath[3][RX_MODES] = {{0}}, rxpad[3][RX_MODES] = {{0}};
 	FILE *h;
 
 	if (getenv("VM_BENCH_SIZE"))
@@ -675,7 +711,9 @@ int main(void)
 			long t0 = tls_stat("TlsTxSw");
 			int k0 = client_ktx;
 
-			if (!fetch(v, KTS_OFFLOAD_AUTO, &sc, &rc, &rp)) {
+			int np = 0;
+
+			if (!fetch(v, &rx_modes[0], &sc, &rc, &rp, &np)) {
 				printf("serve server=%s tls=%d.%d round=%d FAILED\n", v->name, v->tls / 10,
 				       v->tls % 10, r + 1);
 				continue;
@@ -686,23 +724,28 @@ int main(void)
 			       v->tls ? (v->tls == 12 ? "1.2" : "1.3") : "none", r + 1, sc / gb);
 			fflush(stdout);
 		}
-		/* Receive: a kts client with kernel RX vs offload off, from the first kts-server. */
-		for (int tls = 0; tls < 2; tls++)
-			for (int o = 0; o < 2; o++) {
+		/* Receive: a kts client in each mode from the first kts-server, and
+		 * plain TCP from the sendfile server. */
+		for (int tls = 0; tls < 3; tls++)
+			for (int o = 0; o < RX_MODES; o++) {
 				struct variant *v = NULL;
 				double sc, rc;
-				int rp = 0;
+				int rp = 0, np = 0;
+
+				if ((tls == 0 && rx_modes[o].no_pad) || (tls == 2 && o > 0))
+					continue; /* NO_PAD is TLS 1.3's; TCP has one mode */
 				for (int i = 0; i < nv && !v; i++)
-					if (!strncmp(vs[i].name, "kts-", 4) && vs[i].tls == 12 + tls)
+					if (tls == 2 ? !vs[i].tls
+						     : !strncmp(vs[i].name, "kts-", 4) && vs[i].tls == 12 + tls)
 						v = &vs[i];
-				if (!v)
-					continue;
-				if (fetch(v, o ? KTS_OFFLOAD_OFF : KTS_OFFLOAD_AUTO, &sc, &rc, &rp)) {
+				if (v && fetch(v, &rx_modes[o], &sc, &rc, &rp, &np)) {
 					rx[tls][o][rxn[tls][o]++] = rc / gb;
 					rxpath[tls][o] = rp;
+					rxpad[tls][o] = np;
 				}
 			}
-		ci[r] = cipher_cost() / gb;
+		ci[r] = cipher_cost(0) / gb;
+		de[r] = cipher_cost(1) / gb;
 	}
 
 	for (int i = 0; i < nv; i++) {
@@ -717,14 +760,21 @@ int main(void)
 			printf("not-measured nginx-ktls: nginx ran but OpenSSL did not hand TX to the kernel "
 			       "(TlsTxSw unchanged): this libssl was built without kTLS\n");
 	}
-	for (int r = 0; r < 2; r++)
+	for (int r = 0; r < 2; r++) {
 		printf("cipher tls=%s cipher=aes128gcm record=16KiB rounds=%d cpu_s_per_gb=%.3f\n",
 		       r ? "1.3" : "1.2", rounds, med(ci, rounds));
-	for (int tls = 0; tls < 2; tls++)
-		for (int o = 0; o < 2; o++)
+		printf("decipher tls=%s cipher=aes128gcm record=16KiB rounds=%d cpu_s_per_gb=%.3f\n",
+		       r ? "1.3" : "1.2", rounds, med(de, rounds));
+	}
+	for (int tls = 0; tls < 3; tls++)
+		for (int o = 0; o < RX_MODES; o++)
 			if (rxn[tls][o])
-				printf("rx tls=%s offload=%s path=%s size=%zuMiB rounds=%d cpu_s_per_gb=%.3f\n",
-				       tls ? "1.3" : "1.2", o ? "off" : "auto", kts_path_name(rxpath[tls][o]),
+				printf("rx tls=%s offload=%s no_pad=%s buf=%zuKiB path=%s size=%zuMiB "
+				       "rounds=%d cpu_s_per_gb=%.3f\n",
+				       tls == 2 ? "none" : tls ? "1.3" : "1.2",
+				       tls == 2 ? "tcp" : rx_modes[o].name,
+				       !rx_modes[o].no_pad ? "off" : rxpad[tls][o] ? "on" : "refused",
+				       rx_modes[o].buf >> 10, tls == 2 ? "tcp" : kts_path_name(rxpath[tls][o]),
 				       size >> 20, rxn[tls][o], med(rx[tls][o], rxn[tls][o]));
 	/* Memory: idle kTLS keep-alive connections, TLS 1.3, the two servers the
 	 * goal compares (kts-threads is a thread each; nginx-user is the host
