@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include "engine.h"
 #include "httpsess.h"
 #include "opts.h"
+#include "pagecache.h"
 #include "server.h"
 #include "tio.h"
 #include "uring_ring.h"
@@ -43,7 +45,8 @@
 #define RBUF_SIZE (16 * 1024 + 64) /* ... each a TLS record with its header */
 #define HS_BUF_SIZE (17 * 1024)  /* a connection's own receive buffer (handshake) */
 #define BODY_CHUNK (64 * 1024)   /* file bytes read per round into a reply's buffer */
-#define SPLICE_MIN (16 * 1024)   /* kernel TX: files this large go file -> pipe -> socket */
+#define SPLICE_MIN (16 * 1024)   /* kernel TX: files this large go by sendfile or splice */
+#define CACHED_CHECK (1024 * 1024) /* file bytes whose caching one cachestat checks */
 #define BODY_POOL 32             /* reply buffers a ring keeps for reuse */
 #define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
 #define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
@@ -72,7 +75,12 @@ struct shared {
 	atomic_int rings_done; /* ring threads that have left their loop */
 	struct hs_cfg hs;
 	size_t rbufs;
+	int sendfile; /* cached files by sendfile (KTS_SERVER_URING_NO_SENDFILE: splice only) */
 };
+
+/* How sent bytes left: the log's last line counts them (the kernel tier
+ * proves the file paths with it). */
+enum sent_by { BY_SPLICE, BY_SENDFILE, BY_BUFFER, BY_USERSPACE, BY_KINDS };
 
 struct uconn;
 
@@ -102,7 +110,7 @@ struct ring {
 	int left_open; /* connections still open when the stop gave up */
 	int failed;
 	unsigned long nobufs; /* receives that found no provided buffer */
-	unsigned long long sent[3]; /* bytes on the wire, by enum sent_by */
+	unsigned long long sent[BY_KINDS]; /* bytes on the wire, by enum sent_by */
 	/* Reply buffers come back here: a malloc and free of 64 KiB per reply
 	 * made glibc trim and refault the heap each time. */
 	char *body_pool[BODY_POOL];
@@ -114,9 +122,6 @@ struct ring {
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
-/* How sent bytes left: the log's last line counts them (the kernel tier
- * proves the splice path with it). */
-enum sent_by { BY_SPLICE, BY_BUFFER, BY_USERSPACE };
 
 /* A connection's own receive, allocated only while it needs one: an idle
  * connection on the buffer ring holds neither the buffer nor its header. */
@@ -157,6 +162,7 @@ struct uconn {
 	struct hs_reply rep;
 	size_t head_done;  /* head bytes sent (kernel TX) or written to kts (user) */
 	off_t off;         /* next file offset to read or splice */
+	off_t cached_to;   /* the file is in the page cache up to here (checked) */
 	long long body_out; /* body bytes sent (kernel) or written to kts (user) */
 	char *body;
 	size_t body_len, body_used;
@@ -543,12 +549,40 @@ static ssize_t kernel_sent(struct ring *r, struct uconn *c, enum sent_by by, ssi
 	if (by == BY_SPLICE) {
 		c->in_pipe -= (size_t)n;
 		c->body_out += n;
+	} else if (by == BY_SENDFILE) {
+		c->off += n;
+		c->body_out += n;
 	} else if (c->head_done < c->rep.head_len) {
 		c->head_done += (size_t)n;
 	} else {
 		body_advance(c, (size_t)n);
 	}
 	return n;
+}
+
+/* Wait for the socket to take more (kernel TX from the ring's thread). */
+static void wait_writable(struct ring *r, struct uconn *c)
+{
+	struct io_uring_sqe *sqe = conn_sqe(r, c);
+
+	io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
+	conn_sqe_tag(sqe, c, OP_TX);
+	c->tx = TX_POLL_OUT;
+}
+
+/* The result n (or -1 and errno) of a non-blocking send of want bytes from
+ * the ring's thread: 0 when all went, 1 when the connection now waits for
+ * POLLOUT (short or refused: the socket buffer is full) or ended (logged). */
+static int inline_sent(struct ring *r, struct uconn *c, enum sent_by by, ssize_t n, size_t want,
+		       int64_t now)
+{
+	n = kernel_sent(r, c, by, n < 0 ? -errno : n, want, now);
+	if (n < 0 && n != KTS_WANT_WRITE)
+		return 1;
+	if (n > 0 && (size_t)n == want)
+		return 0;
+	wait_writable(r, c);
+	return 1;
 }
 
 /* Pipe -> socket from the ring's thread: the bytes are in the pipe already,
@@ -561,19 +595,43 @@ static int splice_out(struct ring *r, struct uconn *c, int more, int64_t now)
 		size_t want = c->in_pipe;
 		ssize_t n = splice(c->pipe[0], NULL, c->fd, NULL, want,
 				   SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
-		struct io_uring_sqe *sqe;
 
-		n = kernel_sent(r, c, BY_SPLICE, n < 0 ? -errno : n, want, now);
-		if (n < 0 && n != KTS_WANT_WRITE)
+		if (inline_sent(r, c, BY_SPLICE, n, want, now))
 			return 1;
-		if (n > 0 && (size_t)n == want)
-			continue;
-		/* Short or refused: the socket buffer is full. */
-		sqe = conn_sqe(r, c);
-		io_uring_prep_poll_add(sqe, c->fd, POLLOUT);
-		conn_sqe_tag(sqe, c, OP_TX);
-		c->tx = TX_POLL_OUT;
-		return 1;
+	}
+	return 0;
+}
+
+/* The file's next bytes while the page cache holds them: sendfile(2) from the
+ * ring's thread, as the threads engine and nginx send them, without a round
+ * through io-wq (sendfile cannot wait for the socket here, and a cached file
+ * does not make it wait for the disk). Returns 1 when waiting (or ended: the
+ * failure is logged), 0 when the file is all out or its next bytes are not
+ * cached (the io-wq splice takes them). */
+static int sendfile_cached(struct ring *r, struct uconn *c, int64_t now)
+{
+	while (c->off < c->rep.size) {
+		long long left = c->rep.size - (long long)c->off;
+		size_t want;
+		off_t at = c->off;
+		ssize_t n;
+
+		if (c->cached_to <= c->off) {
+			size_t span = left < CACHED_CHECK ? (size_t)left : CACHED_CHECK;
+
+			if (!pagecache_has(c->rep.fd, c->off, span))
+				return 0;
+			c->cached_to = c->off + (off_t)span;
+		}
+		want = (size_t)(c->cached_to - c->off);
+		n = sendfile(c->fd, c->rep.fd, &at, want);
+		if (n == 0) { /* the file is shorter than it was */
+			send_failed(c, TIO_SHORT_FILE);
+			conn_kill(c);
+			return 1;
+		}
+		if (inline_sent(r, c, BY_SENDFILE, n, want, now))
+			return 1;
 	}
 	return 0;
 }
@@ -603,6 +661,11 @@ static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 		return 1;
 	if (file_left <= 0)
 		return 0;
+	if (c->rep.size >= SPLICE_MIN && r->sh->sendfile && sendfile_cached(r, c, now))
+		return 1;
+	if (c->off >= c->rep.size)
+		return 0;
+	file_left = c->rep.size - (long long)c->off;
 	if (c->rep.size >= SPLICE_MIN && !c->pipe_size) {
 		int sz = uring_pipe_get(&r->u, c->pipe);
 
@@ -674,6 +737,7 @@ static void reply_start(struct uconn *c, int64_t now)
 	c->replying = 1;
 	c->head_done = 0;
 	c->off = 0;
+	c->cached_to = 0;
 	c->body_out = 0;
 	c->body_len = c->body_used = 0;
 	/* Head and body together: less than SEND_MIN_PROGRESS per --timeout fails. */
@@ -1341,7 +1405,7 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	struct ring *rings = calloc((size_t)srv->threads, sizeof(*rings));
 	int open = 0, failed = 0, started = 0;
 	unsigned long nobufs = 0;
-	unsigned long long sent[3] = {0, 0, 0};
+	unsigned long long sent[BY_KINDS] = {0};
 	const char *setup;
 
 	if (!rings)
@@ -1353,6 +1417,8 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	sh.hs.timeout_ms = srv->timeout_ms;
 	sh.hs.timeout_s = srv->timeout_s;
 	sh.rbufs = ring_bufs();
+	sh.sendfile = !getenv("KTS_SERVER_URING_NO_SENDFILE") ||
+		      !strcmp(getenv("KTS_SERVER_URING_NO_SENDFILE"), "0");
 	for (int i = 0; i < srv->threads; i++) {
 		struct ring *r = &rings[i];
 
@@ -1416,7 +1482,7 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 		open += rings[i].left_open;
 		failed |= rings[i].failed;
 		nobufs += rings[i].nobufs;
-		for (int b = 0; b < 3; b++)
+		for (int b = 0; b < BY_KINDS; b++)
 			sent[b] += rings[i].sent[b];
 	}
 	/* No store answer may reach a ring from here on. */
@@ -1430,8 +1496,9 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 			OPENSSL_cleanse(a->der, a->len);
 			free(a);
 		}
-	logmsg("sent: %llu bytes by splice, %llu from buffers (kernel TX), %llu encrypted in "
-	       "userspace", sent[BY_SPLICE], sent[BY_BUFFER], sent[BY_USERSPACE]);
+	logmsg("sent: %llu bytes by splice, %llu by sendfile, %llu from buffers (kernel TX), "
+	       "%llu encrypted in userspace",
+	       sent[BY_SPLICE], sent[BY_SENDFILE], sent[BY_BUFFER], sent[BY_USERSPACE]);
 	if (nobufs) /* worth knowing: each cost a receive armed again */
 		logmsg("io_uring: receives found no provided buffer %lu time(s)", nobufs);
 	if (open > 0)
