@@ -122,7 +122,6 @@ struct ring {
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
-
 /* A connection's own receive, allocated only while it needs one: an idle
  * connection on the buffer ring holds neither the buffer nor its header. */
 struct own_rx {
