@@ -51,8 +51,9 @@
 #define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
 #define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
 #define MSG_POOL 64              /* send headers a ring keeps for reuse */
-/* Non-blocking sockets: the ring thread splices pipe -> socket itself, and
- * io_uring's own operations on them still wait by polling. */
+/* Non-blocking sockets: the ring thread sends files itself (sendfile, or
+ * splice pipe -> socket), and io_uring's own operations on them still wait
+ * by polling. */
 #define ACCEPT_FLAGS (SOCK_CLOEXEC | SOCK_NONBLOCK)
 
 /* user_data: generation (32 bits) | slot (24) | op (8). Ring-level ops have
@@ -642,9 +643,9 @@ static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 {
 	long long file_left;
 	struct io_uring_sqe *sqe;
-	int rc;
+	int big = c->rep.size >= SPLICE_MIN, rc;
 
-	if (c->rep.size < SPLICE_MIN && (rc = first_fill(r, c)) < 0)
+	if (!big && (rc = first_fill(r, c)) < 0)
 		return rc;
 	file_left = c->rep.fd >= 0 ? c->rep.size - (long long)c->off : 0;
 	if (c->head_done < c->rep.head_len) {
@@ -660,18 +661,18 @@ static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 		return 1;
 	if (file_left <= 0)
 		return 0;
-	if (c->rep.size >= SPLICE_MIN && r->sh->sendfile && sendfile_cached(r, c, now))
+	if (big && r->sh->sendfile && sendfile_cached(r, c, now))
 		return 1;
-	if (c->off >= c->rep.size)
+	file_left = c->rep.size - (long long)c->off; /* sendfile may have sent it all */
+	if (file_left <= 0)
 		return 0;
-	file_left = c->rep.size - (long long)c->off;
-	if (c->rep.size >= SPLICE_MIN && !c->pipe_size) {
+	if (big && !c->pipe_size) {
 		int sz = uring_pipe_get(&r->u, c->pipe);
 
 		c->pipe_size = sz > 0 ? sz : 0;
 	}
 	/* file -> pipe through io-wq: reading the file may wait for the disk. */
-	if (c->rep.size >= SPLICE_MIN && c->pipe_size) {
+	if (big && c->pipe_size) {
 		size_t len = file_left < c->pipe_size ? (size_t)file_left : (size_t)c->pipe_size;
 
 		sqe = conn_sqe(r, c);
@@ -1405,7 +1406,7 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	int open = 0, failed = 0, started = 0;
 	unsigned long nobufs = 0;
 	unsigned long long sent[BY_KINDS] = {0};
-	const char *setup;
+	const char *setup, *no_sendfile;
 
 	if (!rings)
 		opts_die(PROG, "out of memory");
@@ -1416,8 +1417,8 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 	sh.hs.timeout_ms = srv->timeout_ms;
 	sh.hs.timeout_s = srv->timeout_s;
 	sh.rbufs = ring_bufs();
-	sh.sendfile = !getenv("KTS_SERVER_URING_NO_SENDFILE") ||
-		      !strcmp(getenv("KTS_SERVER_URING_NO_SENDFILE"), "0");
+	no_sendfile = getenv("KTS_SERVER_URING_NO_SENDFILE");
+	sh.sendfile = !no_sendfile || !strcmp(no_sendfile, "0");
 	for (int i = 0; i < srv->threads; i++) {
 		struct ring *r = &rings[i];
 
