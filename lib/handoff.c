@@ -20,12 +20,13 @@
 
 static const char *const dir_name[2] = {"TX", "RX"};
 
-/* Both directions may share one reason string. */
+/* Both directions may share one reason string; a fixed one is not ours. */
 void kts_reason_drop(struct kts *c, int dir)
 {
-	if (c->reason[dir] != c->reason[1 - dir])
+	if (!(c->reason_fixed & (1u << dir)) && c->reason[dir] != c->reason[1 - dir])
 		free(c->reason[dir]);
 	c->reason[dir] = NULL;
+	c->reason_fixed &= (unsigned char)~(1u << dir);
 }
 
 static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
@@ -42,8 +43,25 @@ static void stay_in_user(struct kts *c, int dir, const char *fmt, ...)
 	c->path[dir] = KTS_PATH_USER;
 }
 
-/* Both directions stay with OpenSSL for one reason: one copy of it. */
+/* A reason that is a string literal: pointed to, not copied. Every
+ * connection on a host without kTLS keeps one, so it costs no allocation. */
+static void stay_in_user_fixed(struct kts *c, int dir, const char *reason)
+{
+	kts_reason_drop(c, dir);
+	c->reason[dir] = (char *)reason;
+	c->reason_fixed |= (unsigned char)(1u << dir);
+	c->path[dir] = KTS_PATH_USER;
+}
+
+/* Both directions stay with OpenSSL for one reason, a literal ... */
 static void both_in_user(struct kts *c, const char *reason)
+{
+	stay_in_user_fixed(c, KTS_TX, reason);
+	stay_in_user_fixed(c, KTS_RX, reason);
+}
+
+/* ... or one made here: one copy of it. */
+static void both_in_user_copy(struct kts *c, const char *reason)
 {
 	stay_in_user(c, KTS_TX, "%s", reason);
 	kts_reason_drop(c, KTS_RX);
@@ -151,12 +169,12 @@ int kts_handoff(struct kts *c)
 	}
 	if (version != TLS1_2_VERSION && version != TLS1_3_VERSION) {
 		snprintf(why, sizeof(why), "%s cannot be offloaded", SSL_get_version(c->ssl));
-		both_in_user(c, why);
+		both_in_user_copy(c, why);
 		goto done;
 	}
 	if (aead == KTS_AEAD_NONE) {
 		snprintf(why, sizeof(why), "cipher %s has no kernel TLS mode", SSL_CIPHER_get_name(cipher));
-		both_in_user(c, why);
+		both_in_user_copy(c, why);
 		goto done;
 	}
 
@@ -180,11 +198,13 @@ int kts_handoff(struct kts *c)
 	 * it is common, and then there is nothing to derive for. Until a key is
 	 * installed the socket still behaves as plain TCP. */
 	err = kts_kernel_attach_ulp(c->fd);
+	if (err == -ENOENT) { /* the usual case without kTLS: strerror's text, fixed */
+		both_in_user(c, "kernel has no tls module (TCP_ULP: No such file or directory)");
+		goto done;
+	}
 	if (err < 0) {
-		snprintf(why, sizeof(why), err == -ENOENT ? "kernel has no tls module (TCP_ULP: %s)"
-							  : "TCP_ULP refused: %s",
-			 strerror(-err));
-		both_in_user(c, why);
+		snprintf(why, sizeof(why), "TCP_ULP refused: %s", strerror(-err));
+		both_in_user_copy(c, why);
 		goto done;
 	}
 
@@ -203,13 +223,13 @@ int kts_handoff(struct kts *c)
 	 * kernel TX under an OpenSSL RX is never set up. */
 	for (int dir = KTS_RX; dir >= KTS_TX; dir--) {
 		if (dir == KTS_TX && c->path[KTS_RX] != KTS_PATH_KERNEL) {
-			stay_in_user(c, KTS_TX, "kept in userspace with RX");
+			stay_in_user_fixed(c, KTS_TX, "kept in userspace with RX");
 			continue;
 		}
 		if (dir == KTS_TX && SSL_SESSION_get_max_fragment_length(SSL_get_session(c->ssl)) !=
 					     TLSEXT_max_fragment_length_DISABLED) {
 			/* The kernel always fills records up to 16 KiB. */
-			stay_in_user(c, KTS_TX, "peer negotiated a maximum fragment length");
+			stay_in_user_fixed(c, KTS_TX, "peer negotiated a maximum fragment length");
 			continue;
 		}
 		if (kts_crypto_info_build(version, aead, &keys[dir], seq[dir], &info) < 0) {

@@ -106,6 +106,7 @@ struct kts {
 	 * later still drops its session from the cache as OpenSSL would. */
 	unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
 	unsigned char sid_len;
+	unsigned char reason_fixed; /* bit per dir: reason[dir] is a literal, not ours */
 	int rx_eof;              /* close_notify received */
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "blockpool.h"
 #include "engine.h"
 #include "httpsess.h"
 #include "opts.h"
@@ -48,6 +49,7 @@
 #define SPLICE_MIN (16 * 1024)   /* kernel TX: files this large go by sendfile or splice */
 #define CACHED_CHECK (1024 * 1024) /* file bytes whose caching one cachestat checks */
 #define BODY_POOL 32             /* reply buffers a ring keeps for reuse */
+#define SMALL_BODY 4096          /* a reply this size (head included) takes a small buffer */
 #define TICK_MS 50               /* deadlines, lingering closes and stops are checked this often */
 #define ACCEPT_PAUSE_MS 100      /* out of fds or memory: accept again after this */
 #define MSG_POOL 64              /* send headers a ring keeps for reuse */
@@ -113,13 +115,12 @@ struct ring {
 	unsigned long nobufs; /* receives that found no provided buffer */
 	unsigned long long sent[BY_KINDS]; /* bytes on the wire, by enum sent_by */
 	/* Reply buffers come back here: a malloc and free of 64 KiB per reply
-	 * made glibc trim and refault the heap each time. */
-	char *body_pool[BODY_POOL];
-	int nbody_pool;
+	 * made glibc trim and refault the heap each time. A small reply takes
+	 * a small buffer: 64 KiB blocks kept for 1 KiB replies stayed resident. */
+	struct blockpool body_pool, small_body_pool;
 	/* Send headers, taken only while kts' own bytes go out: an idle
 	 * connection holds none. */
-	struct kts_msg *msg_pool[MSG_POOL];
-	int nmsg_pool;
+	struct blockpool msg_pool;
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
@@ -165,7 +166,7 @@ struct uconn {
 	off_t cached_to;   /* the file is in the page cache up to here (checked) */
 	long long body_out; /* body bytes sent (kernel) or written to kts (user) */
 	char *body;
-	size_t body_len, body_used;
+	size_t body_cap, body_len, body_used;
 	size_t body_head; /* head bytes at the front of body (a small reply: one send) */
 	int pipe[2], pipe_size; /* pipe_size 0: no pipe */
 	int sys_errno;
@@ -209,19 +210,13 @@ static void log_note(struct uconn *c)
 
 static void body_put(struct ring *r, struct uconn *c)
 {
-	if (c->body && r->nbody_pool < BODY_POOL)
-		r->body_pool[r->nbody_pool++] = c->body;
-	else
-		free(c->body);
+	blockpool_put(c->body_cap == SMALL_BODY ? &r->small_body_pool : &r->body_pool, c->body);
 	c->body = NULL;
 }
 
 static void msg_put(struct ring *r, struct uconn *c)
 {
-	if (c->smsg && r->nmsg_pool < MSG_POOL)
-		r->msg_pool[r->nmsg_pool++] = c->smsg;
-	else
-		free(c->smsg);
+	blockpool_put(&r->msg_pool, c->smsg);
 	c->smsg = NULL;
 }
 
@@ -456,7 +451,7 @@ static void tx_out(struct ring *r, struct uconn *c)
 	struct io_uring_sqe *sqe;
 
 	if (!c->smsg)
-		c->smsg = r->nmsg_pool > 0 ? r->msg_pool[--r->nmsg_pool] : malloc(sizeof(*c->smsg));
+		c->smsg = blockpool_get(&r->msg_pool);
 	if (!c->smsg) {
 		logmsg("conn %s error: out of memory", c->peer);
 		conn_kill(c);
@@ -485,13 +480,17 @@ static int body_fill(struct ring *r, struct uconn *c)
 {
 	long long left = c->rep.size - (long long)c->off;
 	size_t head = c->head_done == 0 && c->rep.head_len <= BODY_CHUNK / 4 ? c->rep.head_len : 0;
-	size_t want = left < (long long)(BODY_CHUNK - head) ? (size_t)left : BODY_CHUNK - head;
+	size_t want;
 	ssize_t n;
 
-	if (!c->body && r->nbody_pool > 0)
-		c->body = r->body_pool[--r->nbody_pool];
-	if (!c->body && !(c->body = malloc(BODY_CHUNK)))
-		return KTS_ERR_NOMEM;
+	if (!c->body) {
+		int small = (long long)head + left <= SMALL_BODY;
+
+		c->body_cap = small ? SMALL_BODY : BODY_CHUNK;
+		if (!(c->body = blockpool_get(small ? &r->small_body_pool : &r->body_pool)))
+			return KTS_ERR_NOMEM;
+	}
+	want = left < (long long)(c->body_cap - head) ? (size_t)left : c->body_cap - head;
 	n = pread(c->rep.fd, c->body + head, want, c->off);
 	if (n == 0)
 		return TIO_SHORT_FILE;
@@ -1358,10 +1357,9 @@ static void *ring_main(void *arg)
 	}
 	r->left_open = r->live;
 	atomic_fetch_add(&r->sh->rings_done, 1);
-	while (r->nbody_pool > 0)
-		free(r->body_pool[--r->nbody_pool]);
-	while (r->nmsg_pool > 0)
-		free(r->msg_pool[--r->nmsg_pool]);
+	blockpool_drain(&r->body_pool);
+	blockpool_drain(&r->small_body_pool);
+	blockpool_drain(&r->msg_pool);
 	if (r->live == 0)
 		uring_ring_fini(&r->u); /* else exit() takes what is still open */
 	return NULL;
@@ -1424,6 +1422,9 @@ int engine_uring_serve(struct server *srv, int lfd, int sfd)
 
 		r->sh = &sh;
 		r->id = i;
+		r->body_pool = (struct blockpool){.size = BODY_CHUNK, .cap = BODY_POOL};
+		r->small_body_pool = (struct blockpool){.size = SMALL_BODY, .cap = BLOCKPOOL_MAX};
+		r->msg_pool = (struct blockpool){.size = sizeof(struct kts_msg), .cap = MSG_POOL};
 		r->nslots = srv->max_conn;
 		r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
 		r->gens = calloc((size_t)r->nslots, sizeof(*r->gens));

@@ -182,6 +182,32 @@ def keepalive():
 t.run("keepalive", keepalive)
 
 
+# -- reply sizes around the engine's buffer sizes (a small reply takes a 4 KiB
+# buffer with its head, others 64 KiB chunks): every byte must arrive
+SIZES = sorted(set(list(range(3700, 4400, 23)) + [4095, 4096, 4097, 16383, 16384, 16385,
+                                                   65535, 65536, 65537, 200001]))
+for n in SIZES:
+    with open(os.path.join(root, "size-%d.bin" % n), "wb") as f:
+        f.write(os.urandom(n))
+
+
+def sizes():
+    bad = []
+    with k.https_connect(PORT, cert) as s:
+        buf = bytearray()
+        for n in SIZES:
+            s.sendall(b"GET /size-%d.bin HTTP/1.1\r\nHost: localhost\r\n\r\n" % n)
+            r = k.read_response(s, buf)
+            with open(os.path.join(root, "size-%d.bin" % n), "rb") as f:
+                if r.status != 200 or r.body != f.read():
+                    bad.append((n, r.status, len(r.body)))
+    t.check("reply sizes %d..%d on one connection arrive whole (%d files)" %
+            (SIZES[0], SIZES[-1], len(SIZES)), not bad, repr(bad[:5]))
+
+
+t.run("sizes", sizes)
+
+
 def pipelined():
     out = k.http_exchange(PORT, cert, b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n"
                           b"GET /sub/ HTTP/1.1\r\nHost: a\r\n\r\n"
