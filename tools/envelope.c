@@ -152,6 +152,18 @@ void envelope_free(unsigned char *plain, size_t len)
 	free(plain);
 }
 
+/* The one spelling of blob's n bytes: with spare bits left unchecked, a changed
+ * character could decode to the same bytes and pass as the envelope it was. */
+static int b64_canonical(const unsigned char *blob, int n, const char *b64, size_t b64len)
+{
+	char *again = malloc(b64len + 1);
+	int same = again && (size_t)EVP_EncodeBlock((unsigned char *)again, blob, n) == b64len &&
+		   memcmp(again, b64, b64len) == 0;
+
+	free(again);
+	return same;
+}
+
 int envelope_open(const struct kek *k, const char *purpose, const char *name, const char *env,
 		  size_t len, uint64_t *genp, unsigned char **plainp, size_t *plainlen, char *err,
 		  size_t errlen)
@@ -194,6 +206,11 @@ int envelope_open(const struct kek *k, const char *purpose, const char *name, co
 	if (n < NONCE_LEN + TAG_LEN) {
 		snprintf(err, errlen, "envelope: the sealed part is not base64 of at least %d bytes",
 			 NONCE_LEN + TAG_LEN);
+		free(blob);
+		return -1;
+	}
+	if (!b64_canonical(blob, n, sp + 1, b64len)) {
+		snprintf(err, errlen, "envelope: the sealed part is not canonical base64");
 		free(blob);
 		return -1;
 	}
