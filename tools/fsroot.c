@@ -103,13 +103,48 @@ static int open_beneath(const struct fsroot *r, const char *rel)
 	return fd;
 }
 
+/* rel's index.html, if it is a regular file: its fd, or a negative status. */
+static int open_index(const struct fsroot *r, const char *rel, struct stat *st)
+{
+	char idx[PATH_MAX];
+	int fd;
+
+	if ((size_t)snprintf(idx, sizeof(idx), "%s%sindex.html", rel, rel[0] ? "/" : "") >=
+	    sizeof(idx))
+		return -404;
+	fd = open_beneath(r, idx);
+	if (fd < 0)
+		return fd == -403 ? -403 : -404;
+	if (fstat(fd, st) < 0) {
+		close(fd);
+		return -500;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		return -404;
+	}
+	return fd;
+}
+
 int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct stat *st,
 		const char **name)
 {
-	char idx[PATH_MAX];
-	int fd = open_beneath(r, rel);
+	int fd;
 
 	*name = rel;
+	/* "/" or "/docs/" most often names a directory with an index: open that
+	 * at once and skip opening the directory (what nginx's index does). A
+	 * miss takes the full path below for the exact answer. */
+	if (dir_only || !rel[0]) {
+		fd = open_index(r, rel, st);
+		if (fd == -403)
+			return fd;
+		if (fd >= 0) {
+			*name = "index.html";
+			return fd;
+		}
+	}
+	fd = open_beneath(r, rel);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, st) < 0) {
@@ -118,16 +153,9 @@ int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct st
 	}
 	if (S_ISDIR(st->st_mode)) {
 		close(fd);
-		if ((size_t)snprintf(idx, sizeof(idx), "%s%sindex.html", rel, rel[0] ? "/" : "") >=
-		    sizeof(idx))
-			return -404;
-		fd = open_beneath(r, idx);
+		fd = open_index(r, rel, st);
 		if (fd < 0)
-			return fd == -403 ? -403 : -404;
-		if (fstat(fd, st) < 0) {
-			close(fd);
-			return -500;
-		}
+			return fd;
 		*name = "index.html";
 	} else if (dir_only) { /* "/file.txt/": not a directory */
 		close(fd);

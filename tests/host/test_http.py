@@ -14,6 +14,7 @@ cert, key = k.make_cert(d)
 root = os.path.join(d, "root")
 os.makedirs(os.path.join(root, "sub", "deeper"))
 os.makedirs(os.path.join(root, "noindex"))
+os.makedirs(os.path.join(root, "dirindex", "index.html"))  # an index that is no file
 INDEX = b"<html>kts index</html>\n"
 SECRET = b"TOP SECRET outside the root\n"
 files = {
@@ -100,6 +101,7 @@ t.run("abs", expect, "absolute-form target", "http://localhost/a.txt", 200, file
 # -- errors
 t.run("404", expect, "GET /missing -> 404", "/missing", 404)
 t.run("404dir", expect, "directory without index.html -> 404", "/noindex/", 404)
+t.run("404dirindex", expect, "index.html that is a directory -> 404", "/dirindex/", 404)
 t.run("404notdir", expect, "GET /a.txt/x -> 404", "/a.txt/x", 404)
 t.run("404slash", expect, "GET /a.txt/ (a file with a trailing slash) -> 404", "/a.txt/", 404)
 t.run("404slashlink", expect, "GET /in-link.txt/ (symlink to a file, trailing slash) -> 404",
@@ -139,6 +141,8 @@ for label, port in (("openat2", PORT), ("fallback", fallback.port)):
                 b"root:" not in resp.body, "status %d body %r" % (resp.status, resp.body[:80]))
     t.run(label + "up", expect, "[%s] symlink to the root itself is fine" % label,
           "/sub/up/a.txt", 200, files["a.txt"], port=port)
+    t.run(label + "upindex", expect, "[%s] GET /sub/up/ -> the root's index.html" % label,
+          "/sub/up/", 200, INDEX, port=port)
     # The raw request line, without any client-side normalisation.
     out = k.http_exchange(port, cert, b"GET /../secret.txt HTTP/1.1\r\nHost: a\r\n"
                           b"Connection: close\r\n\r\n")
