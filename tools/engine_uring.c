@@ -248,13 +248,15 @@ static void conn_free(struct ring *r, struct uconn *c)
 }
 
 /* End at once: what is in flight completes (shutdown wakes it), then the slot
- * goes. No close_notify. */
+ * goes. No close_notify. With nothing in flight (a lingering close that
+ * met the client's FIN) there is nothing to wake: close alone ends it. */
 static void conn_kill(struct uconn *c)
 {
 	if (c->ph == PH_DEAD)
 		return;
 	c->ph = PH_DEAD;
-	shutdown(c->fd, SHUT_RDWR);
+	if (c->inflight)
+		shutdown(c->fd, SHUT_RDWR);
 }
 
 /* Did the peer just drop the connection (no close_notify, or a reset)? */
