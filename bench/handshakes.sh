@@ -219,9 +219,12 @@ echo "handshakes: $secs s per run, $rounds round(s), server on core $scpu, clien
 # ---- servers: all started now, each pinned to the server core, idle until used ----
 kport='' kpid=''
 if "$kts" --help 2>&1 | grep -q -- '--session-lifetime' && "$kts" --help 2>&1 | grep -q -- '--session-cache'; then
+	# No line per connection, as nginx runs with access_log off (errors still go to the log).
+	quiet=''
+	"$kts" --help 2>&1 | grep -q -- '--quiet' && quiet=--quiet
 	if start_server kts-server "$tmp/kts.log" '.*listening on .*:\([0-9][0-9]*\)$' \
 		"$kts" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
-		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024; then
+		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024 $quiet; then
 		kport=$port kpid=$spid
 	else
 		status=1

@@ -127,6 +127,9 @@ def start_kts(name, kts, engine, tmp, scpu, extra=()):
            "--session-lifetime", "3600", "--session-cache", "1024"]
     if engine:
         cmd += ["--engine", engine]
+    # No line per connection, as nginx runs with access_log off.
+    if "--quiet" in subprocess.run([kts, "--help"], capture_output=True, text=True).stdout:
+        cmd.append("--quiet")
     cmd += list(extra)
     s.log = logf
     s.proc = subprocess.Popen(cmd, stdout=open(logf, "w"), stderr=subprocess.STDOUT)

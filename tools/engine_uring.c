@@ -894,6 +894,8 @@ static void log_status(struct ring *r, struct uconn *c)
 {
 	char prefix[sizeof(log_prefix) + ADDR_PEER_MAX + 8];
 
+	if (r->sh->srv->quiet)
+		return;
 	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, c->peer);
 	opts_print_status(stderr, prefix, c->k, r->sh->srv->reasons);
 }

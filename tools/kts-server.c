@@ -50,7 +50,7 @@
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_HELP };
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_QUIET, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -98,6 +98,8 @@ static void usage(FILE *f)
 		"  --kek FILE              the fleet's key-encryption key (ktsctl kek init)\n"
 		"  --control PATH          control socket for ktsctl status, reload-keys,\n"
 		"                          drain and stop (mode 0600; root and this user)\n"
+		"  --quiet                 no status line per connection (errors are still\n"
+		"                          logged; ktsctl status counts the offloads)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);
@@ -512,8 +514,10 @@ static void conn_main(struct conn *cn)
 		goto done;
 	}
 	stats_handshake(srv->me, c);
-	snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
-	opts_print_status(stderr, prefix, c, srv->reasons);
+	if (!srv->quiet) {
+		snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
+		opts_print_status(stderr, prefix, c, srv->reasons);
+	}
 	if (serve(cn, c) == END_CLEAN) {
 		deadline_total(&dl, deadline_now(), srv->timeout_ms);
 		(void)tio_close(c, cn->fd, &dl);
@@ -1216,6 +1220,7 @@ int main(int argc, char **argv)
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "session-store", required_argument, NULL, OPT_SESSION_STORE },
 		{ "kek", required_argument, NULL, OPT_KEK },
+		{ "quiet", no_argument, NULL, OPT_QUIET },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1268,6 +1273,7 @@ int main(int argc, char **argv)
 		case OPT_CONTROL: control = optarg; break;
 		case OPT_SESSION_STORE: session_store = optarg; break;
 		case OPT_KEK: kek = optarg; break;
+		case OPT_QUIET: srv.quiet = 1; break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1284,6 +1290,8 @@ int main(int argc, char **argv)
 					      : "session-id");
 	if (srv.threads == 0)
 		srv.threads = engine_default_threads();
+	if (srv.quiet && o.status)
+		opts_die(PROG, "--quiet and --status: choose one (--quiet drops the status lines)");
 	srv.reasons = o.status;
 	srv.timeout_ms = (int64_t)srv.timeout_s * 1000;
 	srv.shared_listen = workers > 1;

@@ -48,6 +48,7 @@ struct server {
 	int timeout_s;
 	int64_t timeout_ms;
 	int reasons;
+	int quiet;         /* --quiet: no status line per connection */
 	int max_conn;
 	int shared_listen; /* --workers: other processes accept on the socket too */
 	int worker;        /* this process is a worker: its parent watches the keys */

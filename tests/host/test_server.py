@@ -278,6 +278,36 @@ def startup_errors():
 t.run("startup errors", startup_errors)
 
 
+def quiet():
+    """--quiet drops the line per connection, not the errors; not with --status."""
+    r = run_server(["--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
+                    "--quiet", "--status"])
+    t.check("--quiet --status: exit 1 naming both", r.returncode == 1 and
+            b"--quiet and --status" in r.stderr, r.stderr.decode())
+    q = k.KtsServer(d, root, cert, key, "--quiet", name="kts-server-quiet")
+    try:
+        out = subprocess.run([k.tool("kts-client"), "--ca", cert, "--get", "/f.bin",
+                              "localhost:%d" % q.port], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=30)
+        t.check("--quiet: the file arrives", out.returncode == 0 and
+                k.sha256(out.stdout) == digest, out.stderr.decode())
+        with socket.create_connection(("127.0.0.1", q.port), timeout=10) as s:
+            s.sendall(b"not TLS\r\n\r\n")
+            try:
+                s.recv(100)  # an alert, the close, or a reset
+            except OSError:
+                pass
+        q.logged(r"conn \S+ error: ")
+        err = q.stderr()
+        t.check("--quiet: no status line, the failed handshake still logged",
+                "offload tx=" not in err and re.search(r"conn \S+ error: ", err), err)
+    finally:
+        q.stop()
+
+
+t.run("quiet", quiet)
+
+
 def client_errors():
     r = k.kts_client([])
     t.check("kts-client without address: usage, exit 2", r.returncode == 2 and
