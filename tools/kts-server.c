@@ -743,6 +743,14 @@ static void housekeeping(struct server *srv)
 }
 
 /* Milliseconds from now until housekeeping is due, given its last run. */
+/* A poll error to wait again after: a signal, a moment short of memory, or
+ * the kernel's own restart code (516, ERESTART_RESTARTBLOCK), which leaks
+ * out when a debugger or strace attaches: none is a reason to stop serving. */
+static int poll_again(int e)
+{
+	return e == EINTR || e == ENOMEM || e == 516;
+}
+
 static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 {
 	int64_t ms = last + KEYS_REFRESH_S * 1000 - now;
@@ -821,7 +829,7 @@ enum stop_mode server_loop(struct server *srv, int lfd, int sfd)
 		p[0].revents = p[1].revents = p[2].revents = p[3].revents = 0;
 		nctl = control_pollfds(&srv->ctl, p + 4);
 		if (poll(p, (nfds_t)(4 + nctl), ms) < 0) {
-			if (errno == EINTR)
+			if (poll_again(errno))
 				continue;
 			opts_die(PROG, "poll: %s", strerror(errno));
 		}
@@ -1070,7 +1078,7 @@ static int supervise(struct server *srv, int lfd, int n)
 
 		if (cms >= 0 && cms < ms)
 			ms = cms;
-		if (poll(p, (nfds_t)(2 + nctl), ms) < 0 && errno != EINTR)
+		if (poll(p, (nfds_t)(2 + nctl), ms) < 0 && !poll_again(errno))
 			opts_die(PROG, "poll: %s", strerror(errno));
 		if (housekeeping_in(srv, last, deadline_now()) == 0) {
 			housekeeping(srv); /* workers forked from now on get current keys */
