@@ -81,19 +81,12 @@ enum kts_state {
 };
 
 struct kts {
+	/* Ordered by size, so that nothing pads: an idle connection is mostly
+	 * this struct, OpenSSL's state and the caller's. */
 	struct kts_config *cfg; /* referenced: kept alive while the connection lives */
 	SSL *ssl;
-	int fd;
-	int is_server;
-	int state;
-	int fail_code;
-	int offload;             /* policy, copied from the config */
-	int verify;
 	char *server_name;       /* client: SNI and verified name */
-	int prepared;            /* client: verification and SNI set up */
-	int path[2];             /* enum kts_path per enum kts_dir */
-	/* Strings on the heap, sized to fit: an idle connection is mostly these
-	 * structs, and most connections never fail. */
+	/* Strings on the heap, sized to fit: most connections never fail. */
 	char *reason[2];         /* why a direction stays in userspace */
 	char *alpn;              /* negotiated ALPN protocol, NUL-terminated */
 	/* What kts_version, kts_cipher and kts_session_resumed report: kept
@@ -101,59 +94,68 @@ struct kts {
 	 * OpenSSL's names are static strings. */
 	const char *version_name;
 	const char *cipher_name;
-	int resumed;
-	/* Released servers, TLS 1.2: the session ID, so a connection that fails
-	 * later still drops its session from the cache as OpenSSL would. */
-	unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
-	unsigned char sid_len;
-	unsigned char reason_fixed; /* bit per dir: reason[dir] is a literal, not ours */
-	int rx_eof;              /* close_notify received */
 	unsigned char *appdata;  /* server: server_session.c's ticket data block (opaque) */
 	size_t appdata_len;      /* its size */
-	int tx_closed;           /* close_notify sent */
-	unsigned int tx_unchecked_calls; /* kernel TX: whole writes since the socket was checked */
-	size_t tx_unchecked_bytes;       /* and their bytes (conn.c kernel_tx_result) */
-	unsigned int sessions_saved; /* client: sessions written to the session file */
-	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last one */
-
+	size_t tx_unchecked_bytes;   /* kernel TX: whole-write bytes since the socket was checked */
+	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last session saved */
 	struct kts_secrets *sec;     /* TLS 1.3 only; NULL once nothing needs them */
-	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
+	char *error;                 /* KTS_ERRLEN, from the first failure on */
 
 	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
 	 * the kernel (posthandshake.c), under the secrets kept in c->sec. */
-	int version;
-	enum kts_aead aead;
-	char digest[16];
 	uint64_t ossl_seq[2];             /* OpenSSL's own record numbers per direction */
 	unsigned char *hs;                /* handshake bytes read from kernel RX, not yet whole */
 	size_t hs_len;
 	unsigned char *tx_hs;             /* handshake bytes queued for kernel TX */
 	size_t tx_hs_len;
-	int tx_rekey_pending;             /* install the next TX secret once tx_hs is out */
-	int tx_alert_pending;             /* an alert (tx_alert: level, description) to send */
-	unsigned char tx_alert[2];
-	unsigned char rx_alert[2];        /* an alert read in parts from kernel RX */
-	size_t rx_alert_len;
+	size_t rx_alert_len;              /* bytes of rx_alert read so far */
 
 	/* Caller-owned I/O (caller_io.c): kts never reads or writes the socket. */
-	int caller_io;
-	/* Server: a lookup in the external session store (sessstore.c). */
-	unsigned char store_wait;   /* 0 none, 1 waiting for kts_session_supply, 2 answered */
-	unsigned char store_id_len;
-	unsigned char store_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 	struct kts_bytes inq;       /* received wire bytes OpenSSL has not read yet */
 	struct kts_bytes outq;      /* wire bytes from OpenSSL for the caller to send */
 	unsigned char *outq_old;    /* outq's buffer before it grew under a send in flight */
 	size_t out_inflight;        /* bytes handed out by kts_out_msg, not yet done */
-	int out_type;               /* what is in flight: 0 wire bytes, or a record type */
 	struct kts_bytes early;     /* plaintext decrypted past the handshake: read first */
-	int draining;               /* handshake done; finishing a record read past it */
 	struct kts_rec_scan scan;   /* record boundaries of the bytes past the handshake */
 	uint64_t rx_user_records;   /* records OpenSSL read past the handshake */
-	int drain_moved_keys;       /* a message past the handshake changed OpenSSL's state */
 
-	char *error;                /* KTS_ERRLEN, from the first failure on */
-	int error_lost;             /* a failure found no memory for its message */
+	int fd;
+	int state;
+	int fail_code;
+	int offload;             /* policy, copied from the config */
+	int verify;
+	int path[2];             /* enum kts_path per enum kts_dir */
+	int version;
+	enum kts_aead aead;
+	int out_type;               /* what is in flight: 0 wire bytes, or a record type */
+	unsigned int tx_unchecked_calls; /* kernel TX: whole writes since the socket was checked */
+	unsigned int sessions_saved; /* client: sessions written to the session file */
+	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
+
+	char digest[16];
+	/* Released servers, TLS 1.2: the session ID, so a connection that fails
+	 * later still drops its session from the cache as OpenSSL would. */
+	unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
+	/* Server: a lookup in the external session store (sessstore.c). */
+	unsigned char store_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+	unsigned char sid_len;
+	unsigned char store_id_len;
+	unsigned char store_wait;   /* 0 none, 1 waiting for kts_session_supply, 2 answered */
+	unsigned char reason_fixed; /* bit per dir: reason[dir] is a literal, not ours */
+	unsigned char tx_alert[2];        /* an alert (level, description) to send */
+	unsigned char rx_alert[2];        /* an alert read in parts from kernel RX */
+	/* Flags, 0 or 1. */
+	unsigned char is_server;
+	unsigned char prepared;          /* client: verification and SNI set up */
+	unsigned char resumed;
+	unsigned char rx_eof;            /* close_notify received */
+	unsigned char tx_closed;         /* close_notify sent */
+	unsigned char tx_rekey_pending;  /* install the next TX secret once tx_hs is out */
+	unsigned char tx_alert_pending;  /* tx_alert waits to go out */
+	unsigned char caller_io;         /* attached with kts_attach_caller_io */
+	unsigned char draining;          /* handshake done; finishing a record read past it */
+	unsigned char drain_moved_keys;  /* a message past the handshake changed OpenSSL's state */
+	unsigned char error_lost;        /* a failure found no memory for its message */
 };
 
 /* posthandshake.c: bytes of handshake records the kernel handed up (TLS 1.3

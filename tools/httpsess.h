@@ -54,9 +54,9 @@ struct httpsess {
 	const struct hs_cfg *cfg;
 	char *in; /* received, not yet used */
 	size_t have, cap;
-	enum hs_state st;
 	struct deadline dl; /* the wait for input */
 	long long body_len, body_left;
+	enum hs_state st;
 	int close_after;
 	struct hs_reply reply;
 	/* Both on the heap only while used: an idle connection holds neither. */
