@@ -66,7 +66,7 @@ enum op { OP_IGNORE, OP_ACCEPT, OP_TICK, OP_WAKE, OP_STORE, OP_RX, OP_TX, OP_SPL
 #define ERR_SEND (-201) /* the send itself failed: errno in sys_errno */
 
 enum phase { PH_HANDSHAKE, PH_OPEN, PH_CLOSING, PH_LINGER, PH_DEAD };
-enum rx_kind { RX_NONE, RX_MSG, RX_MULTI };
+enum rx_kind { RX_NONE, RX_MSG, RX_SELECT, RX_MULTI };
 enum tx_kind { TX_NONE, TX_OUT, TX_SEND, TX_SPLICE_IN, TX_POLL_OUT };
 
 struct shared {
@@ -121,6 +121,9 @@ struct ring {
 	/* Send headers, taken only while kts' own bytes go out: an idle
 	 * connection holds none. */
 	struct blockpool msg_pool;
+	/* Plaintext that came with a handshake's end passes through here on
+	 * its way to the session: the connection may hold no buffer then. */
+	char scratch[HS_BUF_SIZE];
 	sem_t ready; /* posted once the ring is set up (or failed) */
 };
 
@@ -140,26 +143,14 @@ struct store_answer {
 };
 
 struct uconn {
-	int slot;
-	int live_i; /* in ring.live_list */
-	uint32_t gen;
-	int fd;
+	/* Ordered by size, so that nothing pads: an idle connection is mostly
+	 * this, struct kts and OpenSSL's state. */
 	struct kts *k;
-	enum phase ph;
-	int inflight;
-	/* receive */
-	enum rx_kind rx;
-	int rx_cancelled; /* a cancel of the multishot is on its way */
-	int need_ctrl;    /* kernel RX met a control record: one recvmsg next */
-	int rx_end;       /* the input ended (rx_rc) and the session has not seen it */
-	ssize_t rx_rc;
 	struct own_rx *own; /* handshake, control records, no buffer ring */
 	/* send */
-	enum tx_kind tx;
 	size_t tx_want;
 	struct kts_msg *smsg; /* while a TX_OUT is in flight */
 	/* the answer going out */
-	int replying;
 	struct hs_reply rep;
 	size_t head_done;  /* head bytes sent (kernel TX) or written to kts (user) */
 	off_t off;         /* next file offset to read or splice */
@@ -168,15 +159,31 @@ struct uconn {
 	char *body;
 	size_t body_cap, body_len, body_used;
 	size_t body_head; /* head bytes at the front of body (a small reply: one send) */
-	int pipe[2], pipe_size; /* pipe_size 0: no pipe */
-	int sys_errno;
-	int hs_failed; /* the handshake failed: its alert goes out, then the end */
-	int sess_wait; /* the handshake waits for the session store ... */
-	int64_t sess_until; /* ... until then */
-	size_t in_pipe;
+	int64_t sess_until; /* the handshake waits for the session store (sess_wait) until then */
 	struct deadline dl; /* handshake, send, close_notify */
 	int64_t linger_end, last_rx;
 	struct httpsess hs;
+
+	int slot;
+	int live_i; /* in ring.live_list */
+	uint32_t gen;
+	int fd;
+	int inflight;
+	int rx_rc;  /* with rx_end: the kts result the input ended with */
+	int pipe[2], pipe_size; /* pipe_size 0: no pipe */
+	unsigned int in_pipe;   /* bytes in the pipe, at most pipe_size */
+	int sys_errno;
+
+	unsigned char ph; /* enum phase */
+	unsigned char rx; /* enum rx_kind: the receive in flight */
+	unsigned char tx; /* enum tx_kind: the send in flight */
+	unsigned char rx_cancelled; /* a cancel of the multishot is on its way */
+	unsigned char need_ctrl;    /* kernel RX met a control record: one recvmsg next */
+	unsigned char hs_own;       /* the handshake found no provided buffer: use own */
+	unsigned char rx_end;       /* the input ended (rx_rc) and the session has not seen it */
+	unsigned char replying;
+	unsigned char hs_failed; /* the handshake failed: its alert goes out, then the end */
+	unsigned char sess_wait; /* the handshake waits for the session store */
 	char peer[ADDR_PEER_MAX];
 };
 
@@ -340,6 +347,26 @@ static int rx_arm_msg(struct ring *r, struct uconn *c)
 	return 0;
 }
 
+/* A handshake receive: one-shot into a provided buffer when the ring has
+ * them, so a handshake waiting for its client holds no 17 KiB buffer of its
+ * own; else (or once the ring ran out) into the connection's own buffer.
+ * kts_feed_limit() bounds it either way. */
+static int rx_arm_hs(struct ring *r, struct uconn *c)
+{
+	size_t lim = kts_feed_limit(c->k);
+	struct io_uring_sqe *sqe;
+
+	if (!r->u.br || c->hs_own || lim == 0)
+		return rx_arm_msg(r, c);
+	sqe = conn_sqe(r, c);
+	io_uring_prep_recv(sqe, c->fd, NULL, lim < r->u.bufsz ? (unsigned)lim : r->u.bufsz, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = URING_BGID;
+	conn_sqe_tag(sqe, c, OP_RX);
+	c->rx = RX_SELECT;
+	return 0;
+}
+
 static void rx_update(struct ring *r, struct uconn *c)
 {
 	if (c->ph == PH_DEAD || c->ph == PH_HANDSHAKE)
@@ -437,7 +464,7 @@ static void on_rx(struct ring *r, struct uconn *c, const struct io_uring_cqe *cq
 		return;
 	}
 	c->rx_end = 1; /* close_notify (0) or an error: seen when the session reads */
-	c->rx_rc = n;
+	c->rx_rc = (int)n;
 }
 
 /* ---- sending ------------------------------------------------------------------- */
@@ -548,7 +575,7 @@ static ssize_t kernel_sent(struct ring *r, struct uconn *c, enum sent_by by, ssi
 	deadline_moved(&c->dl, now, (uint64_t)n);
 	r->sent[by] += (unsigned long long)n;
 	if (by == BY_SPLICE) {
-		c->in_pipe -= (size_t)n;
+		c->in_pipe -= (unsigned int)n;
 		c->body_out += n;
 	} else if (by == BY_SENDFILE) {
 		c->off += n;
@@ -777,7 +804,7 @@ static void on_tx(struct ring *r, struct uconn *c, enum op op, int res, int64_t 
 			return;
 		}
 		c->off += res;
-		c->in_pipe += (size_t)res;
+		c->in_pipe += (unsigned int)res;
 		return;
 	}
 	if (kind == TX_POLL_OUT) { /* writable (or an error the splice will meet) */
@@ -997,6 +1024,39 @@ static void on_store(struct ring *r, int64_t now)
 	arm_store(r);
 }
 
+/* A handshake receive completed: the kts result (plaintext that came with
+ * the handshake's end has gone to the session). */
+static ssize_t hs_rx_done(struct ring *r, struct uconn *c, const struct io_uring_cqe *cqe,
+			  int64_t now)
+{
+	enum rx_kind kind = c->rx;
+	ssize_t n;
+
+	c->rx = RX_NONE;
+	c->inflight--;
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		char *buf = uring_buf(&r->u, bid);
+
+		n = kts_recv_done(c->k, buf, r->u.bufsz, cqe->res);
+		if (n > 0)
+			n = rx_take(c, buf, r->u.bufsz, n, now);
+		uring_buf_put(&r->u, bid);
+		return n;
+	}
+	if (kind == RX_SELECT && cqe->res == -ENOBUFS) {
+		r->nobufs++;
+		c->hs_own = 1; /* drive_handshake arms the next one */
+		return KTS_WANT_READ;
+	}
+	if (kind == RX_SELECT)
+		return kts_recv_done(c->k, NULL, 0, cqe->res); /* an end or error */
+	n = kts_recvmsg_done(c->k, &c->own->msg, cqe->res);
+	if (n > 0)
+		n = rx_take(c, c->own->buf, HS_BUF_SIZE, n, now);
+	return n;
+}
+
 /* The handshake: one operation in flight, kts_handshake after each. */
 static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 {
@@ -1021,20 +1081,21 @@ static void drive_handshake(struct ring *r, struct uconn *c, int64_t now)
 		c->ph = PH_OPEN;
 		httpsess_start(&c->hs, now);
 		/* What came with the handshake's end (a request) waits in kts. */
-		n = rx_take(c, c->own->buf, HS_BUF_SIZE, kts_read(c->k, c->own->buf, HS_BUF_SIZE), now);
+		n = rx_take(c, r->scratch, sizeof(r->scratch),
+			    kts_read(c->k, r->scratch, sizeof(r->scratch)), now);
 		rbuf_drop(r, c);
 		if (c->ph == PH_DEAD)
 			return;
 		if (n != KTS_WANT_READ) {
 			c->rx_end = 1;
-			c->rx_rc = n;
+			c->rx_rc = (int)n;
 		}
 		return;
 	}
 	if (rc == KTS_WANT_READ || rc == KTS_WANT_WRITE) {
 		if (kts_out_pending(c->k) > 0)
 			tx_out(r, c);
-		else if (rx_arm_msg(r, c) < 0)
+		else if (rx_arm_hs(r, c) < 0)
 			conn_kill(c);
 		return;
 	}
@@ -1291,13 +1352,8 @@ static void dispatch(struct ring *r, const struct io_uring_cqe *cqe, int64_t now
 	}
 	if (op == OP_RX) {
 		if (c->ph == PH_HANDSHAKE) {
-			ssize_t n;
+			ssize_t n = hs_rx_done(r, c, cqe, now);
 
-			c->rx = RX_NONE;
-			c->inflight--;
-			n = kts_recvmsg_done(c->k, &c->own->msg, cqe->res);
-			if (n > 0) /* data with the handshake's end: kept for the session */
-				n = rx_take(c, c->own->buf, HS_BUF_SIZE, n, now);
 			if (n < 0 && n != KTS_WANT_READ && n != KTS_WANT_WRITE && n != KTS_WANT_SESSION &&
 			    c->ph != PH_DEAD) {
 				char m[256];

@@ -181,7 +181,45 @@ def no_buffers():
     srv.stop()
 
 
+def no_buffers_handshake():
+    """Handshakes take provided buffers too: 24 ClientHellos wait for a stopped
+    server with two buffers, so most handshake receives meet -ENOBUFS and go
+    on in the connection's own buffer; every client gets its file."""
+    srv = k.KtsServer(d, root, cert, key, "--threads", "1", name="srv-nobufs-hs",
+                      env={"KTS_SERVER_URING_BUFS": "2"})
+    results = []
+    srv.signal(signal.SIGSTOP)
+
+    def one():
+        try:
+            with k.https_connect(srv.port, cert, timeout=30) as s:
+                s.sendall(GET % b"s.bin")
+                results.append(k.sha256(k.read_response(s, bytearray()).body) == small)
+        except OSError as e:
+            results.append(repr(e))
+    threads = [threading.Thread(target=one) for _ in range(24)]
+    try:
+        for th in threads:
+            th.start()
+        time.sleep(1.0)  # the ClientHellos are in the server's socket buffers
+    finally:
+        srv.signal(signal.SIGCONT)
+    for th in threads:
+        th.join(60)
+    t.check("2 provided buffers, 24 handshakes at once: all served",
+            len(results) == 24 and all(r is True for r in results),
+            "%s\n%s" % (results, srv.stderr()[-1000:]))
+    t.check("2 provided buffers, handshakes: nothing logged as an error",
+            " error: " not in srv.stderr(), srv.stderr()[-1000:])
+    stopped_clean("2 provided buffers, handshakes", srv)
+    t.check("2 provided buffers, handshakes: receives did run out (logged at the stop)",
+            srv.logged(r"^io_uring: receives found no provided buffer \d+ time\(s\)$"),
+            srv.stderr()[-1000:])
+    srv.stop()
+
+
 if k.ENGINE == "uring":
     t.run("1000 keep-alive", many_keepalive)
     t.run("no buffers", no_buffers)
+    t.run("no buffers at the handshake", no_buffers_handshake)
 t.done()
