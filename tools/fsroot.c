@@ -154,14 +154,12 @@ int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct st
 	if (S_ISDIR(st->st_mode)) {
 		close(fd);
 		fd = open_index(r, rel, st);
-		if (fd < 0)
-			return fd;
-		*name = "index.html";
-	} else if (dir_only) { /* "/file.txt/": not a directory */
-		close(fd);
-		return -404;
+		if (fd >= 0)
+			*name = "index.html";
+		return fd;
 	}
-	if (!S_ISREG(st->st_mode)) {
+	/* "/file.txt/" names no directory; a FIFO or device is no file to serve. */
+	if (dir_only || !S_ISREG(st->st_mode)) {
 		close(fd);
 		return -404;
 	}

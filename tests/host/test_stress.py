@@ -135,6 +135,18 @@ def many_keepalive(n=1000):
     srv.stop()
 
 
+def ran_out(what, srv):
+    """After a run short of provided buffers: no errors, a clean stop, and the
+    stop's count of receives that found none."""
+    t.check(what + ": nothing logged as an error",
+            " error: " not in srv.stderr(), srv.stderr()[-1000:])
+    stopped_clean(what, srv)
+    t.check(what + ": receives did run out (logged at the stop)",
+            srv.logged(r"^io_uring: receives found no provided buffer \d+ time\(s\)$"),
+            srv.stderr()[-1000:])
+    srv.stop()
+
+
 def no_buffers():
     """Two provided buffers for 24 clients at once: receives meet -ENOBUFS and
     are armed again; every client gets its file. The server is stopped
@@ -172,13 +184,7 @@ def no_buffers():
         th.join(60)
     t.check("2 provided buffers, 24 clients pipelining 4 requests each: all served",
             len(results) == 24 and all(results), "%s\n%s" % (results, srv.stderr()[-1000:]))
-    t.check("2 provided buffers: nothing logged as an error",
-            " error: " not in srv.stderr(), srv.stderr()[-1000:])
-    stopped_clean("2 provided buffers", srv)
-    t.check("2 provided buffers: receives did run out (logged at the stop)",
-            srv.logged(r"^io_uring: receives found no provided buffer \d+ time\(s\)$"),
-            srv.stderr()[-1000:])
-    srv.stop()
+    ran_out("2 provided buffers", srv)
 
 
 def no_buffers_handshake():
@@ -209,13 +215,7 @@ def no_buffers_handshake():
     t.check("2 provided buffers, 24 handshakes at once: all served",
             len(results) == 24 and all(r is True for r in results),
             "%s\n%s" % (results, srv.stderr()[-1000:]))
-    t.check("2 provided buffers, handshakes: nothing logged as an error",
-            " error: " not in srv.stderr(), srv.stderr()[-1000:])
-    stopped_clean("2 provided buffers, handshakes", srv)
-    t.check("2 provided buffers, handshakes: receives did run out (logged at the stop)",
-            srv.logged(r"^io_uring: receives found no provided buffer \d+ time\(s\)$"),
-            srv.stderr()[-1000:])
-    srv.stop()
+    ran_out("2 provided buffers, handshakes", srv)
 
 
 if k.ENGINE == "uring":
