@@ -129,20 +129,17 @@ static int open_index(const struct fsroot *r, const char *rel, struct stat *st)
 int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct stat *st,
 		const char **name)
 {
-	int fd;
+	int fd, idx = 0, tried = 0;
 
 	*name = rel;
 	/* "/" or "/docs/" most often names a directory with an index: open that
 	 * at once and skip opening the directory (what nginx's index does). A
 	 * miss takes the full path below for the exact answer. */
 	if (dir_only || !rel[0]) {
-		fd = open_index(r, rel, st);
-		if (fd == -403)
-			return fd;
-		if (fd >= 0) {
-			*name = "index.html";
-			return fd;
-		}
+		idx = open_index(r, rel, st);
+		tried = 1;
+		if (idx >= 0 || idx == -403)
+			goto index;
 	}
 	fd = open_beneath(r, rel);
 	if (fd < 0)
@@ -153,10 +150,9 @@ int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct st
 	}
 	if (S_ISDIR(st->st_mode)) {
 		close(fd);
-		fd = open_index(r, rel, st);
-		if (fd >= 0)
-			*name = "index.html";
-		return fd;
+		if (!tried) /* "/docs" without the slash */
+			idx = open_index(r, rel, st);
+		goto index;
 	}
 	/* "/file.txt/" names no directory; a FIFO or device is no file to serve. */
 	if (dir_only || !S_ISREG(st->st_mode)) {
@@ -164,4 +160,8 @@ int fsroot_open(const struct fsroot *r, const char *rel, int dir_only, struct st
 		return -404;
 	}
 	return fd;
+index:
+	if (idx >= 0)
+		*name = "index.html";
+	return idx;
 }
