@@ -74,7 +74,14 @@ int kts_outq_reserve(struct kts *c, size_t n)
 static int outq_write(BIO *b, const char *p, size_t n, size_t *done)
 {
 	struct kts *c = BIO_get_data(b);
+	int rc;
 
+	/* Past the handshake, kts may be sealing TX itself (softtx.c). */
+	if (c->soft_tx && c->state != KTS_STATE_HANDSHAKE &&
+	    (rc = kts_softtx_openssl_out(c, (const unsigned char *)p, n)) != 0) {
+		*done = n;
+		return rc > 0;
+	}
 	if (kts_outq_reserve(c, n) < 0)
 		return 0;
 	memcpy(c->outq.data + c->outq.len, p, n);

@@ -185,6 +185,7 @@ void kts_cio_free(struct kts *c)
 	kts_bytes_free(&c->inq, 0);
 	kts_bytes_free(&c->outq, 0);
 	free(c->outq_old);
+	kts_softtx_free(c);
 }
 
 void kts_recv_prep(const struct kts *c, struct kts_msg *m, void *buf, size_t len)
@@ -342,8 +343,10 @@ int kts_out_done(struct kts *c, ssize_t res)
 	if (type != 0)
 		return kts_tx_sent(c, (unsigned char)type, sent);
 	c->outq.off += sent < c->outq.len - c->outq.off ? sent : c->outq.len - c->outq.off;
-	if (c->outq.off == c->outq.len) /* an idle connection keeps no buffer */
+	if (c->outq.off == c->outq.len) { /* an idle connection keeps no buffer */
 		kts_bytes_free(&c->outq, 0);
+		kts_softtx_idle(c);
+	}
 	return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
 }
 
@@ -370,6 +373,8 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 	 * a queue grown record by record is copied at every doubling. */
 	if (kts_outq_reserve(c, len + (len / KTS_RECORD_MAX_PLAIN + 1) * RECORD_GROWTH) < 0)
 		return c->fail_code;
+	if (kts_softtx_wants(c, len))
+		return kts_softtx_write(c, buf, len);
 	while (done < len) {
 		size_t wrote = 0;
 

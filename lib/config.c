@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "internal.h"
+#include "record.h"
 #include "kernel.h"
 
 /* TLS 1.2 default: forward secrecy (ECDHE) and AEAD only, the suites the
@@ -26,14 +27,6 @@
 
 /* Largest PEM file kts reads: far above any real chain, small enough to refuse junk. */
 #define KTS_MAX_PEM (1 << 20)
-
-/* The key log (TLS 1.3 secrets, which OpenSSL hex-formats on every handshake)
- * only where a connection may be offloaded: the kernel had kTLS when the config
- * was made and the policy is not off. */
-static void update_keylog(struct kts_config *cfg)
-{
-	kts_handshake_callbacks(cfg->ctx, cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF);
-}
 
 /* trust_id = SHA-256(label) when a new set of trust anchors starts. */
 static void trust_reset(struct kts_config *cfg, const char *label)
@@ -94,8 +87,14 @@ struct kts_config *kts_config_new(void)
 	trust_reset(cfg, "system default store");
 	kts_err_clear();
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
-	update_keylog(cfg);
+	/* The key log collects the TLS 1.3 traffic secrets: the kernel takes
+	 * keys derived from them, and so do the records kts seals itself
+	 * (softtx.c) where the kernel has no kTLS or the policy is off. */
+	kts_handshake_callbacks(cfg->ctx, 1);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
+	/* Ciphers fetched once: kts seals userspace TX records with them. */
+	for (int a = KTS_AEAD_AES_128_GCM; a <= KTS_AEAD_CHACHA20_POLY1305; a++)
+		cfg->soft_cipher[a] = kts_record_cipher_fetch((enum kts_aead)a);
 	if (kts_caller_bio_init(cfg) < 0) {
 		kts_config_free(cfg);
 		return NULL;
@@ -124,6 +123,8 @@ void kts_config_release(struct kts_config *cfg)
 	free(cfg->server_name);
 	free(cfg->alpn);
 	kts_caller_bio_free(cfg);
+	for (size_t a = 0; a < sizeof(cfg->soft_cipher) / sizeof(cfg->soft_cipher[0]); a++)
+		EVP_CIPHER_free(cfg->soft_cipher[a]);
 	free(cfg);
 }
 
@@ -508,7 +509,6 @@ int kts_config_set_offload(struct kts_config *cfg, int policy)
 	if (policy != KTS_OFFLOAD_AUTO && policy != KTS_OFFLOAD_REQUIRE && policy != KTS_OFFLOAD_OFF)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "offload: unknown policy %d", policy);
 	cfg->offload = policy;
-	update_keylog(cfg);
 	return KTS_OK;
 }
 

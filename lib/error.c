@@ -44,6 +44,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	c->fail_code = code;
 	/* A dead connection needs no secrets. */
 	kts_secrets_wipe(c);
+	kts_softtx_wipe(c);
 	return code;
 }
 

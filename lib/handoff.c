@@ -3,8 +3,9 @@
  *
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
- * sequence numbers, install into the kernel per direction, wipe the keys,
- * apply the policy, release what OpenSSL no longer needs. Each direction that
+ * sequence numbers, install into the kernel per direction, set up kts's own
+ * sealing of a userspace TX, wipe the keys, apply the policy, release what
+ * OpenSSL no longer needs. Each direction that
  * the kernel refuses stays with OpenSSL, with the reason kept.
  */
 #include <errno.h>
@@ -69,37 +70,40 @@ static void both_in_user_copy(struct kts *c, const char *reason)
 	c->path[KTS_RX] = KTS_PATH_USER;
 }
 
+int kts_tls12_conn_keys(struct kts *c, const char *digest, enum kts_aead aead,
+			struct kts_dir_keys k[2])
+{
+	unsigned char master[48], crand[32], srand[32];
+	size_t mlen = SSL_SESSION_get_master_key(SSL_get_session(c->ssl), master, sizeof(master));
+	/* Our TX is the server's write key when we are the server. */
+	struct kts_dir_keys *cw = &k[c->is_server ? KTS_RX : KTS_TX];
+	struct kts_dir_keys *sw = &k[c->is_server ? KTS_TX : KTS_RX];
+	int rc;
+
+	SSL_get_client_random(c->ssl, crand, sizeof(crand));
+	SSL_get_server_random(c->ssl, srand, sizeof(srand));
+	rc = mlen == 0 ? -1 : kts_tls12_keys(digest, master, mlen, crand, srand, aead, cw, sw);
+	OPENSSL_cleanse(master, sizeof(master));
+	return rc;
+}
+
 /* Keys per direction of this endpoint: [KTS_TX] what we send, [KTS_RX] what we read. */
 static int derive_keys(struct kts *c, int version, const char *digest, enum kts_aead aead,
 		       struct kts_dir_keys k[2])
 {
-	/* Our TX is the server's write key when we are the server. */
 	int tx = c->is_server ? 1 : 0, rx = 1 - tx;
+	const struct kts_secrets *s = c->sec;
 
 	if (!digest)
 		return -1;
-	if (version == TLS1_3_VERSION) {
-		const struct kts_secrets *s = c->sec;
-
-		if (!s || s->hs_len[0] == 0 || s->hs_len[1] == 0)
-			return -1;
-		if (kts_tls13_traffic_keys(digest, s->hs[tx], s->hs_len[tx], aead, &k[KTS_TX]) ||
-		    kts_tls13_traffic_keys(digest, s->hs[rx], s->hs_len[rx], aead, &k[KTS_RX]))
-			return -1;
-		return 0;
-	} else {
-		unsigned char master[48], crand[32], srand[32];
-		size_t mlen = SSL_SESSION_get_master_key(SSL_get_session(c->ssl), master, sizeof(master));
-		struct kts_dir_keys *cw = &k[c->is_server ? KTS_RX : KTS_TX];
-		struct kts_dir_keys *sw = &k[c->is_server ? KTS_TX : KTS_RX];
-		int rc;
-
-		SSL_get_client_random(c->ssl, crand, sizeof(crand));
-		SSL_get_server_random(c->ssl, srand, sizeof(srand));
-		rc = mlen == 0 ? -1 : kts_tls12_keys(digest, master, mlen, crand, srand, aead, cw, sw);
-		OPENSSL_cleanse(master, sizeof(master));
-		return rc;
-	}
+	if (version != TLS1_3_VERSION)
+		return kts_tls12_conn_keys(c, digest, aead, k);
+	if (!s || s->hs_len[0] == 0 || s->hs_len[1] == 0)
+		return -1;
+	if (kts_tls13_traffic_keys(digest, s->hs[tx], s->hs_len[tx], aead, &k[KTS_TX]) ||
+	    kts_tls13_traffic_keys(digest, s->hs[rx], s->hs_len[rx], aead, &k[KTS_RX]))
+		return -1;
+	return 0;
 }
 
 /* Once the kernel owns a direction, OpenSSL must never touch the socket that
@@ -210,9 +214,7 @@ int kts_handoff(struct kts *c)
 
 	/* 4. Keys and sequence numbers for each direction. */
 	if (!digest || derive_keys(c, version, digest, aead, keys) < 0) {
-		both_in_user(c, version == TLS1_3_VERSION && !c->cfg->kernel_tls
-					? "the kernel had no tls module when the configuration was made"
-					: "could not derive the record keys");
+		both_in_user(c, "could not derive the record keys");
 		goto done;
 	}
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
@@ -257,7 +259,12 @@ int kts_handoff(struct kts *c)
 		kts_post_handshake_setup(c, digest, aead);
 
 done:
-	/* 6. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
+	/* 6. A TX left in userspace may still skip OpenSSL's copies (softtx.c). */
+	if (c->path[KTS_TX] == KTS_PATH_USER) {
+		kts_next_seq(version, c->is_server, c->tickets_sent, seq);
+		kts_softtx_setup(c, version, digest, aead, seq[KTS_TX]);
+	}
+	/* 7. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	if (c->sec && c->sec->size > 0) {
 		OPENSSL_cleanse(c->sec->hs, sizeof(c->sec->hs));
@@ -266,7 +273,7 @@ done:
 		kts_secrets_free(c);
 	}
 
-	/* 7. "require" means both directions in the kernel, or no connection. */
+	/* 8. "require" means both directions in the kernel, or no connection. */
 	if (c->offload == KTS_OFFLOAD_REQUIRE) {
 		for (int dir = KTS_TX; dir <= KTS_RX; dir++)
 			if (c->path[dir] != KTS_PATH_KERNEL)
@@ -274,7 +281,7 @@ done:
 						      "handshake: offload required but %s stays in userspace: %s",
 						      dir_name[dir], kts_offload_reason(c, dir));
 	}
-	/* 8. Nothing of OpenSSL outlives it that the connection cannot use. */
+	/* 9. Nothing of OpenSSL outlives it that the connection cannot use. */
 	release_openssl(c);
 	return KTS_OK;
 }

@@ -45,6 +45,7 @@ struct kts_config {
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
 	struct kts_session_store store; /* server: the external store behind it (sessstore.c) */
 	BIO_METHOD *queues_meth; /* caller-owned I/O queues (caller_bio.c) */
+	EVP_CIPHER *soft_cipher[KTS_AEAD_CHACHA20_POLY1305 + 1]; /* per enum kts_aead (softtx.c) */
 	char error[KTS_ERRLEN];
 };
 
@@ -73,6 +74,18 @@ struct kts_secrets {
 	unsigned char ossl_tx[64]; /* ours, as OpenSSL's write side uses it */
 };
 
+/* Userspace TX sealed by kts itself (softtx.c): our record keys and number;
+ * TLS 1.3 also the traffic secret that a KeyUpdate moves on from. */
+struct kts_softtx {
+	EVP_CIPHER_CTX *ctx;      /* keyed while records wait in the send queue */
+	uint64_t seq;             /* our next record number, once started */
+	struct kts_dir_keys k;    /* derived when started */
+	unsigned char secret[64]; /* TLS 1.3 */
+	unsigned char secret_len;
+	unsigned char started;    /* kts seals; OpenSSL's records are renumbered */
+	unsigned char key_moves;  /* OpenSSL's next record is its KeyUpdate: the last under this key */
+};
+
 enum kts_state {
 	KTS_STATE_NEW = 0,  /* no fd yet */
 	KTS_STATE_HANDSHAKE, /* fd attached, handshake not finished */
@@ -99,6 +112,7 @@ struct kts {
 	size_t tx_unchecked_bytes;   /* kernel TX: whole-write bytes since the socket was checked */
 	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last session saved */
 	struct kts_secrets *sec;     /* TLS 1.3 only; NULL once nothing needs them */
+	struct kts_softtx *soft;     /* userspace TX sealed by kts (softtx.c), or NULL */
 	char *error;                 /* KTS_ERRLEN, from the first failure on */
 
 	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
@@ -153,6 +167,7 @@ struct kts {
 	unsigned char tx_rekey_pending;  /* install the next TX secret once tx_hs is out */
 	unsigned char tx_alert_pending;  /* tx_alert waits to go out */
 	unsigned char caller_io;         /* attached with kts_attach_caller_io */
+	unsigned char soft_tx;           /* kts may seal TX itself; OpenSSL's records counted */
 	unsigned char draining;          /* handshake done; finishing a record read past it */
 	unsigned char drain_moved_keys;  /* a message past the handshake changed OpenSSL's state */
 	unsigned char error_lost;        /* a failure found no memory for its message */
@@ -240,6 +255,25 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len);
 int kts_cio_close(struct kts *c);
 void kts_cio_free(struct kts *c);
 
+/* softtx.c: userspace TX records sealed by kts, caller-owned I/O only.
+ * setup: at the handoff, whether this connection may (seq: OpenSSL's next
+ * TX record number). wants: should kts_write() of len bytes go this way.
+ * write: seal all of buf into the send queue, which has room. openssl_out:
+ * OpenSSL wrote n bytes of whole records to the queue's BIO: 0 to append
+ * them as they are (counted), 1 when kts renumbered them into the queue, or
+ * an error. key_update: OpenSSL wrote a TLS 1.3 KeyUpdate (into its
+ * handshake buffer: the record reaches the BIO next). idle: the send
+ * queue is empty (drop the key schedule). wipe: the connection failed. */
+void kts_softtx_setup(struct kts *c, int version, const char *digest, enum kts_aead aead,
+		      uint64_t seq);
+int kts_softtx_wants(const struct kts *c, size_t len);
+ssize_t kts_softtx_write(struct kts *c, const void *buf, size_t len);
+int kts_softtx_openssl_out(struct kts *c, const unsigned char *p, size_t n);
+int kts_softtx_key_update(struct kts *c);
+void kts_softtx_idle(struct kts *c);
+void kts_softtx_wipe(struct kts *c);
+void kts_softtx_free(struct kts *c);
+
 /* conn.c: what a kernel TX call for want bytes returned (n, or -1 and err),
  * checked against the socket's state as kts_write documents. */
 ssize_t kts_kernel_tx_result(struct kts *c, ssize_t n, int err, size_t want, const char *what);
@@ -273,6 +307,10 @@ void kts_conn_callbacks(struct kts *c);
  * reason_drop: forget why dir stays in userspace (the directions may share
  * one string). */
 int kts_handoff(struct kts *c);
+/* The record keys of both directions ([KTS_TX], [KTS_RX]) of a TLS 1.2
+ * connection, from its master secret. Returns 0 or -1. */
+int kts_tls12_conn_keys(struct kts *c, const char *digest, enum kts_aead aead,
+			struct kts_dir_keys k[2]);
 void kts_reason_drop(struct kts *c, int dir);
 
 /* server_session.c: tickets, ticket keys, session ID context, lifetime.

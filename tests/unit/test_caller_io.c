@@ -71,14 +71,14 @@ static void move_out(struct pair *p)
 }
 
 /* Run the handshake until the client is done; its last flight stays in p->out. */
-static void pair_open(struct pair *p)
+static void pair_open_with(struct pair *p, struct kts_config *cfg, SSL_CTX *ctx)
 {
 	char buf[16384];
 
-	p->k = kts_server_new(server_cfg);
+	p->k = kts_server_new(cfg);
 	assert_non_null(p->k);
 	assert_int_equal(kts_attach_caller_io(p->k, null_fd), KTS_OK);
-	p->peer = SSL_new(client_ctx);
+	p->peer = SSL_new(ctx);
 	p->in = BIO_new(BIO_s_mem());
 	p->out = BIO_new(BIO_s_mem());
 	BIO_set_mem_eof_return(p->in, -1);
@@ -91,6 +91,11 @@ static void pair_open(struct pair *p)
 		assert_int_equal(kts_recv_done(p->k, buf, sizeof(buf), n), KTS_WANT_READ);
 		move_out(p);
 	}
+}
+
+static void pair_open(struct pair *p)
+{
+	pair_open_with(p, server_cfg, client_ctx);
 }
 
 static void pair_close(struct pair *p)
@@ -272,6 +277,164 @@ static void test_out_queue_results(void **state)
 	kts_free(k);
 }
 
+/* Finish the handoff: the client's last flight goes in, nothing comes out. */
+static void pair_handoff(struct pair *p)
+{
+	unsigned char wire[8192];
+	char got[16];
+	int n = BIO_read(p->out, wire, sizeof(wire));
+
+	if (n > 0)
+		assert_int_equal(deliver(p, wire, (size_t)n, 0, got, sizeof(got)), 0);
+	assert_int_equal(kts_handshake(p->k), KTS_OK);
+}
+
+/* Write all of buf through kts, send the queue to the peer, and check that
+ * the peer reads exactly buf. */
+static void write_and_check(struct pair *p, const unsigned char *buf, size_t len)
+{
+	static unsigned char got[1 << 17];
+	size_t at = 0, have = 0;
+
+	assert_true(len <= sizeof(got));
+	while (at < len) {
+		ssize_t w = kts_write(p->k, buf + at, len - at);
+
+		if (w == KTS_WANT_WRITE) {
+			move_out(p);
+			continue;
+		}
+		assert_true(w > 0);
+		at += (size_t)w;
+	}
+	move_out(p);
+	assert_int_equal(kts_out_pending(p->k), 0);
+	while (have < len) {
+		int r = SSL_read(p->peer, got + have, (int)(len - have));
+
+		assert_true(r > 0);
+		have += (size_t)r;
+	}
+	assert_memory_equal(got, buf, len);
+}
+
+/* The peer's records (a KeyUpdate, say) handed to kts as one receive. */
+static void peer_to_kts(struct pair *p)
+{
+	unsigned char wire[8192];
+	int n = BIO_read(p->out, wire, sizeof(wire));
+	ssize_t r;
+
+	assert_true(n > 0);
+	r = kts_recv_done(p->k, wire, sizeof(wire), n);
+	if (r != KTS_WANT_READ)
+		fail_msg("receive: %zd %s", r, kts_error(p->k));
+}
+
+static unsigned char bulk[3 * 16384 + 123];
+
+/* Bulk writes skip OpenSSL: kts seals the records straight into the send
+ * queue, for both versions and all three ciphers, and the OpenSSL peer reads
+ * them; OpenSSL's close_notify, renumbered behind them, is read as such. */
+static void test_soft_tx_each_suite(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bulk); i++)
+		bulk[i] = (unsigned char)(i * 7 + i / 251);
+	for (int version = 12; version <= 13; version++) {
+		for (int s = 0; s < 3; s++) {
+			struct kts_config *cfg = test_kts_config(version, &test_suites[s], 1);
+			SSL_CTX *ctx = test_ssl_ctx(version, &test_suites[s], 0);
+			struct pair p;
+			char b;
+
+			assert_non_null(cfg);
+			assert_non_null(ctx);
+			pair_open_with(&p, cfg, ctx);
+			pair_handoff(&p);
+			assert_int_equal(kts_offload(p.k, KTS_TX), KTS_PATH_USER);
+			/* A small write stays with OpenSSL ... */
+			write_and_check(&p, (const unsigned char *)"small", 5);
+			assert_true(!p.k->soft || !p.k->soft->started);
+			/* ... a bulk one does not, nor anything after it. */
+			write_and_check(&p, bulk, sizeof(bulk));
+			assert_non_null(p.k->soft);
+			assert_true(p.k->soft->started);
+			assert_null(p.k->soft->ctx); /* dropped with the empty queue */
+			write_and_check(&p, (const unsigned char *)"tail", 4);
+			assert_int_equal(kts_close(p.k), KTS_OK);
+			move_out(&p);
+			assert_int_equal(SSL_read(p.peer, &b, 1), 0);
+			assert_int_equal(SSL_get_error(p.peer, 0), SSL_ERROR_ZERO_RETURN);
+			pair_close(&p);
+			SSL_CTX_free(ctx);
+			kts_config_free(cfg);
+		}
+	}
+}
+
+/* TLS 1.3 KeyUpdate with update_requested: OpenSSL answers and moves its TX
+ * key; kts follows, whether it took over before the update or after it. */
+static void test_soft_tx_key_update(void **state)
+{
+	(void)state;
+	for (int before = 0; before <= 1; before++) {
+		struct pair p;
+
+		pair_open(&p);
+		pair_handoff(&p);
+		if (before)
+			write_and_check(&p, bulk, sizeof(bulk));
+		assert_true(SSL_key_update(p.peer, SSL_KEY_UPDATE_REQUESTED));
+		assert_int_equal(SSL_do_handshake(p.peer), 1);
+		peer_to_kts(&p);
+		write_and_check(&p, bulk, sizeof(bulk)); /* the peer reads the answer first */
+		assert_true(p.k->soft->started);
+		/* And once more each way, all under the next keys. */
+		assert_true(SSL_key_update(p.peer, SSL_KEY_UPDATE_REQUESTED));
+		assert_int_equal(SSL_do_handshake(p.peer), 1);
+		peer_to_kts(&p);
+		write_and_check(&p, bulk, 1000);
+		pair_close(&p);
+	}
+}
+
+static int tickets_seen;
+
+static int count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl;
+	tickets_seen += SSL_SESSION_is_resumable(sess);
+	return 0; /* not kept */
+}
+
+/* A late ticket, written by OpenSSL after kts took over, reaches the peer
+ * renumbered, as a session it can resume. */
+static void test_soft_tx_late_ticket(void **state)
+{
+	struct kts_config *cfg = test_kts_config(13, &test_suites[0], 1);
+	SSL_CTX *ctx = test_ssl_ctx(13, &test_suites[0], 0);
+	struct pair p;
+	int seen;
+	(void)state;
+
+	assert_int_equal(kts_config_set_session_lifetime(cfg, 300), KTS_OK);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	SSL_CTX_sess_set_new_cb(ctx, count_ticket);
+	pair_open_with(&p, cfg, ctx);
+	pair_handoff(&p);
+	write_and_check(&p, bulk, sizeof(bulk));
+	assert_true(p.k->soft->started);
+	seen = tickets_seen; /* the handshake's own */
+	assert_true(seen > 0);
+	assert_int_equal(kts_issue_ticket(p.k), KTS_OK);
+	write_and_check(&p, (const unsigned char *)"after", 5);
+	assert_int_equal(tickets_seen, seen + 1);
+	pair_close(&p);
+	SSL_CTX_free(ctx);
+	kts_config_free(cfg);
+}
+
 /* A connection as the handoff leaves it with both directions in the kernel. */
 static struct kts *kernel_conn(int version)
 {
@@ -382,6 +545,9 @@ int main(void)
 		cmocka_unit_test(test_close_notify_past_handshake),
 		cmocka_unit_test(test_out_queue_results),
 		cmocka_unit_test(test_kernel_rx_records),
+		cmocka_unit_test(test_soft_tx_each_suite),
+		cmocka_unit_test(test_soft_tx_key_update),
+		cmocka_unit_test(test_soft_tx_late_ticket),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
