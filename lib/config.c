@@ -28,6 +28,17 @@
 /* Largest PEM file kts reads: far above any real chain, small enough to refuse junk. */
 #define KTS_MAX_PEM (1 << 20)
 
+/* The key log collects the TLS 1.3 traffic secrets, which OpenSSL hex-formats
+ * on every handshake (about a tenth of a resumed TLS 1.3 handshake's CPU):
+ * only where a connection may use them, for kTLS (the kernel had it when the
+ * config was made and the policy is not off) or for records kts seals itself
+ * (kts_config_set_tls13_seal). */
+static void update_keylog(struct kts_config *cfg)
+{
+	kts_handshake_callbacks(cfg->ctx, (cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF) ||
+						  cfg->tls13_seal);
+}
+
 /* trust_id = SHA-256(label) when a new set of trust anchors starts. */
 static void trust_reset(struct kts_config *cfg, const char *label)
 {
@@ -87,10 +98,7 @@ struct kts_config *kts_config_new(void)
 	trust_reset(cfg, "system default store");
 	kts_err_clear();
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
-	/* The key log collects the TLS 1.3 traffic secrets: the kernel takes
-	 * keys derived from them, and so do the records kts seals itself
-	 * (softtx.c) where the kernel has no kTLS or the policy is off. */
-	kts_handshake_callbacks(cfg->ctx, 1);
+	update_keylog(cfg);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
 	/* Ciphers fetched once: kts seals userspace TX records with them. */
 	for (int a = KTS_AEAD_AES_128_GCM; a <= KTS_AEAD_CHACHA20_POLY1305; a++)
@@ -509,12 +517,20 @@ int kts_config_set_offload(struct kts_config *cfg, int policy)
 	if (policy != KTS_OFFLOAD_AUTO && policy != KTS_OFFLOAD_REQUIRE && policy != KTS_OFFLOAD_OFF)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "offload: unknown policy %d", policy);
 	cfg->offload = policy;
+	update_keylog(cfg);
 	return KTS_OK;
 }
 
 int kts_config_set_rx_no_pad(struct kts_config *cfg, int on)
 {
 	cfg->rx_no_pad = on != 0;
+	return KTS_OK;
+}
+
+int kts_config_set_tls13_seal(struct kts_config *cfg, int on)
+{
+	cfg->tls13_seal = on != 0;
+	update_keylog(cfg);
 	return KTS_OK;
 }
 

@@ -27,6 +27,7 @@ struct kts_config {
 	int kernel_tls;     /* the kernel had the tls ULP when the config was made */
 	int rx_no_pad;      /* TLS 1.3 kernel RX: TLS_RX_EXPECT_NO_PAD (trusted peers) */
 	int release_ssl;    /* servers: free the SSL once the kernel owns both directions */
+	int tls13_seal;     /* collect TLS 1.3 secrets for softtx.c even without kTLS */
 	int ca_set;         /* the default trust store was replaced by the caller's */
 	/* Which trust anchors verify peers: SHA-256 chained over each CA file's
 	 * content and each CA directory's path (or the system default). Client

@@ -50,7 +50,7 @@
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_QUIET, OPT_HELP };
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_QUIET, OPT_TLS13_SEAL, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -100,6 +100,9 @@ static void usage(FILE *f)
 		"                          drain and stop (mode 0600; root and this user)\n"
 		"  --quiet                 no status line per connection (errors are still\n"
 		"                          logged; ktsctl status counts the offloads)\n"
+		"  --tls13-seal            where the kernel has no kTLS, kts seals TLS 1.3\n"
+		"                          bodies itself too (less CPU per byte sent, more per\n"
+		"                          TLS 1.3 handshake; TLS 1.2 always does)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);
@@ -1229,6 +1232,7 @@ int main(int argc, char **argv)
 		{ "session-store", required_argument, NULL, OPT_SESSION_STORE },
 		{ "kek", required_argument, NULL, OPT_KEK },
 		{ "quiet", no_argument, NULL, OPT_QUIET },
+		{ "tls13-seal", no_argument, NULL, OPT_TLS13_SEAL },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1238,6 +1242,7 @@ int main(int argc, char **argv)
 	const char *session_id = NULL, *control = NULL, *session_store = NULL, *kek = NULL;
 	long num_tickets = -1, cache_entries = -1;
 	unsigned int lifetime = 0;
+	int tls13_seal = 0;
 	int workers = 1;
 	struct addr_spec la;
 	struct sockaddr_storage ss;
@@ -1282,6 +1287,7 @@ int main(int argc, char **argv)
 		case OPT_SESSION_STORE: session_store = optarg; break;
 		case OPT_KEK: kek = optarg; break;
 		case OPT_QUIET: srv.quiet = 1; break;
+		case OPT_TLS13_SEAL: tls13_seal = 1; break;
 		case OPT_HELP: usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1332,6 +1338,7 @@ int main(int argc, char **argv)
 	/* kts-server issues no late tickets: an idle kTLS connection keeps
 	 * nothing of OpenSSL. */
 	kts_config_set_release_openssl(srv.cfg, 1);
+	kts_config_set_tls13_seal(srv.cfg, tls13_seal);
 	if (kts_config_set_alpn(srv.cfg, "http/1.1") < 0)
 		opts_die(PROG, "alpn: %s", kts_config_error(srv.cfg));
 	if (kts_config_set_session_lifetime(srv.cfg, lifetime) < 0)

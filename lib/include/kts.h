@@ -134,6 +134,14 @@ KTS_API int kts_config_parse_offload(struct kts_config *cfg, const char *spec);
  * buffer. Only for trusted peers: each padded record is then decrypted twice.
  * Off by default; a kernel without it ignores the setting. */
 KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
+/* Caller-owned I/O with TX in userspace: from the first kts_write() of 16 KiB
+ * or more, kts seals the records itself, straight from the caller's buffer
+ * into the send queue, instead of OpenSSL copying each byte twice on the way.
+ * TLS 1.2 connections always may. TLS 1.3 ones need the traffic secrets from
+ * OpenSSL's key log, which costs every TLS 1.3 handshake (about a tenth of a
+ * resumed one with OpenSSL 3.0): it runs where the kernel has kTLS anyway,
+ * and elsewhere only with this on. Off by default. */
+KTS_API int kts_config_set_tls13_seal(struct kts_config *cfg, int on);
 /* Servers: once the kernel owns both directions of a connection, free
  * OpenSSL's state for it at the handoff (about 10 KiB each on OpenSSL 3.0), so
  * an idle kTLS connection costs little more than struct kts. kts_version,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """64 MiB transfers checked by sha256: downloads through kts-server (kts-client
-TLS 1.2/1.3, curl, s_client) and through openssl s_server (kts-client), and an
+TLS 1.2/1.3, curl, s_client; also with --tls13-seal, where kts seals TLS 1.3
+bodies itself without kTLS) and through openssl s_server (kts-client), and an
 upload + echo in pipe mode against a Python TLS echo server."""
 import os
 import subprocess
@@ -41,29 +42,39 @@ t.run("kts 1.2", kts_download, "1.2", "ECDHE-ECDSA-CHACHA20-POLY1305", srv.port,
       "64 MiB kts-server -> kts-client TLS 1.2 ChaCha20-Poly1305")
 
 
-def curl_download():
+def curl_download(server=srv, what=""):
     r = subprocess.run(["curl", "-sS", "--fail", "--cacert", cert, "-o", out,
-                        "https://localhost:%d/big.bin" % srv.port],
+                        "https://localhost:%d/big.bin" % server.port],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
-    check_out("64 MiB kts-server -> curl", r)
+    check_out("64 MiB kts-server%s -> curl" % what, r)
 
 
 t.run("curl", curl_download)
 
 
-def s_client_download():
+def s_client_download(server=srv, what="", proto=("-tls1_2", "-cipher",
+                                                  "ECDHE-ECDSA-AES256-GCM-SHA384")):
     req = b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.port,
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % server.port,
                         "-servername", "localhost", "-CAfile", cert, "-verify_return_error",
-                        "-quiet", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+                        "-quiet"] + list(proto),
                        input=req, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
     head, _, body = r.stdout.partition(b"\r\n\r\n")
-    t.check("64 MiB kts-server -> s_client TLS 1.2 AES-256-GCM",
+    t.check("64 MiB kts-server%s -> s_client %s" % (what, " ".join(proto)),
             r.returncode == 0 and len(body) == SIZE and k.sha256(body) == digest,
             "rc %d head %r, %d bytes" % (r.returncode, head[:100], len(body)))
 
 
 t.run("s_client", s_client_download)
+
+# TLS 1.3 bodies sealed by kts itself where the kernel has no kTLS.
+seal = k.KtsServer(d, root, cert, key, "--tls13-seal", name="kts-server-seal")
+t.run("seal curl", curl_download, seal, " --tls13-seal")
+t.run("seal s_client", s_client_download, seal, " --tls13-seal",
+      ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"))
+t.run("seal kts 1.3", kts_download, "1.3", "TLS_AES_256_GCM_SHA384", seal.port,
+      "64 MiB kts-server --tls13-seal -> kts-client TLS 1.3 AES-256-GCM")
+seal.stop()
 
 
 def s_server_download():

@@ -25,12 +25,15 @@
 #include "tls_wire.h"
 
 static struct kts_config *server_cfg;
+static unsigned char bulk[3 * 16384 + 123]; /* more than one write's worth of records */
 static SSL_CTX *client_ctx;
 static int null_fd;
 
 static int setup(void **state)
 {
 	(void)state;
+	for (size_t i = 0; i < sizeof(bulk); i++)
+		bulk[i] = (unsigned char)(i * 7 + i / 251);
 	test_cert_init();
 	server_cfg = test_kts_config(13, &test_suites[0], 1);
 	if (server_cfg) {
@@ -331,7 +334,6 @@ static void peer_to_kts(struct pair *p)
 		fail_msg("receive: %zd %s", r, kts_error(p->k));
 }
 
-static unsigned char bulk[3 * 16384 + 123];
 
 /* Bulk writes skip OpenSSL: kts seals the records straight into the send
  * queue, for both versions and all three ciphers, and the OpenSSL peer reads
@@ -339,8 +341,6 @@ static unsigned char bulk[3 * 16384 + 123];
 static void test_soft_tx_each_suite(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof(bulk); i++)
-		bulk[i] = (unsigned char)(i * 7 + i / 251);
 	for (int version = 12; version <= 13; version++) {
 		for (int s = 0; s < 3; s++) {
 			struct kts_config *cfg = test_kts_config(version, &test_suites[s], 1);
@@ -350,6 +350,7 @@ static void test_soft_tx_each_suite(void **state)
 
 			assert_non_null(cfg);
 			assert_non_null(ctx);
+			assert_int_equal(kts_config_set_tls13_seal(cfg, 1), KTS_OK);
 			pair_open_with(&p, cfg, ctx);
 			pair_handoff(&p);
 			assert_int_equal(kts_offload(p.k, KTS_TX), KTS_PATH_USER);
@@ -399,6 +400,27 @@ static void test_soft_tx_key_update(void **state)
 	}
 }
 
+/* TLS 1.3 without kTLS and without kts_config_set_tls13_seal: no key log,
+ * so no secrets, and OpenSSL keeps sealing; the bytes are the same. */
+static void test_soft_tx_tls13_needs_opt_in(void **state)
+{
+	struct kts_config *cfg = test_kts_config(13, &test_suites[0], 1);
+	SSL_CTX *ctx = test_ssl_ctx(13, &test_suites[0], 0);
+	struct pair p;
+	(void)state;
+
+	cfg->kernel_tls = 0; /* as on a kernel without the tls module */
+	assert_int_equal(kts_config_set_offload(cfg, KTS_OFFLOAD_AUTO), KTS_OK); /* key log off */
+	pair_open_with(&p, cfg, ctx);
+	pair_handoff(&p);
+	write_and_check(&p, bulk, sizeof(bulk));
+	assert_null(p.k->soft);
+	assert_int_equal(p.k->soft_tx, 0);
+	pair_close(&p);
+	SSL_CTX_free(ctx);
+	kts_config_free(cfg);
+}
+
 static int tickets_seen;
 
 static int count_ticket(SSL *ssl, SSL_SESSION *sess)
@@ -419,6 +441,7 @@ static void test_soft_tx_late_ticket(void **state)
 	(void)state;
 
 	assert_int_equal(kts_config_set_session_lifetime(cfg, 300), KTS_OK);
+	assert_int_equal(kts_config_set_tls13_seal(cfg, 1), KTS_OK);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
 	SSL_CTX_sess_set_new_cb(ctx, count_ticket);
 	pair_open_with(&p, cfg, ctx);
@@ -547,6 +570,7 @@ int main(void)
 		cmocka_unit_test(test_kernel_rx_records),
 		cmocka_unit_test(test_soft_tx_each_suite),
 		cmocka_unit_test(test_soft_tx_key_update),
+		cmocka_unit_test(test_soft_tx_tls13_needs_opt_in),
 		cmocka_unit_test(test_soft_tx_late_ticket),
 	};
 
