@@ -14,6 +14,10 @@
  * the send queue's BIO under its own numbers: kts opens each such record and
  * seals it again as the next of its own. Until then the BIO only counts
  * OpenSSL's records, and handshake.c reports each KeyUpdate OpenSSL sends.
+ *
+ * TLS 1.2 keys come from the session's master secret. TLS 1.3 ones come from
+ * the traffic secret in the key log, which only runs where it pays for
+ * itself (config.c): with kTLS, or after kts_config_set_tls13_seal.
  */
 #include <stdio.h>
 #include <stdlib.h>
