@@ -13,6 +13,7 @@
 #include <linux/tls.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -20,6 +21,8 @@
 #include "kernel.h"
 
 static const char *const dir_name[2] = {"TX", "RX"};
+/* The usual case without kTLS: strerror's text, fixed. */
+static const char no_tls_module[] = "kernel has no tls module (TCP_ULP: No such file or directory)";
 
 /* Both directions may share one reason string; a fixed one is not ours. */
 void kts_reason_drop(struct kts *c, int dir)
@@ -85,6 +88,24 @@ int kts_tls12_conn_keys(struct kts *c, const char *digest, enum kts_aead aead,
 	rc = mlen == 0 ? -1 : kts_tls12_keys(digest, master, mlen, crand, srand, aead, cw, sw);
 	OPENSSL_cleanse(master, sizeof(master));
 	return rc;
+}
+
+int kts_ulp_should_try(struct kts_config *cfg, long now)
+{
+	return now >= atomic_load_explicit(&cfg->ulp_retry_at, memory_order_relaxed);
+}
+
+void kts_ulp_missing(struct kts_config *cfg, long now)
+{
+	atomic_store_explicit(&cfg->ulp_retry_at, now + KTS_ULP_RETRY_S, memory_order_relaxed);
+}
+
+static long monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long)ts.tv_sec;
 }
 
 /* Keys per direction of this endpoint: [KTS_TX] what we send, [KTS_RX] what we read. */
@@ -162,6 +183,7 @@ int kts_handoff(struct kts *c)
 	struct kts_dir_keys keys[2];
 	struct kts_crypto_info info;
 	uint64_t seq[2];
+	long now;
 	int err;
 
 	memset(keys, 0, sizeof(keys));
@@ -201,9 +223,15 @@ int kts_handoff(struct kts *c)
 	/* 3. The kernel's TLS layer, before any key is derived: a kernel without
 	 * it is common, and then there is nothing to derive for. Until a key is
 	 * installed the socket still behaves as plain TCP. */
+	now = monotonic_s();
+	if (!kts_ulp_should_try(c->cfg, now)) {
+		both_in_user(c, no_tls_module);
+		goto done;
+	}
 	err = kts_kernel_attach_ulp(c->fd);
-	if (err == -ENOENT) { /* the usual case without kTLS: strerror's text, fixed */
-		both_in_user(c, "kernel has no tls module (TCP_ULP: No such file or directory)");
+	if (err == -ENOENT) {
+		kts_ulp_missing(c->cfg, now);
+		both_in_user(c, no_tls_module);
 		goto done;
 	}
 	if (err < 0) {

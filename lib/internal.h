@@ -20,6 +20,7 @@
 struct kts_config {
 	_Atomic int refs;   /* the caller's and one per connection */
 	_Atomic int rekey;  /* kernel can replace kTLS keys: 0 not probed yet, 1 yes, 2 no */
+	_Atomic long ulp_retry_at; /* CLOCK_MONOTONIC s: no tls ULP, no attempt before (handoff.c) */
 	SSL_CTX *ctx;       /* shared by every connection made from this config */
 	char *server_name;  /* client default SNI / verified name */
 	int verify;         /* KTS_VERIFY_* (clients) */
@@ -308,6 +309,13 @@ void kts_conn_callbacks(struct kts *c);
  * reason_drop: forget why dir stays in userspace (the directions may share
  * one string). */
 int kts_handoff(struct kts *c);
+/* Without the tls module, attaching the ULP fails alike on every socket
+ * (and the kernel may run modprobe each time): after a failure at now, the
+ * connections of the config skip the attempt for KTS_ULP_RETRY_S, so a
+ * module loaded later is still found. */
+#define KTS_ULP_RETRY_S 10
+int kts_ulp_should_try(struct kts_config *cfg, long now);
+void kts_ulp_missing(struct kts_config *cfg, long now);
 /* The record keys of both directions ([KTS_TX], [KTS_RX]) of a TLS 1.2
  * connection, from its master secret. Returns 0 or -1. */
 int kts_tls12_conn_keys(struct kts *c, const char *digest, enum kts_aead aead,

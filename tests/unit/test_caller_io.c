@@ -74,13 +74,13 @@ static void move_out(struct pair *p)
 }
 
 /* Run the handshake until the client is done; its last flight stays in p->out. */
-static void pair_open_with(struct pair *p, struct kts_config *cfg, SSL_CTX *ctx)
+static void pair_open_fd(struct pair *p, struct kts_config *cfg, SSL_CTX *ctx, int fd)
 {
 	char buf[16384];
 
 	p->k = kts_server_new(cfg);
 	assert_non_null(p->k);
-	assert_int_equal(kts_attach_caller_io(p->k, null_fd), KTS_OK);
+	assert_int_equal(kts_attach_caller_io(p->k, fd), KTS_OK);
 	p->peer = SSL_new(ctx);
 	p->in = BIO_new(BIO_s_mem());
 	p->out = BIO_new(BIO_s_mem());
@@ -94,6 +94,11 @@ static void pair_open_with(struct pair *p, struct kts_config *cfg, SSL_CTX *ctx)
 		assert_int_equal(kts_recv_done(p->k, buf, sizeof(buf), n), KTS_WANT_READ);
 		move_out(p);
 	}
+}
+
+static void pair_open_with(struct pair *p, struct kts_config *cfg, SSL_CTX *ctx)
+{
+	pair_open_fd(p, cfg, ctx, null_fd);
 }
 
 static void pair_open(struct pair *p)
@@ -421,6 +426,40 @@ static void test_soft_tx_tls13_needs_opt_in(void **state)
 	kts_config_free(cfg);
 }
 
+/* Without the tls module, one ULP attempt per KTS_ULP_RETRY_S per config:
+ * the rest of the connections skip it with the same reason. */
+static void test_ulp_retry(void **state)
+{
+	struct kts_config *cfg = test_kts_config(13, &test_suites[0], 1);
+	(void)state;
+
+	assert_true(kts_ulp_should_try(cfg, 100));
+	kts_ulp_missing(cfg, 100);
+	assert_false(kts_ulp_should_try(cfg, 100 + KTS_ULP_RETRY_S - 1));
+	assert_true(kts_ulp_should_try(cfg, 100 + KTS_ULP_RETRY_S));
+	if (!test_host_has_ktls()) {
+		/* A real TCP socket (kts never reads or writes it here) gets ENOENT. */
+		struct kts_config *fresh = test_kts_config(13, &test_suites[0], 1);
+		int fds[2];
+
+		assert_int_equal(test_tcp_pair(fds), 0);
+		for (int i = 0; i < 2; i++) {
+			struct pair p;
+
+			pair_open_fd(&p, fresh, client_ctx, fds[0]);
+			pair_handoff(&p);
+			assert_true(atomic_load(&fresh->ulp_retry_at) > 0);
+			assert_string_equal(kts_offload_reason(p.k, KTS_TX),
+					    "kernel has no tls module (TCP_ULP: No such file or directory)");
+			pair_close(&p);
+		}
+		close(fds[0]);
+		close(fds[1]);
+		kts_config_free(fresh);
+	}
+	kts_config_free(cfg);
+}
+
 static int tickets_seen;
 
 static int count_ticket(SSL *ssl, SSL_SESSION *sess)
@@ -572,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_soft_tx_key_update),
 		cmocka_unit_test(test_soft_tx_tls13_needs_opt_in),
 		cmocka_unit_test(test_soft_tx_late_ticket),
+		cmocka_unit_test(test_ulp_retry),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
