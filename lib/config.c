@@ -15,8 +15,8 @@
 #include <openssl/pem.h>
 
 #include "internal.h"
-#include "record.h"
 #include "kernel.h"
+#include "record.h"
 
 /* TLS 1.2 default: forward secrecy (ECDHE) and AEAD only, the suites the
  * kernel can carry; no CBC (Lucky13 and friends), no static RSA. */
