@@ -226,8 +226,9 @@ KTS_API int kts_close(struct kts *c);
  *   3. Application data: kts_offload(c, KTS_TX) == KTS_PATH_KERNEL means send
  *      plaintext on the socket yourself (send, splice; never MSG_WAITALL or
  *      SEND_ZC, which kTLS refuses) and pass each result to kts_send_done();
- *      otherwise kts_write() encrypts into the queue of step 2. kts_close()
- *      queues close_notify the same way.
+ *      otherwise kts_write() encrypts into the queue of step 2 (bulk writes
+ *      sealed by kts itself: kts_config_set_tls13_seal). kts_close() queues
+ *      close_notify the same way.
  * During the handshake keep one operation in flight (a receive or a send of
  * step 2) and call kts_handshake() after each completion until it returns
  * KTS_OK: it returns KTS_WANT_WRITE while OpenSSL's last flight or TLS 1.3
