@@ -149,11 +149,15 @@ struct kts {
 	unsigned int tickets_sent;   /* TLS 1.3 NewSessionTicket records written by OpenSSL */
 
 	char digest[16];
-	/* Released servers, TLS 1.2: the session ID, so a connection that fails
-	 * later still drops its session from the cache as OpenSSL would. */
-	unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
-	/* Server: a lookup in the external session store (sessstore.c). */
-	unsigned char store_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+	/* Never needed at once, so they share the bytes: store_id only while the
+	 * handshake waits for the external session store (sessstore.c), which
+	 * it does before any handoff; sid from the handoff on, for released
+	 * TLS 1.2 servers, so a connection that fails later still drops its
+	 * session from the cache as OpenSSL would. */
+	union {
+		unsigned char sid[SSL_MAX_SSL_SESSION_ID_LENGTH];
+		unsigned char store_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+	};
 	unsigned char sid_len;
 	unsigned char store_id_len;
 	unsigned char store_wait;   /* 0 none, 1 waiting for kts_session_supply, 2 answered */
