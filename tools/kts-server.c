@@ -50,7 +50,8 @@
 
 enum { OPT_LISTEN = OPT_TOOL_FIRST, OPT_CERT, OPT_KEY, OPT_ROOT, OPT_TIMEOUT, OPT_MAXCONN,
        OPT_LIFETIME, OPT_SESSION_ID, OPT_TICKET_KEYS, OPT_NUM_TICKETS, OPT_SESSION_CACHE,
-       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_QUIET, OPT_TLS13_SEAL, OPT_HELP };
+       OPT_WORKERS, OPT_ENGINE, OPT_THREADS, OPT_CONTROL, OPT_SESSION_STORE, OPT_KEK, OPT_QUIET,
+       OPT_TLS13_SEAL, OPT_HELP };
 
 struct conn {
 	struct server *srv;
@@ -745,7 +746,6 @@ static void housekeeping(struct server *srv)
 		logmsg("%s", msg);
 }
 
-/* Milliseconds from now until housekeeping is due, given its last run. */
 /* A poll error to wait again after: a signal, a moment short of memory, or
  * the kernel's own restart code (516, ERESTART_RESTARTBLOCK), which leaks
  * out when a debugger or strace attaches: none is a reason to stop serving. */
@@ -754,6 +754,7 @@ static int poll_again(int e)
 	return e == EINTR || e == ENOMEM || e == 516;
 }
 
+/* Milliseconds from now until housekeeping is due, given its last run. */
 static int housekeeping_in(const struct server *srv, int64_t last, int64_t now)
 {
 	int64_t ms = last + KEYS_REFRESH_S * 1000 - now;
