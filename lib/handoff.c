@@ -187,6 +187,9 @@ int kts_handoff(struct kts *c)
 	int err;
 
 	memset(keys, 0, sizeof(keys));
+	/* The next record numbers each way: the kernel's (step 4) and those of
+	 * kts's own sealing of a userspace TX (step 6) start from them. */
+	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
 
 	/* 1. Policy and what was negotiated. */
 	if (c->offload == KTS_OFFLOAD_OFF) {
@@ -245,7 +248,6 @@ int kts_handoff(struct kts *c)
 		both_in_user(c, "could not derive the record keys");
 		goto done;
 	}
-	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
 	seq[KTS_RX] += c->rx_user_records;
 
 	/* 5. Into the kernel: RX, then TX. TX follows RX only: OpenSSL reading
@@ -288,10 +290,8 @@ int kts_handoff(struct kts *c)
 
 done:
 	/* 6. A TX left in userspace may still skip OpenSSL's copies (softtx.c). */
-	if (c->path[KTS_TX] == KTS_PATH_USER) {
-		kts_next_seq(version, c->is_server, c->tickets_sent, seq);
+	if (c->path[KTS_TX] == KTS_PATH_USER)
 		kts_softtx_setup(c, version, digest, aead, seq[KTS_TX]);
-	}
 	/* 7. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	if (c->sec && c->sec->size > 0) {
