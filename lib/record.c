@@ -12,39 +12,24 @@
 #include "kts.h"
 #include "tls_wire.h"
 
-static const char *aead_fetch_name(enum kts_aead aead)
+/* Each AEAD's cipher by name (fetched) and as OpenSSL's built-in handle. */
+static const struct {
+	const char *name;
+	const EVP_CIPHER *(*builtin)(void);
+} aeads[] = {
+	[KTS_AEAD_AES_128_GCM] = {"AES-128-GCM", EVP_aes_128_gcm},
+	[KTS_AEAD_AES_256_GCM] = {"AES-256-GCM", EVP_aes_256_gcm},
+	[KTS_AEAD_CHACHA20_POLY1305] = {"ChaCha20-Poly1305", EVP_chacha20_poly1305},
+};
+
+static int known(enum kts_aead aead)
 {
-	switch (aead) {
-	case KTS_AEAD_AES_128_GCM:
-		return "AES-128-GCM";
-	case KTS_AEAD_AES_256_GCM:
-		return "AES-256-GCM";
-	case KTS_AEAD_CHACHA20_POLY1305:
-		return "ChaCha20-Poly1305";
-	default:
-		return NULL;
-	}
+	return aead > KTS_AEAD_NONE && (size_t)aead < sizeof(aeads) / sizeof(aeads[0]);
 }
 
 EVP_CIPHER *kts_record_cipher_fetch(enum kts_aead aead)
 {
-	const char *name = aead_fetch_name(aead);
-
-	return name ? EVP_CIPHER_fetch(NULL, name, NULL) : NULL;
-}
-
-static const EVP_CIPHER *aead_cipher(enum kts_aead aead)
-{
-	switch (aead) {
-	case KTS_AEAD_AES_128_GCM:
-		return EVP_aes_128_gcm();
-	case KTS_AEAD_AES_256_GCM:
-		return EVP_aes_256_gcm();
-	case KTS_AEAD_CHACHA20_POLY1305:
-		return EVP_chacha20_poly1305();
-	default:
-		return NULL;
-	}
+	return known(aead) ? EVP_CIPHER_fetch(NULL, aeads[aead].name, NULL) : NULL;
 }
 
 EVP_CIPHER_CTX *kts_record_ctx(const EVP_CIPHER *cipher, enum kts_aead aead,
@@ -52,8 +37,8 @@ EVP_CIPHER_CTX *kts_record_ctx(const EVP_CIPHER *cipher, enum kts_aead aead,
 {
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 
-	if (!cipher)
-		cipher = aead_cipher(aead);
+	if (!cipher && known(aead))
+		cipher = aeads[aead].builtin();
 	if (ctx && cipher && EVP_CipherInit_ex(ctx, cipher, NULL, k->key, NULL, 1) == 1)
 		return ctx;
 	EVP_CIPHER_CTX_free(ctx);
