@@ -11,6 +11,7 @@ nothing here is a test, and the exit status is 0 unless the harness itself broke
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import os
 import re
@@ -118,6 +119,12 @@ class Server:
         self.proc = None
 
 
+@functools.lru_cache(maxsize=None)
+def kts_help(kts):
+    """kts-server's --help text, asked once per binary: which options it has."""
+    return subprocess.run([kts, "--help"], capture_output=True, text=True).stdout
+
+
 def start_kts(name, kts, engine, tmp, scpu, extra=()):
     """kts-server; engine None = the build's only engine (no --engine option)."""
     s = Server(name, tmp, scpu)
@@ -128,7 +135,7 @@ def start_kts(name, kts, engine, tmp, scpu, extra=()):
     if engine:
         cmd += ["--engine", engine]
     # No line per connection, as nginx runs with access_log off.
-    if "--quiet" in subprocess.run([kts, "--help"], capture_output=True, text=True).stdout:
+    if "--quiet" in kts_help(kts):
         cmd.append("--quiet")
     cmd += list(extra)
     s.log = logf
@@ -234,8 +241,7 @@ def make_root(tmp):
 
 def kts_engines(kts):
     """[(label, engine arg)] this kts-server takes, and a note on uring."""
-    h = subprocess.run([kts, "--help"], capture_output=True, text=True).stdout
-    if "--engine" not in h:
+    if "--engine" not in kts_help(kts):
         return [("kts-threads", None)], "kts-server has no --engine option yet"
     return [("kts-uring", "uring"), ("kts-threads", "threads")], None
 
@@ -280,8 +286,7 @@ def group_throughput(a, tmp, kts, scpu, ccpu):
         say(f"uring: not available ({uring_note})")
     # Also kts-uring with TLS 1.3 bodies sealed by kts (--tls13-seal): a copy
     # of each byte fewer, paid for on every TLS 1.3 handshake (key log).
-    if any(l == "kts-uring" for l, _ in engines) and \
-            "--tls13-seal" in subprocess.run([kts, "--help"], capture_output=True, text=True).stdout:
+    if any(l == "kts-uring" for l, _ in engines) and "--tls13-seal" in kts_help(kts):
         engines = engines[:1] + [("kts-uring-seal", "uring")] + engines[1:]
     for label, eng in engines:
         s = start_kts(label, kts, eng, tmp, scpu,
