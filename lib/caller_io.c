@@ -28,9 +28,6 @@
 
 /* Unsent ciphertext kts_write() may queue before it pushes back. */
 #define OUTQ_HIGH (64 * 1024)
-/* What a record adds to its plaintext, at most: header, TLS 1.2 explicit
- * nonce or TLS 1.3 inner type, tag. */
-#define RECORD_GROWTH (KTS_RECORD_HEADER + 8 + KTS_RECORD_TAG + 3)
 
 int kts_attach_caller_io(struct kts *c, int fd)
 {
@@ -186,6 +183,7 @@ void kts_cio_free(struct kts *c)
 	kts_bytes_free(&c->outq, 0);
 	free(c->outq_old);
 	kts_softtx_free(c);
+	kts_softrx_free(c);
 }
 
 void kts_recv_prep(const struct kts *c, struct kts_msg *m, void *buf, size_t len)
@@ -252,6 +250,8 @@ ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res)
 		return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 				      "read: peer closed the connection without close_notify");
 	}
+	if (c->srx && c->state == KTS_STATE_OPEN)
+		return kts_softrx_recv(c, buf, cap, (size_t)res); /* opened in place */
 	if ((rc = kts_feed(c, buf, (size_t)res)) < 0 || (rc = kts_handshake(c)) != KTS_OK)
 		return rc == KTS_WANT_WRITE ? KTS_WANT_READ : rc; /* the queue goes first */
 	return kts_read(c, buf, cap);
@@ -371,7 +371,7 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 		return KTS_WANT_WRITE; /* send the queue first */
 	/* Room for all of it at once: OpenSSL writes one record at a time, and
 	 * a queue grown record by record is copied at every doubling. */
-	if (kts_outq_reserve(c, len + (len / KTS_RECORD_MAX_PLAIN + 1) * RECORD_GROWTH) < 0)
+	if (kts_outq_reserve(c, kts_sealed_max(len)) < 0)
 		return c->fail_code;
 	if (kts_softtx_wants(c, len))
 		return kts_softtx_write(c, buf, len);
@@ -389,10 +389,12 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 /* kts_close() with caller-owned I/O: queue close_notify. */
 int kts_cio_close(struct kts *c)
 {
-	if (c->path[KTS_TX] == KTS_PATH_KERNEL) {
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL || c->srx) {
 		if (c->tx_alert_pending)
 			return KTS_WANT_WRITE; /* another alert first: send the queue */
-		kts_alert_warning(c, ALERT_CLOSE_NOTIFY);
+		kts_alert_warning(c, ALERT_CLOSE_NOTIFY); /* kts's own TX seals it in line */
+		if (c->state == KTS_STATE_FAILED)
+			return c->fail_code;
 	} else {
 		kts_err_clear();
 		if (SSL_shutdown(c->ssl) < 0)

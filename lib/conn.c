@@ -169,6 +169,8 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 			return rc;
 		return kernel_read(c, buf, len);
 	}
+	if (c->srx)
+		return kts_softrx_read(c, buf, len); /* OpenSSL released (softrx.c) */
 	kts_err_clear();
 	errno = 0;
 	rc = SSL_read_ex(c->ssl, buf, len, &got) == 1 ? KTS_OK : kts_ssl_result(c, 0, "read");
@@ -396,7 +398,7 @@ size_t kts_pending(const struct kts *c)
 {
 	if (!c || c->state != KTS_STATE_OPEN || c->path[KTS_RX] != KTS_PATH_USER)
 		return 0;
-	return (size_t)SSL_pending(c->ssl);
+	return c->srx ? kts_softrx_pending(c) : (size_t)SSL_pending(c->ssl);
 }
 
 void *kts_ssl(struct kts *c)

@@ -45,6 +45,7 @@ int kts_fail_fatal(struct kts *c, int code, const char *fmt, ...)
 	/* A dead connection needs no secrets. */
 	kts_secrets_wipe(c);
 	kts_softtx_wipe(c);
+	kts_softrx_wipe(c);
 	return code;
 }
 

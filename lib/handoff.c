@@ -4,8 +4,8 @@
  * kts_handoff() reads top to bottom: may we offload, what was negotiated, is
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
  * sequence numbers, install into the kernel per direction, set up kts's own
- * sealing of a userspace TX, wipe the keys, apply the policy, release what
- * OpenSSL no longer needs. Each direction that the kernel refuses stays with
+ * record work for what stays in userspace, wipe the keys, apply the policy,
+ * release what OpenSSL no longer needs. Each direction that the kernel refuses stays with
  * OpenSSL, with the reason kept.
  */
 #include <errno.h>
@@ -143,9 +143,10 @@ static void fence_openssl(struct kts *c, int dir)
 }
 
 /* kts_config_set_release_openssl: a server whose both directions the kernel
- * owns needs OpenSSL for nothing but late tickets (kts_issue_ticket) and
- * ticket app data, so its SSL goes. Marked as shut down first: freeing an
- * SSL that never sent close_notify would drop its session from the cache. */
+ * owns, or kts itself (softrx.c), needs OpenSSL for nothing but late tickets
+ * (kts_issue_ticket) and ticket app data, so its SSL goes. Marked as shut
+ * down first: freeing an SSL that never sent close_notify would drop its
+ * session from the cache. */
 static void release_openssl(struct kts *c)
 {
 	SSL_SESSION *sess = SSL_get_session(c->ssl);
@@ -154,8 +155,9 @@ static void release_openssl(struct kts *c)
 	void *data;
 	size_t data_len = 0;
 
-	if (!c->cfg->release_ssl || !c->is_server || c->appdata ||
-	    c->path[KTS_TX] != KTS_PATH_KERNEL || c->path[KTS_RX] != KTS_PATH_KERNEL || !sess)
+	if (c->state != KTS_STATE_OPEN || !c->cfg->release_ssl || !c->is_server || c->appdata ||
+	    !sess || (!c->srx && (c->path[KTS_TX] != KTS_PATH_KERNEL ||
+				  c->path[KTS_RX] != KTS_PATH_KERNEL)))
 		return;
 	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
 	if (data_len > 0)
@@ -190,6 +192,7 @@ int kts_handoff(struct kts *c)
 	/* The next record numbers each way: the kernel's (step 4) and those of
 	 * kts's own sealing of a userspace TX (step 6) start from them. */
 	kts_next_seq(version, c->is_server, c->tickets_sent, seq);
+	seq[KTS_RX] += c->rx_user_records; /* decrypted past the handshake (caller_io.c) */
 
 	/* 1. Policy and what was negotiated. */
 	if (c->offload == KTS_OFFLOAD_OFF) {
@@ -248,7 +251,6 @@ int kts_handoff(struct kts *c)
 		both_in_user(c, "could not derive the record keys");
 		goto done;
 	}
-	seq[KTS_RX] += c->rx_user_records;
 
 	/* 5. Into the kernel: RX, then TX. TX follows RX only: OpenSSL reading
 	 * records needs its own send path for the alerts it may answer with, so a
@@ -289,9 +291,12 @@ int kts_handoff(struct kts *c)
 		kts_post_handshake_setup(c, digest, aead);
 
 done:
-	/* 6. A TX left in userspace may still skip OpenSSL's copies (softtx.c). */
+	/* 6. A TX left in userspace may still skip OpenSSL's copies (softtx.c),
+	 * and with RX opened by kts too, OpenSSL may go (softrx.c). */
 	if (c->path[KTS_TX] == KTS_PATH_USER)
 		kts_softtx_setup(c, version, digest, aead, seq[KTS_TX]);
+	if (kts_softrx_may(c))
+		kts_softrx_setup(c, seq[KTS_RX]);
 	/* 7. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	if (c->sec && c->sec->size > 0) {
@@ -311,5 +316,5 @@ done:
 	}
 	/* 9. Nothing of OpenSSL outlives it that the connection cannot use. */
 	release_openssl(c);
-	return KTS_OK;
+	return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
 }

@@ -88,6 +88,19 @@ struct kts_softtx {
 	unsigned char key_moves;  /* OpenSSL's next record is its KeyUpdate: the last under this key */
 };
 
+/* Userspace RX opened by kts itself (softrx.c), once OpenSSL is released:
+ * the peer's record keys and number, TLS 1.3 also its traffic secret. A
+ * record opened at the head of the receive queue but not all read yet is
+ * there at inq.off + plain_at, plain_left bytes, rec_len in all. */
+struct kts_softrx {
+	EVP_CIPHER_CTX *ctx;
+	uint64_t seq;
+	struct kts_dir_keys k;
+	size_t plain_at, plain_left, rec_len;
+	unsigned char secret[64];
+	unsigned char secret_len;
+};
+
 enum kts_state {
 	KTS_STATE_NEW = 0,  /* no fd yet */
 	KTS_STATE_HANDSHAKE, /* fd attached, handshake not finished */
@@ -115,6 +128,7 @@ struct kts {
 	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last session saved */
 	struct kts_secrets *sec;     /* TLS 1.3 only; NULL once nothing needs them */
 	struct kts_softtx *soft;     /* userspace TX sealed by kts (softtx.c), or NULL */
+	struct kts_softrx *srx;      /* userspace RX opened by kts: OpenSSL released (softrx.c) */
 	char *error;                 /* KTS_ERRLEN, from the first failure on */
 
 	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
@@ -279,6 +293,30 @@ int kts_softtx_key_update(struct kts *c);
 void kts_softtx_idle(struct kts *c);
 void kts_softtx_wipe(struct kts *c);
 void kts_softtx_free(struct kts *c);
+/* With OpenSSL released (softrx.c): start sealing now, keyed for good, with
+ * the TX keys k if known (takeover); seal one record of type into the send queue (send); move to
+ * the next TLS 1.3 key once our KeyUpdate is queued (rekey). */
+int kts_softtx_takeover(struct kts *c, const struct kts_dir_keys *k);
+int kts_softtx_send(struct kts *c, unsigned char type, const unsigned char *p, size_t len);
+int kts_softtx_rekey(struct kts *c);
+
+/* softrx.c: userspace RX opened by kts, so that a server with caller-owned
+ * I/O can free OpenSSL at the handoff (kts_config_set_release_openssl).
+ * may: whether this connection can (both directions in userspace, TX sealed
+ * by kts, nothing held by OpenSSL). setup: take RX over at record number
+ * seq and TX with it; 0 when done (OpenSSL may go), -1 if not (OpenSSL
+ * keeps RX; kts may have started sealing TX). recv: n
+ * received bytes in buf (of cap): plaintext left in buf, as
+ * kts_recv_done. read: from the receive queue, as kts_read. key_update:
+ * the peer's TLS 1.3 KeyUpdate message. pending: plaintext opened, unread. */
+int kts_softrx_may(const struct kts *c);
+int kts_softrx_setup(struct kts *c, uint64_t seq);
+ssize_t kts_softrx_recv(struct kts *c, unsigned char *buf, size_t cap, size_t n);
+ssize_t kts_softrx_read(struct kts *c, unsigned char *buf, size_t len);
+int kts_softrx_key_update(struct kts *c, const unsigned char *msg, size_t len);
+size_t kts_softrx_pending(const struct kts *c);
+void kts_softrx_wipe(struct kts *c);
+void kts_softrx_free(struct kts *c);
 
 /* conn.c: what a kernel TX call for want bytes returned (n, or -1 and err),
  * checked against the socket's state as kts_write documents. */

@@ -1,6 +1,7 @@
 /*
  * posthandshake.c - handshake messages after the handoff: TLS 1.3 tickets and
- * KeyUpdate, and TLS 1.2 renegotiation (refused).
+ * KeyUpdate, and TLS 1.2 renegotiation (refused). Those that kts's own
+ * userspace RX reads (softrx.c) are reassembled here too.
  *
  * Once the kernel owns a direction, OpenSSL never sees that socket direction
  * again, but some handshake messages still concern it:
@@ -330,7 +331,7 @@ static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
 			break;
 		return feed_openssl(c, c->sec->rx, msg, len);
 	case SSL3_MT_KEY_UPDATE:
-		return key_update(c, msg, len);
+		return c->srx ? kts_softrx_key_update(c, msg, len) : key_update(c, msg, len);
 	default:
 		break;
 	}
@@ -342,8 +343,10 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 {
 	size_t used = 0, whole = 0;
 
-	/* TLS 1.3 messages go on to OpenSSL under the secrets kept at handoff. */
-	if (c->version == TLS1_3_VERSION ? !c->sec || c->sec->size == 0 : c->version != TLS1_2_VERSION)
+	/* TLS 1.3 messages go on to OpenSSL under the secrets kept at handoff,
+	 * or to kts's own RX (softrx.c). */
+	if (c->version == TLS1_3_VERSION ? !c->srx && (!c->sec || c->sec->size == 0)
+					 : c->version != TLS1_2_VERSION)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
 				  "read: unexpected handshake record");
 	if (!c->hs && !(c->hs = malloc(HS_MAX)))

@@ -19,6 +19,14 @@
 #define KTS_RECORD_MAX_PLAIN 16384
 /* TLS 1.2 AES-GCM carries 8 bytes of its nonce in each record (RFC 5288). */
 #define KTS_RECORD_EXPLICIT_NONCE 8
+/* What a record adds to its plaintext, at most: header, TLS 1.2 explicit
+ * nonce or TLS 1.3 inner type, tag. */
+#define KTS_RECORD_GROWTH (KTS_RECORD_HEADER + KTS_RECORD_EXPLICIT_NONCE + KTS_RECORD_TAG + 3)
+/* Room for len bytes sealed in records of at most 16 KiB each. */
+static inline size_t kts_sealed_max(size_t len)
+{
+	return len + (len / KTS_RECORD_MAX_PLAIN + 1) * KTS_RECORD_GROWTH;
+}
 /* Largest protected record: header, plaintext, inner type, tag. */
 #define KTS_RECORD_MAX (KTS_RECORD_HEADER + KTS_RECORD_MAX_PLAIN + 1 + KTS_RECORD_TAG)
 

@@ -59,18 +59,24 @@ void kts_softtx_setup(struct kts *c, int version, const char *digest, enum kts_a
 	c->soft_tx = 1;
 }
 
+static void unkey(struct kts_softtx *s)
+{
+	EVP_CIPHER_CTX_free(s->ctx);
+	s->ctx = NULL;
+}
+
 void kts_softtx_idle(struct kts *c)
 {
-	if (c->soft) {
-		EVP_CIPHER_CTX_free(c->soft->ctx); /* an idle connection holds no key schedule */
-		c->soft->ctx = NULL;
-	}
+	/* An idle connection holds no key schedule, unless OpenSSL is gone and
+	 * every reply is sealed here (softrx.c): then it stays keyed. */
+	if (c->soft && !c->srx)
+		unkey(c->soft);
 }
 
 void kts_softtx_wipe(struct kts *c)
 {
-	kts_softtx_idle(c);
 	if (c->soft) {
+		unkey(c->soft);
 		OPENSSL_cleanse(&c->soft->k, sizeof(c->soft->k));
 		OPENSSL_cleanse(c->soft->secret, sizeof(c->soft->secret));
 	}
@@ -78,7 +84,7 @@ void kts_softtx_wipe(struct kts *c)
 
 void kts_softtx_free(struct kts *c)
 {
-	kts_softtx_idle(c);
+	kts_softtx_wipe(c);
 	OPENSSL_clear_free(c->soft, sizeof(*c->soft));
 	c->soft = NULL;
 	c->soft_tx = 0;
@@ -97,14 +103,17 @@ static int soft_keys(struct kts *c, struct kts_softtx *s)
 	return rc;
 }
 
-/* Take over from OpenSSL's write side, at its next record number. */
-static int start(struct kts *c)
+/* Take over from OpenSSL's write side, at its next record number, with
+ * the keys k if the caller derived them already. */
+static int start(struct kts *c, const struct kts_dir_keys *k)
 {
 	struct kts_softtx *s = c->soft;
 
 	if (!s && !(s = c->soft = OPENSSL_zalloc(sizeof(*s))))
 		return kts_fail_fatal(c, KTS_ERR_NOMEM, "write: out of memory");
-	if (soft_keys(c, s) < 0)
+	if (k)
+		s->k = *k;
+	else if (soft_keys(c, s) < 0)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "write: could not derive the record keys");
 	s->seq = c->ossl_seq[KTS_TX];
 	s->started = 1;
@@ -150,7 +159,7 @@ ssize_t kts_softtx_write(struct kts *c, const void *buf, size_t len)
 
 	if (len == 0)
 		return 0;
-	if ((!c->soft || !c->soft->started) && (rc = start(c)) != KTS_OK)
+	if ((!c->soft || !c->soft->started) && (rc = start(c, NULL)) != KTS_OK)
 		return rc;
 	if ((rc = keyed(c, c->soft)) != KTS_OK ||
 	    (rc = seal(c, KTS_RECORD_DATA, buf, len)) != KTS_OK)
@@ -169,7 +178,7 @@ static int key_moved(struct kts *c, struct kts_softtx *s)
 	OPENSSL_cleanse(next, sizeof(next));
 	c->ossl_seq[KTS_TX] = 0;
 	if (rc == 0 && s->started) {
-		kts_softtx_idle(c);
+		unkey(s);
 		s->seq = 0;
 		rc = soft_keys(c, s);
 	}
@@ -231,4 +240,25 @@ int kts_softtx_key_update(struct kts *c)
 		return kts_fail_fatal(c, KTS_ERR_TLS, "KeyUpdate: no TX secret kept");
 	c->soft->key_moves = 1;
 	return KTS_OK;
+}
+
+int kts_softtx_takeover(struct kts *c, const struct kts_dir_keys *k)
+{
+	int rc = c->soft_tx ? start(c, k) : KTS_ERR_STATE;
+
+	return rc == KTS_OK ? keyed(c, c->soft) : rc;
+}
+
+int kts_softtx_send(struct kts *c, unsigned char type, const unsigned char *p, size_t len)
+{
+	int rc = kts_outq_reserve(c, kts_sealed_max(len));
+
+	if (rc == KTS_OK)
+		rc = keyed(c, c->soft);
+	return rc == KTS_OK ? seal(c, type, p, len) : rc;
+}
+
+int kts_softtx_rekey(struct kts *c)
+{
+	return key_moved(c, c->soft);
 }

@@ -140,14 +140,19 @@ KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
  * TLS 1.2 connections always may. TLS 1.3 ones need the traffic secrets from
  * OpenSSL's key log, which costs every TLS 1.3 handshake (about a tenth of a
  * resumed one with OpenSSL 3.0): it runs where the kernel has kTLS anyway,
- * and elsewhere only with this on. Off by default. */
+ * and elsewhere only with this on. The same secrets let
+ * kts_config_set_release_openssl free a userspace TLS 1.3 connection's
+ * OpenSSL state. Off by default. */
 KTS_API int kts_config_set_tls13_seal(struct kts_config *cfg, int on);
-/* Servers: once the kernel owns both directions of a connection, free
- * OpenSSL's state for it at the handoff (about 10 KiB each on OpenSSL 3.0), so
- * an idle kTLS connection costs little more than struct kts. kts_version,
- * kts_cipher, kts_alpn, kts_session_resumed and a peer's KeyUpdate keep
- * working; kts_ssl returns NULL and kts_issue_ticket fails with KTS_ERR_STATE.
- * Connections that use ticket app data keep OpenSSL. Off by default. */
+/* Servers: free OpenSSL's state for a connection at the handoff (about 10
+ * KiB each on OpenSSL 3.0) once the kernel owns both of its directions, or,
+ * with caller-owned I/O, once both stay in userspace and kts can protect
+ * and open its records itself: TLS 1.2 always, TLS 1.3 with the traffic
+ * secrets (where the kernel has kTLS, or after kts_config_set_tls13_seal).
+ * kts_version, kts_cipher, kts_alpn, kts_session_resumed and a peer's
+ * KeyUpdate keep working; kts_ssl returns NULL and kts_issue_ticket fails
+ * with KTS_ERR_STATE. Connections that use ticket app data keep OpenSSL.
+ * Off by default. */
 KTS_API int kts_config_set_release_openssl(struct kts_config *cfg, int on);
 
 /* ---- connections -------------------------------------------------------- */
