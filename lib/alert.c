@@ -34,7 +34,7 @@ int kts_refuse(struct kts *c, unsigned char desc, int code, const char *fmt, ...
 		c->tx_alert_pending = 1;
 		c->tx_hs_len = 0;
 		c->tx_rekey_pending = 0;
-	} else if (c->srx && !c->tx_closed && c->state != KTS_STATE_FAILED) {
+	} else if (c->soft_rx && !c->tx_closed && c->state != KTS_STATE_FAILED) {
 		soft_alert(c, ALERT_FATAL, desc); /* best effort: failing either way */
 		c->tx_closed = 1;
 	}
@@ -43,7 +43,7 @@ int kts_refuse(struct kts *c, unsigned char desc, int code, const char *fmt, ...
 
 void kts_alert_warning(struct kts *c, unsigned char desc)
 {
-	if (c->srx && !c->tx_closed) {
+	if (c->soft_rx && !c->tx_closed) {
 		soft_alert(c, ALERT_WARNING, desc);
 		return;
 	}

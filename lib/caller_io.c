@@ -250,7 +250,7 @@ ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res)
 		return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 				      "read: peer closed the connection without close_notify");
 	}
-	if (c->srx && c->state == KTS_STATE_OPEN)
+	if (c->soft_rx && c->state == KTS_STATE_OPEN)
 		return kts_softrx_recv(c, buf, cap, (size_t)res); /* opened in place */
 	if ((rc = kts_feed(c, buf, (size_t)res)) < 0 || (rc = kts_handshake(c)) != KTS_OK)
 		return rc == KTS_WANT_WRITE ? KTS_WANT_READ : rc; /* the queue goes first */
@@ -389,7 +389,7 @@ ssize_t kts_cio_write(struct kts *c, const void *buf, size_t len)
 /* kts_close() with caller-owned I/O: queue close_notify. */
 int kts_cio_close(struct kts *c)
 {
-	if (c->path[KTS_TX] == KTS_PATH_KERNEL || c->srx) {
+	if (c->path[KTS_TX] == KTS_PATH_KERNEL || c->soft_rx) {
 		if (c->tx_alert_pending)
 			return KTS_WANT_WRITE; /* another alert first: send the queue */
 		kts_alert_warning(c, ALERT_CLOSE_NOTIFY); /* kts's own TX seals it in line */

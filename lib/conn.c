@@ -169,7 +169,7 @@ ssize_t kts_read(struct kts *c, void *buf, size_t len)
 			return rc;
 		return kernel_read(c, buf, len);
 	}
-	if (c->srx)
+	if (c->soft_rx)
 		return kts_softrx_read(c, buf, len); /* OpenSSL released (softrx.c) */
 	kts_err_clear();
 	errno = 0;
@@ -398,10 +398,10 @@ size_t kts_pending(const struct kts *c)
 {
 	if (!c || c->state != KTS_STATE_OPEN || c->path[KTS_RX] != KTS_PATH_USER)
 		return 0;
-	return c->srx ? kts_softrx_pending(c) : (size_t)SSL_pending(c->ssl);
+	return c->soft_rx ? kts_softrx_pending(c) : (size_t)SSL_pending(c->ssl);
 }
 
-void *kts_ssl(struct kts *c)
+void *kts_ssl(const struct kts *c)
 {
 	return c ? c->ssl : NULL;
 }

@@ -147,7 +147,7 @@ static void fence_openssl(struct kts *c, int dir)
  * (kts_issue_ticket) and ticket app data, so its SSL goes. Marked as shut
  * down first: freeing an SSL that never sent close_notify would drop its
  * session from the cache. */
-static void release_openssl(struct kts *c)
+void kts_release_openssl(struct kts *c)
 {
 	SSL_SESSION *sess = SSL_get_session(c->ssl);
 	const unsigned char *id;
@@ -156,7 +156,7 @@ static void release_openssl(struct kts *c)
 	size_t data_len = 0;
 
 	if (c->state != KTS_STATE_OPEN || !c->cfg->release_ssl || !c->is_server || c->appdata ||
-	    !sess || (!c->srx && (c->path[KTS_TX] != KTS_PATH_KERNEL ||
+	    !sess || (!c->soft_rx && (c->path[KTS_TX] != KTS_PATH_KERNEL ||
 				  c->path[KTS_RX] != KTS_PATH_KERNEL)))
 		return;
 	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
@@ -292,11 +292,11 @@ int kts_handoff(struct kts *c)
 
 done:
 	/* 6. A TX left in userspace may still skip OpenSSL's copies (softtx.c),
-	 * and with RX opened by kts too, OpenSSL may go (softrx.c). */
+	 * and with RX opened by kts too, OpenSSL may go later (softrx.c). */
 	if (c->path[KTS_TX] == KTS_PATH_USER)
 		kts_softtx_setup(c, version, digest, aead, seq[KTS_TX]);
 	if (kts_softrx_may(c))
-		kts_softrx_setup(c, seq[KTS_RX]);
+		kts_softrx_prepare(c, seq[KTS_RX]); /* OpenSSL goes once the connection is quiet */
 	/* 7. Nothing secret outlives the handoff but what TLS 1.3 still needs. */
 	OPENSSL_cleanse(keys, sizeof(keys));
 	if (c->sec && c->sec->size > 0) {
@@ -315,6 +315,6 @@ done:
 						      dir_name[dir], kts_offload_reason(c, dir));
 	}
 	/* 9. Nothing of OpenSSL outlives it that the connection cannot use. */
-	release_openssl(c);
+	kts_release_openssl(c);
 	return c->state == KTS_STATE_FAILED ? c->fail_code : KTS_OK;
 }

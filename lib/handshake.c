@@ -63,6 +63,14 @@ static void msg_seen(int write_p, int version, int content_type, const void *buf
 	if (write_p && version == TLS1_3_VERSION && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
 	    ((const unsigned char *)buf)[0] == SSL3_MT_NEWSESSION_TICKET)
 		c->tickets_sent++;
+	/* What OpenSSL reads until kts takes RX over (softrx.c). */
+	if (!write_p && c->srx && !c->soft_rx) {
+		if (content_type == SSL3_RT_HEADER)
+			kts_softrx_read_counted(c);
+		else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+			 ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE)
+			kts_softrx_peer_moved(c);
+	}
 	/* OpenSSL's TX key moved on: so do the records kts seals. */
 	if (write_p && c->soft_tx && version == TLS1_3_VERSION && content_type == SSL3_RT_HANDSHAKE &&
 	    len > 0 && ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE)

@@ -89,8 +89,9 @@ struct kts_softtx {
 };
 
 /* Userspace RX opened by kts itself (softrx.c), once OpenSSL is released:
- * the peer's record keys and number, TLS 1.3 also its traffic secret. A
- * record opened at the head of the receive queue but not all read yet is
+ * the peer's record keys and number, TLS 1.3 also its traffic secret. Until
+ * then (kts_shrink) the record number and secret follow what OpenSSL reads.
+ * A record opened at the head of the receive queue but not all read yet is
  * there at inq.off + plain_at, plain_left bytes, rec_len in all. */
 struct kts_softrx {
 	EVP_CIPHER_CTX *ctx;
@@ -128,7 +129,7 @@ struct kts {
 	long last_save;              /* client: CLOCK_MONOTONIC seconds of the last session saved */
 	struct kts_secrets *sec;     /* TLS 1.3 only; NULL once nothing needs them */
 	struct kts_softtx *soft;     /* userspace TX sealed by kts (softtx.c), or NULL */
-	struct kts_softrx *srx;      /* userspace RX opened by kts: OpenSSL released (softrx.c) */
+	struct kts_softrx *srx;      /* userspace RX kts may open itself (softrx.c), or NULL */
 	char *error;                 /* KTS_ERRLEN, from the first failure on */
 
 	/* TLS 1.3 after the handoff: handshake records cross between OpenSSL and
@@ -188,6 +189,7 @@ struct kts {
 	unsigned char tx_alert_pending;  /* tx_alert waits to go out */
 	unsigned char caller_io;         /* attached with kts_attach_caller_io */
 	unsigned char soft_tx;           /* kts may seal TX itself; OpenSSL's records counted */
+	unsigned char soft_rx;           /* kts opens RX itself: OpenSSL released (softrx.c) */
 	unsigned char draining;          /* handshake done; finishing a record read past it */
 	unsigned char drain_moved_keys;  /* a message past the handshake changed OpenSSL's state */
 	unsigned char error_lost;        /* a failure found no memory for its message */
@@ -301,16 +303,19 @@ int kts_softtx_send(struct kts *c, unsigned char type, const unsigned char *p, s
 int kts_softtx_rekey(struct kts *c);
 
 /* softrx.c: userspace RX opened by kts, so that a server with caller-owned
- * I/O can free OpenSSL at the handoff (kts_config_set_release_openssl).
- * may: whether this connection can (both directions in userspace, TX sealed
- * by kts, nothing held by OpenSSL). setup: take RX over at record number
- * seq and TX with it; 0 when done (OpenSSL may go), -1 if not (OpenSSL
- * keeps RX; kts may have started sealing TX). recv: n
- * received bytes in buf (of cap): plaintext left in buf, as
- * kts_recv_done. read: from the receive queue, as kts_read. key_update:
- * the peer's TLS 1.3 KeyUpdate message. pending: plaintext opened, unread. */
+ * I/O can free OpenSSL once a connection goes quiet (kts_shrink,
+ * kts_config_set_release_openssl). may: whether this connection can (both
+ * directions in userspace, TX sealed by kts, nothing held by OpenSSL).
+ * prepare: at the handoff, OpenSSL's next RX record is seq; from then on
+ * read_counted (a record OpenSSL read) and peer_moved (a TLS 1.3 KeyUpdate
+ * it read) follow it. recv: n received bytes in buf (of cap): plaintext
+ * left in buf, as kts_recv_done. read: from the receive queue, as kts_read.
+ * key_update: the peer's TLS 1.3 KeyUpdate message, once kts reads.
+ * pending: plaintext opened, unread. */
 int kts_softrx_may(const struct kts *c);
-int kts_softrx_setup(struct kts *c, uint64_t seq);
+void kts_softrx_prepare(struct kts *c, uint64_t seq);
+void kts_softrx_read_counted(struct kts *c);
+void kts_softrx_peer_moved(struct kts *c);
 ssize_t kts_softrx_recv(struct kts *c, unsigned char *buf, size_t cap, size_t n);
 ssize_t kts_softrx_read(struct kts *c, unsigned char *buf, size_t len);
 int kts_softrx_key_update(struct kts *c, const unsigned char *msg, size_t len);
@@ -351,6 +356,9 @@ void kts_conn_callbacks(struct kts *c);
  * reason_drop: forget why dir stays in userspace (the directions may share
  * one string). */
 int kts_handoff(struct kts *c);
+/* Free the SSL of a server connection that no longer needs it: the kernel
+ * owns both directions, or kts does (softrx.c). */
+void kts_release_openssl(struct kts *c);
 /* Without the tls module, attaching the ULP fails alike on every socket
  * (and the kernel may run modprobe each time): after a failure at now, the
  * connections of the config skip the attempt for KTS_ULP_RETRY_S, so a

@@ -331,7 +331,7 @@ static int handle_message(struct kts *c, const unsigned char *msg, size_t len)
 			break;
 		return feed_openssl(c, c->sec->rx, msg, len);
 	case SSL3_MT_KEY_UPDATE:
-		return c->srx ? kts_softrx_key_update(c, msg, len) : key_update(c, msg, len);
+		return c->soft_rx ? kts_softrx_key_update(c, msg, len) : key_update(c, msg, len);
 	default:
 		break;
 	}
@@ -345,7 +345,7 @@ int kts_post_handshake(struct kts *c, const unsigned char *data, size_t n)
 
 	/* TLS 1.3 messages go on to OpenSSL under the secrets kept at handoff,
 	 * or to kts's own RX (softrx.c). */
-	if (c->version == TLS1_3_VERSION ? !c->srx && (!c->sec || c->sec->size == 0)
+	if (c->version == TLS1_3_VERSION ? !c->soft_rx && (!c->sec || c->sec->size == 0)
 					 : c->version != TLS1_2_VERSION)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
 				  "read: unexpected handshake record");

@@ -1,12 +1,19 @@
 /*
  * softrx.c - userspace RX that kts opens itself, so that a server with
- * caller-owned I/O frees OpenSSL at the handoff (kts_config_set_release_openssl)
- * whether or not the kernel takes the connection.
+ * caller-owned I/O frees OpenSSL (kts_config_set_release_openssl) whether or
+ * not the kernel takes the connection.
  *
  * Through OpenSSL an idle userspace connection keeps about 12 KiB of
  * OpenSSL's state. With its TX already sealed by kts (softtx.c), kts opens
  * the received records too, and the SSL goes as it does for kTLS: what is
  * left is struct kts and one keyed cipher context per direction.
+ *
+ * Taking over costs the record keys (a TLS 1.2 PRF, a few microseconds) and
+ * two cipher contexts: a twentieth of a resumed handshake. So it waits until
+ * the caller says the connection went quiet (kts_shrink): a connection that
+ * ends soon after its handshake never pays, and an idle one stops holding
+ * OpenSSL. Until then kts follows OpenSSL's RX record number and, for TLS
+ * 1.3, the peer's traffic secret, through OpenSSL's message callback.
  *
  * Records are opened where they lie: in place in the caller's receive
  * buffer when that holds whole records (the plaintext of each moves down to
@@ -42,46 +49,89 @@ int kts_softrx_may(const struct kts *c)
 	return data_len == 0; /* kts_ticket_appdata reads it from the session */
 }
 
-int kts_softrx_setup(struct kts *c, uint64_t seq)
+void kts_softrx_prepare(struct kts *c, uint64_t seq)
 {
-	struct kts_softrx *s = OPENSSL_zalloc(sizeof(*s));
+	const struct kts_secrets *sec = c->sec; /* the key log's: [0] client, [1] server */
+	struct kts_softrx *s;
+
+	if (c->version == TLS1_3_VERSION && (!sec || sec->hs_len[0] == 0))
+		return;
+	if (!(s = OPENSSL_zalloc(sizeof(*s))))
+		return; /* OpenSSL stays */
+	if (c->version == TLS1_3_VERSION) {
+		memcpy(s->secret, sec->hs[0], sec->hs_len[0]);
+		s->secret_len = (unsigned char)sec->hs_len[0];
+	}
+	s->seq = seq;
+	c->srx = s;
+}
+
+void kts_softrx_read_counted(struct kts *c)
+{
+	c->srx->seq++;
+}
+
+void kts_softrx_peer_moved(struct kts *c)
+{
+	struct kts_softrx *s = c->srx;
+	unsigned char next[64];
+
+	/* OpenSSL reads on under the next key from record 0; kts could not
+	 * follow, so it never takes over. */
+	if (c->version != TLS1_3_VERSION ||
+	    kts_tls13_next_secret(c->digest, s->secret, s->secret_len, next) < 0) {
+		kts_softrx_free(c);
+		return;
+	}
+	memcpy(s->secret, next, s->secret_len);
+	OPENSSL_cleanse(next, sizeof(next));
+	s->seq = 0;
+}
+
+/* Key kts's RX at the record OpenSSL would read next, and its TX with it. */
+static int take_over(struct kts *c)
+{
+	struct kts_softrx *s = c->srx;
 	struct kts_dir_keys both[2];
-	enum kts_aead aead = c->aead; /* softtx.c kept what was negotiated */
 	int ok;
 
 	memset(both, 0, sizeof(both));
-	if (!s)
-		return -1;
-	if (c->version == TLS1_3_VERSION) {
-		const struct kts_secrets *sec = c->sec; /* the key log's: [0] client, [1] server */
-
-		ok = sec && sec->hs_len[0] > 0 &&
-		     kts_tls13_traffic_keys(c->digest, sec->hs[0], sec->hs_len[0], aead, &s->k) == 0;
-		if (ok) {
-			memcpy(s->secret, sec->hs[0], sec->hs_len[0]);
-			s->secret_len = (unsigned char)sec->hs_len[0];
-		}
-	} else {
-		ok = kts_tls12_conn_keys(c, c->digest, aead, both) == 0; /* once for both ways */
+	if (c->version == TLS1_3_VERSION)
+		ok = kts_tls13_traffic_keys(c->digest, s->secret, s->secret_len, c->aead, &s->k) == 0;
+	else
+		ok = kts_tls12_conn_keys(c, c->digest, c->aead, both) == 0; /* once for both ways */
+	if (c->version != TLS1_3_VERSION)
 		s->k = both[KTS_RX];
-	}
-	s->seq = seq;
-	if (ok)
-		s->ctx = kts_record_ctx(c->cfg->soft_cipher[aead], aead, &s->k);
-	if (!ok || !s->ctx) {
-		EVP_CIPHER_CTX_free(s->ctx);
-		OPENSSL_clear_free(s, sizeof(*s));
-		OPENSSL_cleanse(both, sizeof(both));
-		return -1;
-	}
-	c->srx = s;
-	ok = kts_softtx_takeover(c, c->version == TLS1_3_VERSION ? NULL : &both[KTS_TX]) == KTS_OK;
+	ok = ok && (s->ctx = kts_record_ctx(c->cfg->soft_cipher[c->aead], c->aead, &s->k)) &&
+	     kts_softtx_takeover(c, c->version == TLS1_3_VERSION ? NULL : &both[KTS_TX]) == KTS_OK;
 	OPENSSL_cleanse(both, sizeof(both));
 	if (!ok) {
-		kts_softrx_free(c);
+		EVP_CIPHER_CTX_free(s->ctx);
+		s->ctx = NULL;
+		OPENSSL_cleanse(&s->k, sizeof(s->k));
 		return -1;
 	}
 	return 0;
+}
+
+int kts_shrink(struct kts *c)
+{
+	if (!c)
+		return KTS_ERR_ARG;
+	if (c->state == KTS_STATE_FAILED)
+		return c->fail_code;
+	/* Only at a record boundary with nothing held: OpenSSL's state is then
+	 * its keys and record numbers, which kts has. */
+	if (c->state != KTS_STATE_OPEN || !c->srx || c->soft_rx || !c->ssl || c->rx_eof ||
+	    c->inq.len > c->inq.off || c->early.len > c->early.off || SSL_has_pending(c->ssl) ||
+	    SSL_in_init(c->ssl))
+		return 0;
+	if (take_over(c) < 0)
+		return c->state == KTS_STATE_FAILED ? c->fail_code : 0;
+	c->soft_rx = 1;
+	kts_release_openssl(c);
+	kts_secrets_free(c); /* what the handoff kept: kts's RX and TX have theirs */
+	return 1;
 }
 
 void kts_softrx_wipe(struct kts *c)

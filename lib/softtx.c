@@ -69,7 +69,7 @@ void kts_softtx_idle(struct kts *c)
 {
 	/* An idle connection holds no key schedule, unless OpenSSL is gone and
 	 * every reply is sealed here (softrx.c): then it stays keyed. */
-	if (c->soft && !c->srx)
+	if (c->soft && !c->soft_rx)
 		unkey(c->soft);
 }
 
@@ -244,7 +244,7 @@ int kts_softtx_key_update(struct kts *c)
 
 int kts_softtx_takeover(struct kts *c, const struct kts_dir_keys *k)
 {
-	int rc = c->soft_tx ? start(c, k) : KTS_ERR_STATE;
+	int rc = !c->soft_tx ? KTS_ERR_STATE : c->soft && c->soft->started ? KTS_OK : start(c, k);
 
 	return rc == KTS_OK ? keyed(c, c->soft) : rc;
 }

@@ -165,9 +165,10 @@ static const char *str(const json_t *o, const char *key)
 static void print_counters(const json_t *o, FILE *f, const char *indent)
 {
 	fprintf(f, "%sconnections: %" JSON_INTEGER_FORMAT " open, %" JSON_INTEGER_FORMAT
-		   " total, %" JSON_INTEGER_FORMAT " refused\n",
+		   " total, %" JSON_INTEGER_FORMAT " refused, %" JSON_INTEGER_FORMAT
+		   " freed OpenSSL's state\n",
 		indent, num(o, "connections.open"), num(o, "connections.total"),
-		num(o, "connections.refused"));
+		num(o, "connections.refused"), num(o, "connections.openssl_freed"));
 	fprintf(f, "%shandshakes: %" JSON_INTEGER_FORMAT " full, %" JSON_INTEGER_FORMAT
 		   " resumed, %" JSON_INTEGER_FORMAT " failed\n",
 		indent, num(o, "handshakes.full"), num(o, "handshakes.resumed"),

@@ -1248,6 +1248,18 @@ static void check_conn(struct ring *r, struct uconn *c, int64_t now)
 				conn_kill(c);
 			else
 				start_close(c, now);
+		} else if (c->tx == TX_NONE && httpsess_idle(&c->hs)) {
+			/* Quiet between requests: kts may drop OpenSSL's state. */
+			int rc = kts_shrink(c->k);
+			char m[256];
+
+			if (rc == 1)
+				stats_openssl_freed(r->sh->srv->me);
+			if (rc < 0) {
+				logmsg("conn %s error: %s", c->peer,
+				       tio_message(c->k, rc, "shrink", m, sizeof(m)));
+				conn_kill(c);
+			}
 		}
 		break;
 	case PH_CLOSING:

@@ -101,9 +101,10 @@ static void usage(FILE *f)
 		"                          drain and stop (mode 0600; root and this user)\n"
 		"  --quiet                 no status line per connection (errors are still\n"
 		"                          logged; ktsctl status counts the offloads)\n"
-		"  --tls13-seal            where the kernel has no kTLS, kts seals TLS 1.3\n"
-		"                          bodies itself too (less CPU per byte sent, more per\n"
-		"                          TLS 1.3 handshake; TLS 1.2 always does)\n"
+		"  --tls13-seal            where the kernel has no kTLS, kts does the TLS 1.3\n"
+		"                          record work itself too (less CPU per byte sent and\n"
+		"                          memory per idle connection, more CPU per handshake;\n"
+		"                          TLS 1.2 always does)\n"
 		"%s"
 		"  --help                  show this help\n",
 		opts_help_common);

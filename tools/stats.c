@@ -85,9 +85,16 @@ out:
 	pthread_mutex_unlock(&p->reason_lock);
 }
 
+void stats_openssl_freed(struct stats_proc *p)
+{
+	ADD(p->openssl_freed, 1);
+}
+
 void stats_handshake(struct stats_proc *p, const struct kts *c)
 {
 	ADD(*(kts_session_resumed(c) ? &p->hs_resumed : &p->hs_full), 1);
+	if (!kts_ssl(c))
+		ADD(p->openssl_freed, 1); /* at the handoff: the kernel owns both ways */
 	for (int d = 0; d < 2; d++) {
 		int path = kts_offload(c, (enum kts_dir)d);
 		const char *why;
@@ -106,6 +113,7 @@ void stats_fold(struct stats_proc *into, const struct stats_proc *from)
 {
 	ADD(into->conns_total, stats_get(&from->conns_total));
 	ADD(into->refused, stats_get(&from->refused));
+	ADD(into->openssl_freed, stats_get(&from->openssl_freed));
 	ADD(into->hs_full, stats_get(&from->hs_full));
 	ADD(into->hs_resumed, stats_get(&from->hs_resumed));
 	ADD(into->hs_failed, stats_get(&from->hs_failed));

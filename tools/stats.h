@@ -39,6 +39,7 @@ struct stats_proc {
 	int64_t started;
 	int64_t conns_open;
 	uint64_t conns_total, refused;
+	uint64_t openssl_freed;           /* connections that dropped OpenSSL's state */
 	uint64_t hs_full, hs_resumed, hs_failed;
 	uint64_t offload[2][STATS_PATHS]; /* [enum kts_dir][path] per handshake */
 	uint64_t sent[STATS_PATHS];       /* response bytes, by TX path */
@@ -66,6 +67,9 @@ void stats_refused(struct stats_proc *p);
 void stats_handshake(struct stats_proc *p, const struct kts *c);
 void stats_handshake_failed(struct stats_proc *p);
 void stats_sent(struct stats_proc *p, enum stats_path path, uint64_t n);
+/* A connection dropped OpenSSL's state while idle (kts_shrink). Those that
+ * did at the handoff (kTLS both ways) count in stats_handshake. */
+void stats_openssl_freed(struct stats_proc *p);
 
 /* Add from's counters and reasons (not conns_open) into into: the sums of a
  * status, or a worker that ended kept in the supervisor's slot. */

@@ -79,9 +79,10 @@ static void counters(json_t *obj, const struct stats_proc *p, int64_t open)
 					      u64(p->session_store[2]), "dropped",
 					      u64(p->session_store[3])));
 	merge(obj,
-		json_pack("{s:{s:I, s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o}}",
+		json_pack("{s:{s:I, s:o, s:o, s:o}, s:{s:o, s:o, s:o}, s:{s:o, s:o}, s:{s:o, s:o}}",
 			  "connections", "open", (json_int_t)open, "total", u64(p->conns_total),
-			  "refused", u64(p->refused), "handshakes", "full", u64(p->hs_full),
+			  "refused", u64(p->refused), "openssl_freed", u64(p->openssl_freed),
+			  "handshakes", "full", u64(p->hs_full),
 			  "resumed", u64(p->hs_resumed), "failed", u64(p->hs_failed), "offload",
 			  "tx", direction(p, KTS_TX), "rx", direction(p, KTS_RX), "bytes_sent",
 			  "kernel", u64(p->sent[STATS_KERNEL]), "userspace",

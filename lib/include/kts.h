@@ -144,11 +144,12 @@ KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
  * kts_config_set_release_openssl free a userspace TLS 1.3 connection's
  * OpenSSL state. Off by default. */
 KTS_API int kts_config_set_tls13_seal(struct kts_config *cfg, int on);
-/* Servers: free OpenSSL's state for a connection at the handoff (about 10
- * KiB each on OpenSSL 3.0) once the kernel owns both of its directions, or,
- * with caller-owned I/O, once both stay in userspace and kts can protect
- * and open its records itself: TLS 1.2 always, TLS 1.3 with the traffic
- * secrets (where the kernel has kTLS, or after kts_config_set_tls13_seal).
+/* Servers: free OpenSSL's state for a connection (about 10 KiB each on
+ * OpenSSL 3.0): at the handoff once the kernel owns both of its directions;
+ * with caller-owned I/O and both directions in userspace, at kts_shrink(),
+ * where kts can protect and open its records itself: TLS 1.2 always, TLS 1.3
+ * with the traffic secrets (where the kernel has kTLS, or after
+ * kts_config_set_tls13_seal).
  * kts_version, kts_cipher, kts_alpn, kts_session_resumed and a peer's
  * KeyUpdate keep working; kts_ssl returns NULL and kts_issue_ticket fails
  * with KTS_ERR_STATE. Connections that use ticket app data keep OpenSSL.
@@ -296,6 +297,15 @@ KTS_API int kts_out_done(struct kts *c, ssize_t res);
  * Returns res, KTS_WANT_WRITE, or KTS_ERR_SYS when the peer reset the
  * connection: the socket is checked as kts_write() checks it (see above). */
 KTS_API ssize_t kts_send_done(struct kts *c, ssize_t res, size_t want);
+/* The connection went quiet (a keep-alive connection between requests, say):
+ * let kts free what it can do without. With kts_config_set_release_openssl,
+ * a server connection whose two directions stay in userspace hands its
+ * records to kts and frees OpenSSL's state (about 10 KiB), when nothing is
+ * half-received or unread. Taking over costs about a twentieth of a resumed
+ * handshake, so call it for connections idle a while (kts-server: idle at
+ * its 50 ms tick), not after every request. Returns 1 when OpenSSL was
+ * freed, 0 when nothing changed (call again later), or an error. */
+KTS_API int kts_shrink(struct kts *c);
 
 /* ---- session resumption -------------------------------------------------- */
 
@@ -516,7 +526,7 @@ KTS_API const char *kts_alpn(const struct kts *c);
  * (certificates, session details); reading or writing through it after the
  * handshake bypasses kts and corrupts an offloaded connection. NULL once
  * kts_config_set_release_openssl freed it. */
-KTS_API void *kts_ssl(struct kts *c);
+KTS_API void *kts_ssl(const struct kts *c);
 
 #ifdef __cplusplus
 }

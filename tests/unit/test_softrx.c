@@ -1,11 +1,12 @@
 /*
- * test_softrx.c - servers with caller-owned I/O that free OpenSSL at the
- * handoff while both directions stay in userspace: kts opens and seals
- * every record itself (softrx.c, softtx.c). Against an in-memory OpenSSL
- * peer: data both ways for TLS 1.2 and 1.3 x three ciphers, records split at
- * every receive size and read in small pieces, data that came with the
- * handshake, KeyUpdate, renegotiation, tampered and malformed records, and
- * the conditions under which OpenSSL stays. The fd is /dev/null: the kernel
+ * test_softrx.c - servers with caller-owned I/O that free OpenSSL once a
+ * connection goes quiet (kts_shrink) while both directions stay in
+ * userspace: kts opens and seals every record itself (softrx.c, softtx.c).
+ * Against an in-memory OpenSSL peer: data both ways for TLS 1.2 and 1.3 x
+ * three ciphers, records split at every receive size and read in small
+ * pieces, data that came with the handshake, KeyUpdate, renegotiation,
+ * tampered and malformed records, the conditions under which OpenSSL stays,
+ * and the takeover after OpenSSL has read, written and rekeyed. The fd is /dev/null: the kernel
  * refuses it the tls ULP, as a kernel without kTLS would.
  */
 #include <fcntl.h>
@@ -54,16 +55,20 @@ struct released {
 	SSL_CTX *ctx;
 };
 
+/* release: kts_config_set_release_openssl; then kts_shrink right away, or
+ * (release 2) not yet. */
 static void released_open(struct released *r, int version, int suite, int release)
 {
 	r->cfg = test_kts_config(version, &test_suites[suite], 1);
 	r->ctx = test_ssl_ctx(version, &test_suites[suite], 0);
 	assert_non_null(r->cfg);
 	assert_non_null(r->ctx);
-	assert_int_equal(kts_config_set_release_openssl(r->cfg, release), KTS_OK);
+	assert_int_equal(kts_config_set_release_openssl(r->cfg, release > 0), KTS_OK);
 	assert_int_equal(kts_config_set_tls13_seal(r->cfg, 1), KTS_OK); /* TLS 1.3 secrets */
 	pair_open_fd(&r->p, r->cfg, r->ctx, null_fd);
 	pair_handoff(&r->p);
+	if (release < 2)
+		assert_int_equal(kts_shrink(r->p.k), release); /* quiet at once */
 }
 
 static void released_close(struct released *r)
@@ -230,6 +235,7 @@ static void test_release_after_early_data(void **state)
 			have = deliver(&p, wire, n, k, (char *)got, sizeof(got));
 			assert_int_equal(have, sizeof(req) - 1);
 			assert_memory_equal(got, req, have);
+			assert_int_equal(kts_shrink(p.k), 1);
 			assert_released(p.k);
 			assert_int_equal(SSL_write(p.peer, "next", 4), 4);
 			have = 0;
@@ -371,6 +377,7 @@ static void test_release_conditions(void **state)
 	assert_int_equal(kts_config_set_release_openssl(r.cfg, 1), KTS_OK);
 	pair_open_fd(&r.p, r.cfg, r.ctx, null_fd); /* no key log: no TLS 1.3 secrets */
 	pair_handoff(&r.p);
+	assert_int_equal(kts_shrink(r.p.k), 0);
 	assert_non_null(kts_ssl(r.p.k));
 	assert_null(r.p.k->srx);
 	write_and_check(&r.p, bulk, sizeof(bulk));
@@ -384,6 +391,75 @@ static void test_release_conditions(void **state)
 	released_close(&r);
 }
 
+/* Until kts_shrink, OpenSSL reads and writes (and answers a KeyUpdate);
+ * kts follows its record numbers and keys, and takes over exactly there.
+ * It waits while a record is half-received or plaintext is unread. */
+static void test_shrink_follows_openssl(void **state)
+{
+	static unsigned char wire[sizeof(bulk) + 4096], got[sizeof(bulk)];
+	(void)state;
+	for (int version = 12; version <= 13; version++) {
+		for (int bulk_first = 0; bulk_first <= 1; bulk_first++) {
+			struct released r;
+			size_t n, have = 0;
+			ssize_t m;
+
+			released_open(&r, version, 1, 2);
+			assert_non_null(kts_ssl(r.p.k));
+			/* Through OpenSSL: records both ways, a bulk write sealed by kts. */
+			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
+			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
+						     1000, got, &have, sizeof(got)),
+					 KTS_WANT_READ);
+			assert_int_equal(have, sizeof(bulk));
+			write_and_check(&r.p, bulk, bulk_first ? sizeof(bulk) : 10);
+			if (version == 13) {
+				/* OpenSSL follows the peer and answers. */
+				for (int i = 0; i < 2; i++) {
+					have = 0;
+					assert_true(SSL_key_update(r.p.peer, SSL_KEY_UPDATE_REQUESTED));
+					assert_int_equal(SSL_write(r.p.peer, "ku", 2), 2);
+					assert_int_equal(recv_chunks(r.p.k, wire,
+								     peer_wire(&r.p, wire, sizeof(wire)),
+								     sizeof(wire), got, &have, sizeof(got)),
+							 KTS_WANT_READ);
+					assert_int_equal(have, 2);
+					write_and_check(&r.p, (const unsigned char *)"ok", 2);
+				}
+			}
+			/* Half a record received: not yet. */
+			assert_int_equal(SSL_write(r.p.peer, "split", 5), 5);
+			n = peer_wire(&r.p, wire, sizeof(wire));
+			assert_true(kts_feed(r.p.k, wire, 10) == 10);
+			assert_int_equal(kts_read(r.p.k, got, sizeof(got)), KTS_WANT_READ);
+			assert_int_equal(kts_shrink(r.p.k), 0);
+			assert_true(kts_feed(r.p.k, wire + 10, n - 10) > 0);
+			/* Plaintext unread: not yet either. */
+			assert_int_equal(kts_read(r.p.k, got, 2), 2);
+			assert_int_equal(kts_shrink(r.p.k), 0);
+			assert_int_equal(kts_read(r.p.k, got + 2, sizeof(got) - 2), 3);
+			assert_memory_equal(got, "split", 5);
+			assert_int_equal(kts_read(r.p.k, got, sizeof(got)), KTS_WANT_READ);
+			/* Quiet: kts takes over, and both ways go on. */
+			assert_int_equal(kts_shrink(r.p.k), 1);
+			assert_released(r.p.k);
+			assert_int_equal(kts_shrink(r.p.k), 0);
+			have = 0;
+			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
+			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
+						     4321, got, &have, sizeof(got)),
+					 KTS_WANT_READ);
+			assert_int_equal(have, sizeof(bulk));
+			assert_memory_equal(got, bulk, sizeof(bulk));
+			write_and_check(&r.p, (const unsigned char *)"small", 5);
+			write_and_check(&r.p, bulk, sizeof(bulk));
+			m = kts_close(r.p.k);
+			assert_int_equal(m, KTS_OK);
+			released_close(&r);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_release_renegotiation),
 		cmocka_unit_test(test_release_bad_records),
 		cmocka_unit_test(test_release_conditions),
+		cmocka_unit_test(test_shrink_follows_openssl),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
