@@ -12,6 +12,7 @@
 # HS_BENCH_CPUS     "SERVER CLIENT" cores (default: the first two allowed ones)
 # HS_BENCH_PARALLEL hs_bench client processes, one set of rows per value
 #                   (default "1 4": one connection at a time, and a busy server)
+# HS_BENCH_KTS_ARGS more kts-server options (a word list: --no-tls13-seal, ...)
 #
 # Prints each tool's own line as it goes, then a table. Exit status 1 if a run
 # failed (error, or a resumed run below 95% resumed) or kts-server was skipped.
@@ -222,9 +223,11 @@ if "$kts" --help 2>&1 | grep -q -- '--session-lifetime' && "$kts" --help 2>&1 | 
 	# No line per connection, as nginx runs with access_log off (errors still go to the log).
 	quiet=''
 	"$kts" --help 2>&1 | grep -q -- '--quiet' && quiet=--quiet
+	# shellcheck disable=SC2086 # $quiet and HS_BENCH_KTS_ARGS are word lists
 	if start_server kts-server "$tmp/kts.log" '.*listening on .*:\([0-9][0-9]*\)$' \
 		"$kts" --listen 127.0.0.1:0 --cert "$tmp/cert.pem" --key "$tmp/key.pem" \
-		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024 $quiet; then
+		--root "$tmp/root" --session-lifetime 3600 --session-cache 1024 $quiet \
+		${HS_BENCH_KTS_ARGS:-}; then
 		kport=$port kpid=$spid
 	else
 		status=1

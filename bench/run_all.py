@@ -239,21 +239,32 @@ def make_root(tmp):
             f.write(os.urandom(n))
 
 
-def kts_engines(kts, seal=False):
-    """[(label, engine arg)] this kts-server takes, and a note on uring. seal:
-    also kts-uring with TLS 1.3 record work done by kts (--tls13-seal): a copy
-    of each byte fewer and OpenSSL freed when idle, paid for on every TLS 1.3
-    handshake (key log)."""
+# The uring engine with the other TLS 1.3 setting, by label: kts-server
+# collects the TLS 1.3 secrets by default and then does the record work
+# itself (--no-tls13-seal leaves it to OpenSSL; builds before that default
+# had it opt-in, --tls13-seal). Saving the key log costs a copy of each byte
+# and OpenSSL's state per idle connection.
+VARIANTS = {"kts-uring-noseal": "--no-tls13-seal", "kts-uring-seal": "--tls13-seal"}
+
+
+def uring_variant(kts):
+    """The label of the variant this kts-server has, or None."""
+    help_text = kts_help(kts)
+    return next((label for label, opt in VARIANTS.items() if opt in help_text), None)
+
+
+def kts_engines(kts, variant=False):
+    """[(label, engine arg)] this kts-server takes, and a note on uring;
+    variant: with the uring variant too."""
     if "--engine" not in kts_help(kts):
         return [("kts-threads", None)], "kts-server has no --engine option yet"
-    if seal and "--tls13-seal" in kts_help(kts):
-        return [("kts-uring", "uring"), ("kts-uring-seal", "uring"), ("kts-threads", "threads")], None
-    return [("kts-uring", "uring"), ("kts-threads", "threads")], None
+    v = uring_variant(kts) if variant else None
+    return [("kts-uring", "uring")] + ([(v, "uring")] if v else []) + [("kts-threads", "threads")], None
 
 
 def label_args(label):
     """kts-server options a server label stands for."""
-    return ["--tls13-seal"] if label == "kts-uring-seal" else []
+    return [VARIANTS[label]] if label in VARIANTS else []
 
 
 # ---- group 1: keep-alive requests per server CPU-second (wrk) -----------------
@@ -287,7 +298,7 @@ def wrk_run(server, path, secs, ccpu, conns=16):
 
 
 def group_throughput(a, tmp, kts, scpu, ccpu):
-    engines, uring_note = kts_engines(kts, seal=True)
+    engines, uring_note = kts_engines(kts, variant=True)
     servers = []
     res = {"what": "keep-alive HTTPS GETs per server CPU-second, wrk -t1 -c16, TLS default (1.3)",
            "rows": [], "not_available": {}}
@@ -369,6 +380,8 @@ async def idle_client(port, n, path, conc=64):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if os.environ.get("BENCH_IDLE_TLS") == "1.2":  # the default negotiates TLS 1.3
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     sem = asyncio.Semaphore(conc)
     conns, fails = [], []
     req = f"GET /{path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
@@ -428,7 +441,7 @@ def group_memory(a, tmp, kts, scpu, ccpu):
     n = min(a.conns, hard - 200)
     res = {"what": f"server RSS/PSS growth per idle keep-alive TLS connection (GET /f1k answered, then idle), "
                    f"{n} connections, RLIMIT_NOFILE {hard}", "rows": [], "not_available": {}}
-    engines, uring_note = kts_engines(kts, seal=True)
+    engines, uring_note = kts_engines(kts, variant=True)
     if uring_note:
         res["not_available"]["kts-uring"] = uring_note
     starters = [(label, lambda label=label, eng=eng: start_kts(
@@ -525,23 +538,23 @@ def report(res, out, quick):
         md.append("## 1. Host, userspace TLS: keep-alive requests per server CPU-second\n")
         md.append(t["what"] + f"; medians of {res['meta']['rounds']} interleaved rounds.\n")
         med = {(m["server"], m["size"]): m["req_per_cpu_s"] for m in t["medians"]}
-        srvs = [s for s in ("kts-uring", "kts-uring-seal", "kts-threads", "nginx")
-                if any(k[0] == s for k in med)]
-        seal = "kts-uring-seal" in srvs
+        var = next((v for v in VARIANTS if any(k[0] == v for k in med)), None)
+        srvs = [s for s in ("kts-uring", var, "kts-threads", "nginx")
+                if s and any(k[0] == s for k in med)]
         md.append("| size | " + " | ".join(srvs) + " | uring/nginx |" +
-                  (" uring-seal/nginx |" if seal else "") + " threads/nginx |")
-        md.append("|---|" + "---|" * (len(srvs) + 2 + seal))
+                  (f" {var[4:]}/nginx |" if var else "") + " threads/nginx |")
+        md.append("|---|" + "---|" * (len(srvs) + 2 + bool(var)))
         for size, _ in SIZES:
             u, th, n = med.get(("kts-uring", size)), med.get(("kts-threads", size)), med.get(("nginx", size))
-            us = med.get(("kts-uring-seal", size))
+            uv = med.get((var, size))
             md.append(f"| {size} | " + " | ".join(fmt(med.get((s, size))) for s in srvs) +
-                      f" | {fmt(ratio(u, n), 2)} |" + (f" {fmt(ratio(us, n), 2)} |" if seal else "") +
+                      f" | {fmt(ratio(u, n), 2)} |" + (f" {fmt(ratio(uv, n), 2)} |" if var else "") +
                       f" {fmt(ratio(th, n), 2)} |")
             target = 1.0 if size == "1m" else 1.25
             goal_row(goals, f"uring req/CPU-s vs nginx, {size}", ratio(u, n), ">=", target,
                      t["not_available"].get("kts-uring", ""))
-            if seal:
-                goal_row(goals, f"(info) uring --tls13-seal req/CPU-s vs nginx, {size}", ratio(us, n),
+            if var:
+                goal_row(goals, f"(info) uring {VARIANTS[var]} req/CPU-s vs nginx, {size}", ratio(uv, n),
                          ">=", target)
             goal_row(goals, f"(info) threads req/CPU-s vs nginx, {size}", ratio(th, n), ">=", target)
         for k, v in t["not_available"].items():
@@ -576,11 +589,11 @@ def report(res, out, quick):
             md.append(f"| {x['server']} | {x['connections']} | {fmt(x['rss_per_conn_kib'], 2)} | "
                       f"{fmt(x['pss_per_conn_kib'], 2)} |")
         ng = med.get("nginx", {}).get("pss_per_conn_kib")
-        for s in ("kts-uring", "kts-uring-seal", "kts-threads"):
+        for s in ("kts-uring", *VARIANTS, "kts-threads"):
             v = med.get(s, {}).get("pss_per_conn_kib")
-            if s == "kts-uring-seal" and v is None:
-                continue  # an older kts-server without --tls13-seal
-            goal_row(goals, f"{'(info) ' if s == 'kts-threads' else ''}{s} PSS/conn vs nginx",
+            if s in VARIANTS and v is None:
+                continue  # not in this run
+            goal_row(goals, f"{'' if s == 'kts-uring' else '(info) '}{s} PSS/conn vs nginx",
                      ratio(v, ng), "<=", 1.0, m["not_available"].get(s, ""))
         for k, v in m["not_available"].items():
             md.append(f"\n{k}: not available ({v})")

@@ -147,21 +147,28 @@ static void fence_openssl(struct kts *c, int dir)
  * (kts_issue_ticket) and ticket app data, so its SSL goes. Marked as shut
  * down first: freeing an SSL that never sent close_notify would drop its
  * session from the cache. */
+int kts_needs_openssl(const struct kts *c)
+{
+	SSL_SESSION *sess = SSL_get_session(c->ssl);
+	void *data;
+	size_t data_len = 0;
+
+	if (c->appdata || !sess)
+		return 1;
+	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
+	return data_len > 0; /* kts_ticket_appdata reads it from the session */
+}
+
 void kts_release_openssl(struct kts *c)
 {
 	SSL_SESSION *sess = SSL_get_session(c->ssl);
 	const unsigned char *id;
 	unsigned int id_len = 0;
-	void *data;
-	size_t data_len = 0;
 
-	if (c->state != KTS_STATE_OPEN || !c->cfg->release_ssl || !c->is_server || c->appdata ||
-	    !sess || (!c->soft_rx && (c->path[KTS_TX] != KTS_PATH_KERNEL ||
-				  c->path[KTS_RX] != KTS_PATH_KERNEL)))
+	if (c->state != KTS_STATE_OPEN || !c->cfg->release_ssl || !c->is_server ||
+	    kts_needs_openssl(c) ||
+	    (!c->soft_rx && (c->path[KTS_TX] != KTS_PATH_KERNEL || c->path[KTS_RX] != KTS_PATH_KERNEL)))
 		return;
-	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
-	if (data_len > 0)
-		return; /* kts_ticket_appdata reads it from the session */
 	id = SSL_SESSION_get_id(sess, &id_len);
 	if (c->version == TLS1_2_VERSION && id_len <= sizeof(c->sid)) {
 		memcpy(c->sid, id, id_len);

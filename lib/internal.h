@@ -359,6 +359,8 @@ int kts_handoff(struct kts *c);
 /* Free the SSL of a server connection that no longer needs it: the kernel
  * owns both directions, or kts does (softrx.c). */
 void kts_release_openssl(struct kts *c);
+/* Whether the connection still needs its SSL: ticket app data lives there. */
+int kts_needs_openssl(const struct kts *c);
 /* Without the tls module, attaching the ULP fails alike on every socket
  * (and the kernel may run modprobe each time): after a failure at now, the
  * connections of the config skip the attempt for KTS_ULP_RETRY_S, so a

@@ -37,16 +37,10 @@
 
 int kts_softrx_may(const struct kts *c)
 {
-	SSL_SESSION *sess = SSL_get_session(c->ssl);
-	void *data;
-	size_t data_len = 0;
-
-	if (!c->cfg->release_ssl || !c->is_server || !c->caller_io || !c->soft_tx ||
-	    c->path[KTS_TX] != KTS_PATH_USER || c->path[KTS_RX] != KTS_PATH_USER ||
-	    SSL_has_pending(c->ssl) || c->drain_moved_keys || c->rx_eof || c->appdata || !sess)
-		return 0;
-	SSL_SESSION_get0_ticket_appdata(sess, &data, &data_len);
-	return data_len == 0; /* kts_ticket_appdata reads it from the session */
+	return c->cfg->release_ssl && c->is_server && c->caller_io && c->soft_tx &&
+	       c->path[KTS_TX] == KTS_PATH_USER && c->path[KTS_RX] == KTS_PATH_USER &&
+	       !SSL_has_pending(c->ssl) && !c->drain_moved_keys && !c->rx_eof &&
+	       !kts_needs_openssl(c);
 }
 
 void kts_softrx_prepare(struct kts *c, uint64_t seq)
@@ -71,21 +65,27 @@ void kts_softrx_read_counted(struct kts *c)
 	c->srx->seq++;
 }
 
-void kts_softrx_peer_moved(struct kts *c)
+/* The peer's next traffic secret (RFC 8446 7.2), from record 0 on. */
+static int next_secret(struct kts *c, struct kts_softrx *s)
 {
-	struct kts_softrx *s = c->srx;
 	unsigned char next[64];
+	int rc = c->version == TLS1_3_VERSION
+			 ? kts_tls13_next_secret(c->digest, s->secret, s->secret_len, next)
+			 : -1;
 
-	/* OpenSSL reads on under the next key from record 0; kts could not
-	 * follow, so it never takes over. */
-	if (c->version != TLS1_3_VERSION ||
-	    kts_tls13_next_secret(c->digest, s->secret, s->secret_len, next) < 0) {
-		kts_softrx_free(c);
-		return;
-	}
-	memcpy(s->secret, next, s->secret_len);
+	if (rc == 0)
+		memcpy(s->secret, next, s->secret_len);
 	OPENSSL_cleanse(next, sizeof(next));
 	s->seq = 0;
+	return rc;
+}
+
+void kts_softrx_peer_moved(struct kts *c)
+{
+	/* OpenSSL reads on under the next key; where kts cannot follow, it
+	 * never takes over. */
+	if (next_secret(c, c->srx) < 0)
+		kts_softrx_free(c);
 }
 
 /* Key kts's RX at the record OpenSSL would read next, and its TX with it. */
@@ -124,8 +124,8 @@ int kts_shrink(struct kts *c)
 	 * its keys and record numbers, which kts has. */
 	if (c->state != KTS_STATE_OPEN || !c->srx || c->soft_rx || !c->ssl || c->rx_eof ||
 	    c->inq.len > c->inq.off || c->early.len > c->early.off || SSL_has_pending(c->ssl) ||
-	    SSL_in_init(c->ssl))
-		return 0;
+	    SSL_in_init(c->ssl) || (c->soft && c->soft->key_moves))
+		return 0; /* the last: OpenSSL's KeyUpdate answer is still to come */
 	if (take_over(c) < 0)
 		return c->state == KTS_STATE_FAILED ? c->fail_code : 0;
 	c->soft_rx = 1;
@@ -306,9 +306,9 @@ ssize_t kts_softrx_read(struct kts *c, unsigned char *buf, size_t len)
 
 int kts_softrx_key_update(struct kts *c, const unsigned char *msg, size_t len)
 {
+	static const unsigned char answer[HS_HEADER + 1] = {SSL3_MT_KEY_UPDATE, 0, 0, 1, 0};
 	struct kts_softrx *s = c->srx;
-	unsigned char next[64];
-	int ok;
+	int rc;
 
 	if (len != HS_HEADER + 1 || msg[4] > 1)
 		return kts_refuse(c, ALERT_DECODE_ERROR, KTS_ERR_TLS, "read: malformed KeyUpdate");
@@ -316,26 +316,18 @@ int kts_softrx_key_update(struct kts *c, const unsigned char *msg, size_t len)
 	if (c->hs_len != len)
 		return kts_refuse(c, ALERT_UNEXPECTED_MESSAGE, KTS_ERR_TLS,
 				  "read: KeyUpdate not at the end of its record");
-	ok = kts_tls13_next_secret(c->digest, s->secret, s->secret_len, next) == 0;
-	if (ok) {
-		memcpy(s->secret, next, s->secret_len);
-		EVP_CIPHER_CTX_free(s->ctx);
-		s->ctx = kts_tls13_traffic_keys(c->digest, s->secret, s->secret_len, c->aead, &s->k) == 0
-				 ? kts_record_ctx(c->cfg->soft_cipher[c->aead], c->aead, &s->k)
-				 : NULL;
-		ok = s->ctx != NULL;
-		s->seq = 0;
-	}
-	OPENSSL_cleanse(next, sizeof(next));
-	if (!ok)
+	EVP_CIPHER_CTX_free(s->ctx);
+	s->ctx = next_secret(c, s) == 0 && kts_tls13_traffic_keys(c->digest, s->secret, s->secret_len,
+								   c->aead, &s->k) == 0
+			 ? kts_record_ctx(c->cfg->soft_cipher[c->aead], c->aead, &s->k)
+			 : NULL;
+	if (!s->ctx)
 		return kts_refuse(c, ALERT_INTERNAL_ERROR, KTS_ERR_TLS,
 				  "read: KeyUpdate: could not derive the next RX key");
 	if (msg[4] == 0)
 		return KTS_OK;
 	/* Asked to update too: our KeyUpdate goes out under the old key, ahead
 	 * of any later data, and everything after it under the next one. */
-	static const unsigned char answer[HS_HEADER + 1] = {SSL3_MT_KEY_UPDATE, 0, 0, 1, 0};
-	int rc = kts_softtx_send(c, KTS_RECORD_HANDSHAKE, answer, sizeof(answer));
-
+	rc = kts_softtx_send(c, KTS_RECORD_HANDSHAKE, answer, sizeof(answer));
 	return rc == KTS_OK ? kts_softtx_rekey(c) : rc;
 }

@@ -460,6 +460,37 @@ static void test_shrink_follows_openssl(void **state)
 	}
 }
 
+/* Quiet right after OpenSSL read a KeyUpdate that asks for one back: its
+ * answer goes out first, or holds the takeover back until it has. */
+static void test_shrink_after_key_update(void **state)
+{
+	static unsigned char wire[sizeof(bulk) + 4096], got[sizeof(bulk)];
+	struct released r;
+	size_t have = 0;
+	int rc;
+	(void)state;
+
+	released_open(&r, 13, 2, 2);
+	assert_true(SSL_key_update(r.p.peer, SSL_KEY_UPDATE_REQUESTED));
+	assert_int_equal(SSL_write(r.p.peer, "ku", 2), 2);
+	assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)), sizeof(wire),
+				     got, &have, sizeof(got)),
+			 KTS_WANT_READ);
+	rc = kts_shrink(r.p.k);
+	assert_true(rc == 0 || rc == 1);
+	write_and_check(&r.p, (const unsigned char *)"ok", 2);
+	assert_int_equal(kts_shrink(r.p.k), rc == 1 ? 0 : 1);
+	assert_released(r.p.k);
+	have = 0;
+	assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
+	assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)), 9999, got,
+				     &have, sizeof(got)),
+			 KTS_WANT_READ);
+	assert_memory_equal(got, bulk, sizeof(bulk));
+	write_and_check(&r.p, bulk, sizeof(bulk));
+	released_close(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -471,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_release_bad_records),
 		cmocka_unit_test(test_release_conditions),
 		cmocka_unit_test(test_shrink_follows_openssl),
+		cmocka_unit_test(test_shrink_after_key_update),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
