@@ -35,8 +35,8 @@
  * (kts_config_set_tls13_seal). */
 static void update_keylog(struct kts_config *cfg)
 {
-	kts_handshake_callbacks(cfg->ctx, (cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF) ||
-						  cfg->tls13_seal);
+	kts_handshake_callbacks(cfg, (cfg->kernel_tls && cfg->offload != KTS_OFFLOAD_OFF) ||
+					     cfg->tls13_seal);
 }
 
 /* trust_id = SHA-256(label) when a new set of trust anchors starts. */
@@ -65,7 +65,9 @@ struct kts_config *kts_config_new(void)
 	if (!cfg)
 		return NULL;
 	cfg->ctx = SSL_CTX_new(TLS_method());
-	if (!cfg->ctx) {
+	cfg->ctx12 = cfg->ctx ? SSL_CTX_new(TLS_method()) : NULL;
+	if (!cfg->ctx12) {
+		SSL_CTX_free(cfg->ctx);
 		free(cfg);
 		return NULL;
 	}
@@ -100,6 +102,7 @@ struct kts_config *kts_config_new(void)
 	cfg->kernel_tls = kts_kernel_has_tls() != 0;
 	update_keylog(cfg);
 	SSL_CTX_set_app_data(cfg->ctx, cfg);
+	SSL_CTX_set_app_data(cfg->ctx12, cfg);
 	/* Ciphers fetched once: kts seals userspace TX records with them. */
 	for (int a = KTS_AEAD_AES_128_GCM; a <= KTS_AEAD_CHACHA20_POLY1305; a++)
 		cfg->soft_cipher[a] = kts_record_cipher_fetch((enum kts_aead)a);
@@ -126,6 +129,7 @@ void kts_config_release(struct kts_config *cfg)
 	kts_server_resumption_free(cfg);
 	kts_sess_cache_free(cfg->cache);
 	SSL_CTX_free(cfg->ctx);
+	SSL_CTX_free(cfg->ctx12);
 	X509_free(cfg->cert);
 	EVP_PKEY_free(cfg->key);
 	free(cfg->server_name);
@@ -204,13 +208,15 @@ static int set_cert(struct kts_config *cfg, const char *what, const void *pem, s
 	rc = check_pair(cfg, leaf, cfg->key, what);
 	if (rc)
 		goto out;
-	if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1 || SSL_CTX_clear_chain_certs(cfg->ctx) != 1) {
+	if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1 || SSL_CTX_clear_chain_certs(cfg->ctx) != 1 ||
+	    SSL_CTX_use_certificate(cfg->ctx12, leaf) != 1 || SSL_CTX_clear_chain_certs(cfg->ctx12) != 1) {
 		rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: certificate rejected: %s", what,
 				     kts_ssl_reason(reason, sizeof(reason)));
 		goto out;
 	}
 	while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (SSL_CTX_add0_chain_cert(cfg->ctx, extra) != 1) {
+		if (SSL_CTX_add1_chain_cert(cfg->ctx12, extra) != 1 ||
+		    SSL_CTX_add0_chain_cert(cfg->ctx, extra) != 1) {
 			X509_free(extra);
 			rc = kts_config_fail(cfg, KTS_ERR_ARG, "%s: chain certificate rejected", what);
 			goto out;
@@ -246,7 +252,8 @@ static int set_key(struct kts_config *cfg, const char *what, const void *pem, si
 				       "%s: no unencrypted PEM private key found (%s)", what,
 				       kts_ssl_reason(reason, sizeof(reason)));
 	rc = check_pair(cfg, cfg->cert, key, what);
-	if (rc || SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1) {
+	if (rc || SSL_CTX_use_PrivateKey(cfg->ctx, key) != 1 ||
+	    SSL_CTX_use_PrivateKey(cfg->ctx12, key) != 1) {
 		EVP_PKEY_free(key);
 		return rc ? rc : kts_config_fail(cfg, KTS_ERR_ARG, "%s: key rejected: %s", what,
 						 kts_ssl_reason(reason, sizeof(reason)));
@@ -495,6 +502,7 @@ int kts_config_set_alpn(struct kts_config *cfg, const char *list)
 	cfg->alpn = wire;
 	cfg->alpn_len = n + 1;
 	SSL_CTX_set_alpn_select_cb(cfg->ctx, select_alpn, cfg);
+	SSL_CTX_set_alpn_select_cb(cfg->ctx12, select_alpn, cfg);
 	return KTS_OK;
 }
 

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/tls1.h>
 #include <openssl/x509v3.h>
 
 #include "internal.h"
@@ -77,9 +78,45 @@ static void msg_seen(int write_p, int version, int content_type, const void *buf
 		kts_softtx_key_update(c);
 }
 
-void kts_handshake_callbacks(SSL_CTX *ctx, int want_secrets)
+int kts_hello_may_be_tls13(SSL *ssl)
 {
-	SSL_CTX_set_keylog_callback(ctx, want_secrets ? keylog : NULL);
+	const unsigned char *v;
+	size_t len;
+
+	if (SSL_get_max_proto_version(ssl) != 0 && SSL_get_max_proto_version(ssl) < TLS1_3_VERSION)
+		return 0;
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &v, &len) || len < 1)
+		return 0;
+	for (size_t i = 1; i + 1 < len && i < (size_t)v[0] + 1; i += 2)
+		if (v[i] == 0x03 && v[i + 1] == 0x04)
+			return 1;
+	return 0;
+}
+
+/* A server's ClientHello: the session store may pause the handshake; a
+ * handshake that will be TLS 1.2 goes on without the key log (ctx12). */
+static int hello(SSL *ssl, int *alert, void *arg)
+{
+	struct kts *c = SSL_get_app_data(ssl);
+	struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	int rc;
+
+	(void)alert;
+	(void)arg;
+	if (!c || !cfg)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	rc = kts_store_hello(ssl, c, cfg);
+	if (rc == SSL_CLIENT_HELLO_SUCCESS && cfg->keylog && cfg->ctx12 &&
+	    SSL_get_SSL_CTX(ssl) == cfg->ctx && !kts_hello_may_be_tls13(ssl))
+		SSL_set_SSL_CTX(ssl, cfg->ctx12); /* NULL: it keeps ctx, and only costs the log */
+	return rc;
+}
+
+void kts_handshake_callbacks(struct kts_config *cfg, int want_secrets)
+{
+	cfg->keylog = want_secrets;
+	SSL_CTX_set_keylog_callback(cfg->ctx, want_secrets ? keylog : NULL);
+	SSL_CTX_set_client_hello_cb(cfg->ctx, hello, NULL);
 }
 
 void kts_conn_callbacks(struct kts *c)

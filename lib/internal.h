@@ -22,6 +22,14 @@ struct kts_config {
 	_Atomic int rekey;  /* kernel can replace kTLS keys: 0 not probed yet, 1 yes, 2 no */
 	_Atomic long ulp_retry_at; /* CLOCK_MONOTONIC s: no tls ULP, no attempt before (handoff.c) */
 	SSL_CTX *ctx;       /* shared by every connection made from this config */
+	/* The same without the key log, for server handshakes that will be TLS
+	 * 1.2 (handshake.c): kts needs no key log for them, and OpenSSL formats
+	 * each line byte by byte (a twentieth of a resumed handshake). It
+	 * mirrors what such a handshake reads from its SSL_CTX once the
+	 * ClientHello is in: certificate, key and chain, ALPN selection, session
+	 * ID context, app data. Sessions and tickets stay with ctx. */
+	SSL_CTX *ctx12;
+	int keylog;         /* ctx runs the key log (kts_handshake_callbacks) */
 	char *server_name;  /* client default SNI / verified name */
 	int verify;         /* KTS_VERIFY_* (clients) */
 	int offload;        /* enum kts_offload_policy */
@@ -46,6 +54,7 @@ struct kts_config {
 	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
 	struct kts_session_store store; /* server: the external store behind it (sessstore.c) */
+	int store_set;                  /* kts_config_set_session_store was called */
 	BIO_METHOD *queues_meth; /* caller-owned I/O queues (caller_bio.c) */
 	EVP_CIPHER *soft_cipher[KTS_AEAD_CHACHA20_POLY1305 + 1]; /* per enum kts_aead (softtx.c) */
 	char error[KTS_ERRLEN];
@@ -348,8 +357,13 @@ void kts_store_del(struct kts_config *cfg, const unsigned char *id, size_t id_le
 /* config.c: drop a reference; the last one frees. */
 void kts_config_release(struct kts_config *cfg);
 
-/* handshake.c: want_secrets collects the TLS 1.3 traffic secrets (key log). */
-void kts_handshake_callbacks(SSL_CTX *ctx, int want_secrets);
+/* handshake.c: want_secrets collects the TLS 1.3 traffic secrets (key log);
+ * the ClientHello callback (also the session store's) is set once. */
+void kts_handshake_callbacks(struct kts_config *cfg, int want_secrets);
+/* May this ClientHello end in TLS 1.3 (it offers it and we allow it)? */
+int kts_hello_may_be_tls13(SSL *ssl);
+/* sessstore.c: the session store's part of the ClientHello callback. */
+int kts_store_hello(SSL *ssl, struct kts *c, struct kts_config *cfg);
 void kts_conn_callbacks(struct kts *c);
 
 /* handoff.c: after the handshake, move what the kernel can take.

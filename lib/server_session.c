@@ -142,7 +142,8 @@ int kts_server_resumption_init(struct kts_config *cfg)
 	/* Random by default, so that two unrelated configs never accept each
 	 * other's sessions. */
 	if (RAND_bytes(sid_ctx, sizeof(sid_ctx)) != 1 ||
-	    SSL_CTX_set_session_id_context(cfg->ctx, sid_ctx, sizeof(sid_ctx)) != 1)
+	    SSL_CTX_set_session_id_context(cfg->ctx, sid_ctx, sizeof(sid_ctx)) != 1 ||
+	    SSL_CTX_set_session_id_context(cfg->ctx12, sid_ctx, sizeof(sid_ctx)) != 1)
 		return KTS_ERR_NOMEM;
 	if (SSL_CTX_set_tlsext_ticket_key_evp_cb(cfg->ctx, ticket_key_cb) != 1 ||
 	    SSL_CTX_set_session_ticket_cb(cfg->ctx, ticket_gen_cb, ticket_dec_cb, NULL) != 1)
@@ -189,7 +190,8 @@ int kts_config_set_session_id(struct kts_config *cfg, const unsigned char *id, s
 	if (!id || len == 0 || len > SSL_MAX_SID_CTX_LENGTH)
 		return kts_config_fail(cfg, KTS_ERR_ARG, "session id: must be 1..%d bytes, got %zu",
 				       SSL_MAX_SID_CTX_LENGTH, len);
-	if (SSL_CTX_set_session_id_context(cfg->ctx, id, (unsigned int)len) != 1)
+	if (SSL_CTX_set_session_id_context(cfg->ctx, id, (unsigned int)len) != 1 ||
+	    SSL_CTX_set_session_id_context(cfg->ctx12, id, (unsigned int)len) != 1)
 		return kts_config_fail(cfg, KTS_ERR_NOMEM, "session id: OpenSSL refused it");
 	return KTS_OK;
 }

@@ -15,41 +15,23 @@
 #include "internal.h"
 #include "sesscache.h"
 
-/* Could this ClientHello end in TLS 1.3? Then its session ID is only the
- * compatibility field, and no store is asked. */
-static int may_be_tls13(SSL *ssl)
+/* A ClientHello naming a session: SUCCESS, or RETRY to ask the store. A
+ * ClientHello that could end in TLS 1.3 carries its session ID only as the
+ * compatibility field: no store is asked. */
+int kts_store_hello(SSL *ssl, struct kts *c, struct kts_config *cfg)
 {
-	const unsigned char *v;
-	size_t len;
-
-	if (SSL_get_max_proto_version(ssl) != 0 && SSL_get_max_proto_version(ssl) < TLS1_3_VERSION)
-		return 0;
-	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &v, &len) || len < 1)
-		return 0;
-	for (size_t i = 1; i + 1 < len && i < (size_t)v[0] + 1; i += 2)
-		if (v[i] == 0x03 && v[i + 1] == 0x04)
-			return 1;
-	return 0;
-}
-
-static int hello_cb(SSL *ssl, int *alert, void *arg)
-{
-	struct kts *c = SSL_get_app_data(ssl);
-	struct kts_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 	unsigned char der[KTS_SESS_CACHE_DER_MAX];
 	const unsigned char *id, *ticket;
 	size_t id_len, ticket_len;
 
-	(void)alert;
-	(void)arg;
-	if (!c || !cfg || !cfg->cache || !cfg->lifetime || c->store_wait == 2)
+	if (!cfg->store_set || !cfg->cache || !cfg->lifetime || c->store_wait == 2)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	id_len = SSL_client_hello_get0_session_id(ssl, &id);
 	/* No ID, a ticket (it resumes by itself), or TLS 1.3 ahead: nothing to ask. */
 	if (id_len == 0 || id_len > sizeof(c->store_id) ||
 	    (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_session_ticket, &ticket, &ticket_len) &&
 	     ticket_len > 0) ||
-	    may_be_tls13(ssl))
+	    kts_hello_may_be_tls13(ssl))
 		return SSL_CLIENT_HELLO_SUCCESS;
 	if (kts_sess_cache_get(cfg->cache, id, id_len, cfg->lifetime, der) > 0) {
 		OPENSSL_cleanse(der, sizeof(der));
@@ -68,8 +50,8 @@ int kts_config_set_session_store(struct kts_config *cfg, const struct kts_sessio
 	if (!cfg->cache)
 		return kts_config_fail(cfg, KTS_ERR_STATE, "session store: set a session cache first "
 							    "(kts_config_set_session_cache)");
-	cfg->store = *store;
-	SSL_CTX_set_client_hello_cb(cfg->ctx, hello_cb, NULL);
+	cfg->store = *store; /* handshake.c's ClientHello callback asks it */
+	cfg->store_set = 1;
 	return KTS_OK;
 }
 

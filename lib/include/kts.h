@@ -140,7 +140,8 @@ KTS_API int kts_config_set_rx_no_pad(struct kts_config *cfg, int on);
  * TLS 1.2 connections always may. TLS 1.3 ones need the traffic secrets from
  * OpenSSL's key log, which costs every TLS 1.3 handshake (about a tenth of a
  * resumed one with OpenSSL 3.0): it runs where the kernel has kTLS anyway,
- * and elsewhere only with this on. The same secrets let
+ * and elsewhere only with this on. A server's TLS 1.2 handshakes skip the
+ * key log either way (their keys come from the session). The same secrets let
  * kts_config_set_release_openssl free a userspace TLS 1.3 connection's
  * OpenSSL state. Off by default. */
 KTS_API int kts_config_set_tls13_seal(struct kts_config *cfg, int on);

@@ -40,7 +40,7 @@ static int setup(void **state)
 	if (server_cfg) {
 		/* As where the kernel has kTLS, so the key log collects secrets. */
 		server_cfg->kernel_tls = 1;
-		kts_handshake_callbacks(server_cfg->ctx, 1);
+		kts_handshake_callbacks(server_cfg, 1);
 	}
 	client_ctx = test_ssl_ctx(13, &test_suites[0], 0);
 	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);

@@ -491,6 +491,25 @@ static void test_shrink_after_key_update(void **state)
 	released_close(&r);
 }
 
+/* With the key log on, a TLS 1.2 handshake goes on without it (ctx12):
+ * kts takes its keys from the session, and it still hands off. */
+static void test_tls12_skips_key_log(void **state)
+{
+	(void)state;
+	for (int version = 12; version <= 13; version++) {
+		struct released r;
+
+		released_open(&r, version, 0, 2);
+		assert_true(r.cfg->keylog);
+		assert_ptr_equal(SSL_get_SSL_CTX(kts_ssl(r.p.k)),
+				 version == 12 ? r.cfg->ctx12 : r.cfg->ctx);
+		write_and_check(&r.p, bulk, sizeof(bulk));
+		assert_int_equal(kts_shrink(r.p.k), 1);
+		write_and_check(&r.p, bulk, sizeof(bulk));
+		released_close(&r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -503,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_release_conditions),
 		cmocka_unit_test(test_shrink_follows_openssl),
 		cmocka_unit_test(test_shrink_after_key_update),
+		cmocka_unit_test(test_tls12_skips_key_log),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
