@@ -79,6 +79,7 @@ struct kts_config *kts_config_new(void)
 	SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
 	SSL_CTX_set_max_proto_version(cfg->ctx, TLS1_3_VERSION);
 	SSL_CTX_set_cipher_list(cfg->ctx, KTS_DEFAULT_CIPHERS);
+	SSL_CTX_set_cipher_list(cfg->ctx12, KTS_DEFAULT_CIPHERS); /* an SSL reads its ctx's */
 	/* Renegotiation would change keys under the kernel; compression is never offloadable. */
 	SSL_CTX_set_options(cfg->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 					      SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -436,7 +437,8 @@ int kts_config_parse_protocols(struct kts_config *cfg, const char *spec)
 
 int kts_config_set_ciphers(struct kts_config *cfg, const char *list)
 {
-	if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1) {
+	if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1 ||
+	    SSL_CTX_set_cipher_list(cfg->ctx12, list) != 1) {
 		kts_err_clear();
 		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphers: no usable TLS 1.2 cipher in '%s'",
 				       list ? list : "(null)");
@@ -446,7 +448,8 @@ int kts_config_set_ciphers(struct kts_config *cfg, const char *list)
 
 int kts_config_set_ciphersuites(struct kts_config *cfg, const char *list)
 {
-	if (!list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1) {
+	if (!list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1 ||
+	    SSL_CTX_set_ciphersuites(cfg->ctx12, list) != 1) {
 		kts_err_clear();
 		return kts_config_fail(cfg, KTS_ERR_ARG, "ciphersuites: no usable TLS 1.3 suite in '%s'",
 				       list ? list : "(null)");

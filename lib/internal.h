@@ -25,9 +25,11 @@ struct kts_config {
 	/* The same without the key log, for server handshakes that will be TLS
 	 * 1.2 (handshake.c): kts needs no key log for them, and OpenSSL formats
 	 * each line byte by byte (a twentieth of a resumed handshake). It
-	 * mirrors what such a handshake reads from its SSL_CTX once the
-	 * ClientHello is in: certificate, key and chain, ALPN selection, session
-	 * ID context, app data. Sessions and tickets stay with ctx. */
+	 * mirrors what such a handshake reads from its SSL_CTX rather than its
+	 * SSL once the ClientHello is in: the cipher list (an SSL without its
+	 * own uses its ctx's), certificate, key and chain, ALPN selection,
+	 * session ID context, app data. Sessions and tickets stay with ctx
+	 * (OpenSSL's session_ctx); the rest was copied into the SSL by SSL_new. */
 	SSL_CTX *ctx12;
 	int keylog;         /* ctx runs the key log (kts_handshake_callbacks) */
 	char *server_name;  /* client default SNI / verified name */

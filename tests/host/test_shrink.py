@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import ktshost as k
@@ -102,7 +103,13 @@ def key_update():
         time.sleep(0.2)
         p.stdin.write(req.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
         p.stdin.flush()
-        out, _ = p.communicate(timeout=20)
+        # stdin stays open: at its end s_client would quit before the answer.
+        killer = threading.Timer(20, p.kill)
+        killer.start()
+        out = p.stdout.read()  # until the server closes after the answer
+        killer.cancel()
+        p.stdin.close()
+        p.wait(timeout=10)
     finally:
         if p.poll() is None:
             p.kill()
