@@ -122,6 +122,22 @@ static ssize_t recv_chunks(struct kts *k, const unsigned char *wire, size_t n, s
 	return r;
 }
 
+/* The peer writes buf (len bytes); kts receives it in receives of chunk
+ * bytes and reads exactly buf. */
+static void peer_sends(struct pair *p, const void *buf, size_t len, size_t chunk)
+{
+	static unsigned char wire[sizeof(bulk) + 4096], got[sizeof(bulk)];
+	size_t have = 0;
+
+	assert_true(len <= sizeof(got));
+	assert_int_equal(SSL_write(p->peer, buf, (int)len), (int)len);
+	assert_int_equal(recv_chunks(p->k, wire, peer_wire(p, wire, sizeof(wire)), chunk, got, &have,
+				     sizeof(got)),
+			 KTS_WANT_READ);
+	assert_int_equal(have, len);
+	assert_memory_equal(got, buf, len);
+}
+
 /* Data both ways and close_notify both ways, every version and cipher;
  * between exchanges the connection holds no buffers, only its keys. */
 static void test_release_each_suite(void **state)
@@ -136,12 +152,7 @@ static void test_release_each_suite(void **state)
 
 			released_open(&r, version, s, 1);
 			assert_released(r.p.k);
-			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
-			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
-						     sizeof(wire), got, &have, sizeof(got)),
-					 KTS_WANT_READ);
-			assert_int_equal(have, sizeof(bulk));
-			assert_memory_equal(got, bulk, sizeof(bulk));
+			peer_sends(&r.p, bulk, sizeof(bulk), sizeof(bulk));
 			write_and_check(&r.p, (const unsigned char *)"small", 5);
 			write_and_check(&r.p, bulk, sizeof(bulk));
 			assert_int_equal(r.p.k->inq.cap, 0);
@@ -256,7 +267,6 @@ static void test_release_after_early_data(void **state)
  * ahead of its next data, and both sides go on under the next keys. */
 static void test_release_key_update(void **state)
 {
-	static unsigned char wire[sizeof(bulk) + 4096], got[sizeof(bulk)];
 	(void)state;
 	for (int s = 0; s < 3; s++) {
 		struct released r;
@@ -265,18 +275,12 @@ static void test_release_key_update(void **state)
 		for (int round = 0; round < 4; round++) {
 			int requested = round % 2 == 0;
 			uint64_t tx_seq;
-			size_t have = 0;
 
 			write_and_check(&r.p, bulk, 100);
 			tx_seq = r.p.k->soft->seq;
 			assert_true(SSL_key_update(r.p.peer, requested ? SSL_KEY_UPDATE_REQUESTED
 								      : SSL_KEY_UPDATE_NOT_REQUESTED));
-			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
-			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
-						     777, got, &have, sizeof(got)),
-					 KTS_WANT_READ);
-			assert_int_equal(have, sizeof(bulk));
-			assert_memory_equal(got, bulk, sizeof(bulk));
+			peer_sends(&r.p, bulk, sizeof(bulk), 777);
 			assert_int_equal(kts_out_pending(r.p.k) > 0, requested);
 			assert_true(requested ? r.p.k->soft->seq == 0 : r.p.k->soft->seq == tx_seq);
 			write_and_check(&r.p, bulk, sizeof(bulk)); /* the peer reads the answer first */
@@ -401,29 +405,19 @@ static void test_shrink_follows_openssl(void **state)
 	for (int version = 12; version <= 13; version++) {
 		for (int bulk_first = 0; bulk_first <= 1; bulk_first++) {
 			struct released r;
-			size_t n, have = 0;
+			size_t n;
 			ssize_t m;
 
 			released_open(&r, version, 1, 2);
 			assert_non_null(kts_ssl(r.p.k));
 			/* Through OpenSSL: records both ways, a bulk write sealed by kts. */
-			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
-			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
-						     1000, got, &have, sizeof(got)),
-					 KTS_WANT_READ);
-			assert_int_equal(have, sizeof(bulk));
+			peer_sends(&r.p, bulk, sizeof(bulk), 1000);
 			write_and_check(&r.p, bulk, bulk_first ? sizeof(bulk) : 10);
 			if (version == 13) {
 				/* OpenSSL follows the peer and answers. */
 				for (int i = 0; i < 2; i++) {
-					have = 0;
 					assert_true(SSL_key_update(r.p.peer, SSL_KEY_UPDATE_REQUESTED));
-					assert_int_equal(SSL_write(r.p.peer, "ku", 2), 2);
-					assert_int_equal(recv_chunks(r.p.k, wire,
-								     peer_wire(&r.p, wire, sizeof(wire)),
-								     sizeof(wire), got, &have, sizeof(got)),
-							 KTS_WANT_READ);
-					assert_int_equal(have, 2);
+					peer_sends(&r.p, "ku", 2, 100);
 					write_and_check(&r.p, (const unsigned char *)"ok", 2);
 				}
 			}
@@ -444,13 +438,7 @@ static void test_shrink_follows_openssl(void **state)
 			assert_int_equal(kts_shrink(r.p.k), 1);
 			assert_released(r.p.k);
 			assert_int_equal(kts_shrink(r.p.k), 0);
-			have = 0;
-			assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
-			assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)),
-						     4321, got, &have, sizeof(got)),
-					 KTS_WANT_READ);
-			assert_int_equal(have, sizeof(bulk));
-			assert_memory_equal(got, bulk, sizeof(bulk));
+			peer_sends(&r.p, bulk, sizeof(bulk), 4321);
 			write_and_check(&r.p, (const unsigned char *)"small", 5);
 			write_and_check(&r.p, bulk, sizeof(bulk));
 			m = kts_close(r.p.k);
@@ -464,29 +452,19 @@ static void test_shrink_follows_openssl(void **state)
  * answer goes out first, or holds the takeover back until it has. */
 static void test_shrink_after_key_update(void **state)
 {
-	static unsigned char wire[sizeof(bulk) + 4096], got[sizeof(bulk)];
 	struct released r;
-	size_t have = 0;
 	int rc;
 	(void)state;
 
 	released_open(&r, 13, 2, 2);
 	assert_true(SSL_key_update(r.p.peer, SSL_KEY_UPDATE_REQUESTED));
-	assert_int_equal(SSL_write(r.p.peer, "ku", 2), 2);
-	assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)), sizeof(wire),
-				     got, &have, sizeof(got)),
-			 KTS_WANT_READ);
+	peer_sends(&r.p, "ku", 2, 100);
 	rc = kts_shrink(r.p.k);
 	assert_true(rc == 0 || rc == 1);
 	write_and_check(&r.p, (const unsigned char *)"ok", 2);
 	assert_int_equal(kts_shrink(r.p.k), rc == 1 ? 0 : 1);
 	assert_released(r.p.k);
-	have = 0;
-	assert_int_equal(SSL_write(r.p.peer, bulk, sizeof(bulk)), (int)sizeof(bulk));
-	assert_int_equal(recv_chunks(r.p.k, wire, peer_wire(&r.p, wire, sizeof(wire)), 9999, got,
-				     &have, sizeof(got)),
-			 KTS_WANT_READ);
-	assert_memory_equal(got, bulk, sizeof(bulk));
+	peer_sends(&r.p, bulk, sizeof(bulk), 9999);
 	write_and_check(&r.p, bulk, sizeof(bulk));
 	released_close(&r);
 }
