@@ -1,7 +1,9 @@
 /*
  * handshake.c - drive OpenSSL's handshake and collect what the handoff needs:
  * the TLS 1.3 traffic secrets (from the key log callback) and the number of
- * NewSessionTicket records OpenSSL wrote under the server's traffic key.
+ * NewSessionTicket records OpenSSL wrote under the server's traffic key;
+ * after it, what OpenSSL reads until kts takes RX over (softrx.c). The
+ * ClientHello callback sends a server's TLS 1.2 handshakes past the key log.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -106,8 +108,8 @@ static int hello(SSL *ssl, int *alert, void *arg)
 	if (!c || !cfg)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	rc = kts_store_hello(ssl, c, cfg);
-	if (rc == SSL_CLIENT_HELLO_SUCCESS && cfg->keylog && cfg->ctx12 &&
-	    SSL_get_SSL_CTX(ssl) == cfg->ctx && !kts_hello_may_be_tls13(ssl))
+	if (rc == SSL_CLIENT_HELLO_SUCCESS && cfg->keylog && SSL_get_SSL_CTX(ssl) == cfg->ctx &&
+	    !kts_hello_may_be_tls13(ssl))
 		SSL_set_SSL_CTX(ssl, cfg->ctx12); /* NULL: it keeps ctx, and only costs the log */
 	return rc;
 }
