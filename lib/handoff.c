@@ -5,8 +5,8 @@
  * OpenSSL holding anything, does the kernel have TLS, derive keys, work out
  * sequence numbers, install into the kernel per direction, set up kts's own
  * record work for what stays in userspace, wipe the keys, apply the policy,
- * release what OpenSSL no longer needs. Each direction that the kernel refuses stays with
- * OpenSSL, with the reason kept.
+ * release what OpenSSL no longer needs. Each direction that the kernel
+ * refuses stays with OpenSSL, with the reason kept.
  */
 #include <errno.h>
 #include <stdarg.h>

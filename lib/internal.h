@@ -24,7 +24,7 @@ struct kts_config {
 	SSL_CTX *ctx;       /* shared by every connection made from this config */
 	/* The same without the key log, for server handshakes that will be TLS
 	 * 1.2 (handshake.c): kts needs no key log for them, and OpenSSL formats
-	 * each line byte by byte (a twentieth of a resumed handshake). It
+	 * each line byte by byte (near a tenth of a resumed TLS 1.2 one). It
 	 * mirrors what such a handshake reads from its SSL_CTX rather than its
 	 * SSL once the ClientHello is in: the cipher list (an SSL without its
 	 * own uses its ctx's), certificate, key and chain, ALPN selection,
@@ -307,8 +307,9 @@ void kts_softtx_idle(struct kts *c);
 void kts_softtx_wipe(struct kts *c);
 void kts_softtx_free(struct kts *c);
 /* With OpenSSL released (softrx.c): start sealing now, keyed for good, with
- * the TX keys k if known (takeover); seal one record of type into the send queue (send); move to
- * the next TLS 1.3 key once our KeyUpdate is queued (rekey). */
+ * the TX keys k if known (takeover); seal one record of type into the send
+ * queue (send); move to the next TLS 1.3 key once our KeyUpdate is queued
+ * (rekey). */
 int kts_softtx_takeover(struct kts *c, const struct kts_dir_keys *k);
 int kts_softtx_send(struct kts *c, unsigned char type, const unsigned char *p, size_t len);
 int kts_softtx_rekey(struct kts *c);
