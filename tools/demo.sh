@@ -68,6 +68,6 @@ echo "kts-server connections:"; grep '^.*conn ' "$tmp/server.log" | sed 's/^/  /
 if grep -q 'offload tx=kernel rx=kernel' "$tmp/client.err"; then
 	echo "kernel path: TAKEN (kTLS carries both directions)"
 else
-	echo "kernel path: NOT taken; this kernel cannot do kTLS, so OpenSSL carried the records."
+	echo "kernel path: NOT taken; this kernel cannot do kTLS, so the records were protected in userspace."
 	echo "  (see 'offload-reason' above; kmod-config/README.md explains what a host needs)"
 fi
