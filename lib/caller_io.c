@@ -250,7 +250,7 @@ ssize_t kts_recv_done(struct kts *c, void *buf, size_t cap, ssize_t res)
 		return kts_fail_fatal(c, KTS_ERR_TRUNCATED,
 				      "read: peer closed the connection without close_notify");
 	}
-	if (c->soft_rx && c->state == KTS_STATE_OPEN)
+	if (c->soft_rx) /* only ever set on an open connection; a failed one returned above */
 		return kts_softrx_recv(c, buf, cap, (size_t)res); /* opened in place */
 	if ((rc = kts_feed(c, buf, (size_t)res)) < 0 || (rc = kts_handshake(c)) != KTS_OK)
 		return rc == KTS_WANT_WRITE ? KTS_WANT_READ : rc; /* the queue goes first */

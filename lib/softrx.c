@@ -96,12 +96,12 @@ static int take_over(struct kts *c)
 	int ok;
 
 	memset(both, 0, sizeof(both));
-	if (c->version == TLS1_3_VERSION)
+	if (c->version == TLS1_3_VERSION) {
 		ok = kts_tls13_traffic_keys(c->digest, s->secret, s->secret_len, c->aead, &s->k) == 0;
-	else
+	} else {
 		ok = kts_tls12_conn_keys(c, c->digest, c->aead, both) == 0; /* once for both ways */
-	if (c->version != TLS1_3_VERSION)
 		s->k = both[KTS_RX];
+	}
 	ok = ok && (s->ctx = kts_record_ctx(c->cfg->soft_cipher[c->aead], c->aead, &s->k)) &&
 	     kts_softtx_takeover(c, c->version == TLS1_3_VERSION ? NULL : &both[KTS_TX]) == KTS_OK;
 	OPENSSL_cleanse(both, sizeof(both));
@@ -130,7 +130,6 @@ int kts_shrink(struct kts *c)
 		return c->state == KTS_STATE_FAILED ? c->fail_code : 0;
 	c->soft_rx = 1;
 	kts_release_openssl(c);
-	kts_secrets_free(c); /* what the handoff kept: kts's RX and TX have theirs */
 	return 1;
 }
 
