@@ -256,13 +256,16 @@ static void conn_free(struct ring *r, struct uconn *c)
 
 /* End at once: what is in flight completes (shutdown wakes it), then the slot
  * goes. No close_notify. With nothing in flight (a lingering close that
- * met the client's FIN) there is nothing to wake: close alone ends it. */
+ * met the client's FIN), or only a receive already being cancelled, there is
+ * nothing to wake: close alone ends it. */
 static void conn_kill(struct uconn *c)
 {
+	int paused_rx = c->rx == RX_MULTI && c->rx_cancelled;
+
 	if (c->ph == PH_DEAD)
 		return;
 	c->ph = PH_DEAD;
-	if (c->inflight)
+	if (c->inflight > paused_rx)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
@@ -905,6 +908,12 @@ static void drive_closing(struct ring *r, struct uconn *c, int64_t now)
 		return;
 	}
 	if (c->hs_failed) {
+		conn_kill(c);
+		return;
+	}
+	/* The client asked to close and nothing of it is unread: close now, as
+	 * nginx does. */
+	if (httpsess_client_done(&c->hs) && !sock_has_unread(c->fd)) {
 		conn_kill(c);
 		return;
 	}

@@ -141,6 +141,11 @@ int httpsess_between(const struct httpsess *s)
 	return s->st == HS_ST_IDLE && s->have == 0;
 }
 
+int httpsess_client_done(const struct httpsess *s)
+{
+	return s->st == HS_ST_END && s->client_ends && s->have == 0;
+}
+
 int httpsess_idle(const struct httpsess *s)
 {
 	return s->st == HS_ST_IDLE || s->st == HS_ST_HEAD;
@@ -240,6 +245,7 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 			deadline_total(&s->dl, now, s->cfg->timeout_ms);
 			break;
 		case HS_ST_HEAD:
+			s->client_ends = 0;
 			used = http_parse_request(s->in, s->have, HS_HEAD_LIMIT, req);
 			if (used == 0)
 				return HS_READ;
@@ -254,9 +260,11 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 			 * sending it (answered at once then, and the connection closed). */
 			body = req->content_length > 0 ? req->content_length : 0;
 			s->close_after = !req->keep_alive;
+			s->client_ends = s->close_after;
 			if (body > HS_DISCARD_LIMIT ||
 			    (req->expect_continue && (size_t)body > s->have)) {
 				s->close_after = 1;
+				s->client_ends = 0; /* the body may still come */
 				body = 0;
 			}
 			s->body_len = s->body_left = body;

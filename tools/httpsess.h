@@ -58,6 +58,7 @@ struct httpsess {
 	long long body_len, body_left;
 	enum hs_state st;
 	int close_after;
+	int client_ends; /* the request answered last asked to close (read whole) */
 	struct hs_reply reply;
 	/* Both on the heap only while used: an idle connection holds neither. */
 	char *out;  /* HS_OUT_SIZE: the answer's head (and a short body) */
@@ -98,6 +99,11 @@ enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r);
 /* The input ended: at close_notify (clean) HS_CLOSE, else HS_ABORT; note may
  * be set. */
 enum hs_do httpsess_input_end(struct httpsess *s, int clean);
+
+/* The session ended after a request that asked to close, with nothing
+ * received after it: the client sends no more, so no lingering close is owed
+ * for its sake (the engine still checks the socket for unread bytes). */
+int httpsess_client_done(const struct httpsess *s);
 
 /* Between requests with nothing received (a client leaving now is no error). */
 int httpsess_between(const struct httpsess *s);

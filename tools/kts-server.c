@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -294,9 +295,10 @@ static int respond(struct conn *cn, struct kts *c, const struct http_request *re
 /* ---- requests ------------------------------------------------------------------- */
 
 /* How a connection ends: cleanly (close_notify, then a lingering close so the
- * client reads our last response), or at once (the connection broke, or the
- * client does not read). */
-enum ending { END_CLEAN, END_ABORT };
+ * client reads our last response), cleanly after the client asked to close
+ * (close_notify, and a lingering close only if it sent more), or at once (the
+ * connection broke, or the client does not read). */
+enum ending { END_CLEAN, END_ASKED, END_ABORT };
 
 /* Did the peer just drop the connection (no close_notify, or a reset)? Between
  * requests that is how many HTTP clients leave: not worth a log line. */
@@ -385,7 +387,7 @@ static enum ending serve(struct conn *cn, struct kts *c)
 		struct deadline dl;
 		long long body;
 		ssize_t n;
-		int used, keep, rc;
+		int used, keep, asked, rc;
 
 		if (conn_set_idle(cn, 1))
 			break;
@@ -422,6 +424,7 @@ static enum ending serve(struct conn *cn, struct kts *c)
 		have -= (size_t)used;
 
 		keep = req.keep_alive;
+		asked = !req.keep_alive;
 		if (req.has_te) {
 			/* We cannot find the end of a coded request body. */
 			rc = send_simple(cn, c, 501, 0, req.method == HTTP_HEAD, NULL);
@@ -434,6 +437,7 @@ static enum ending serve(struct conn *cn, struct kts *c)
 		body = req.content_length > 0 ? req.content_length : 0;
 		if (body > DISCARD_LIMIT || (req.expect_continue && (size_t)body > have)) {
 			keep = 0;
+			asked = 0; /* the body may still come */
 			body = 0;
 		}
 		if (drop_body(cn, c, buf, &have, body, &dl, &end))
@@ -441,12 +445,21 @@ static enum ending serve(struct conn *cn, struct kts *c)
 		rc = respond(cn, c, &req, keep);
 		if (rc < 0)
 			end = END_ABORT;
+		else if (rc == 0 && asked && have == 0)
+			end = END_ASKED;
 		if (rc != 0 || !keep)
 			break;
 	}
 out:
 	free(buf);
 	return end;
+}
+
+int sock_has_unread(int fd)
+{
+	int n = 0;
+
+	return ioctl(fd, FIONREAD, &n) < 0 || n > 0;
 }
 
 /* Lingering close: send FIN, then read and drop what the client still sends,
@@ -483,6 +496,7 @@ static void conn_main(struct conn *cn)
 	struct deadline dl;
 	struct kts *c;
 	char prefix[sizeof(log_prefix) + ADDR_PEER_MAX + 8], m[256];
+	enum ending end;
 	int rc;
 
 	c = kts_server_new(srv->cfg);
@@ -522,10 +536,12 @@ static void conn_main(struct conn *cn)
 		snprintf(prefix, sizeof(prefix), "%sconn %s ", log_prefix, cn->peer);
 		opts_print_status(stderr, prefix, c, srv->reasons);
 	}
-	if (serve(cn, c) == END_CLEAN) {
+	end = serve(cn, c);
+	if (end != END_ABORT) {
 		deadline_total(&dl, deadline_now(), srv->timeout_ms);
 		(void)tio_close(c, cn->fd, &dl);
-		linger(cn->fd, srv->timeout_ms < LINGER_MAX_MS ? srv->timeout_ms : LINGER_MAX_MS);
+		if (end == END_CLEAN || sock_has_unread(cn->fd))
+			linger(cn->fd, srv->timeout_ms < LINGER_MAX_MS ? srv->timeout_ms : LINGER_MAX_MS);
 	}
 done:
 	kts_free(c);

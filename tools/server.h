@@ -30,6 +30,10 @@
 
 enum engine_kind { ENGINE_URING, ENGINE_THREADS };
 
+/* Does the socket hold bytes the client sent that nobody read (or can it not
+ * tell)? Closing it then would answer with a reset at once: linger instead. */
+int sock_has_unread(int fd);
+
 /* How a process stops: SIGINT/SIGTERM, SIGUSR1 (the control socket's drain),
  * SIGUSR2 (its stop). */
 enum stop_mode {
