@@ -3,6 +3,7 @@
 and path traversal (.., percent-encoded .., symlinks out of the root), with
 openat2 and with the realpath fallback."""
 import os
+import socket
 import subprocess
 import time
 
@@ -244,6 +245,47 @@ def http10():
 
 
 t.run("http10", http10)
+
+
+TCP_CLOSE = 7  # tcpi_state
+
+
+def after_close(req):
+    """Send req, read every response to the server's FIN, then send a byte on
+    the bare socket: (responses, whether the FIN came, whether the server
+    answered the byte with a reset)."""
+    with k.https_connect(PORT, cert) as s:
+        s.sendall(req)
+        out = k.recv_all(s)
+        raw = socket.socket(fileno=os.dup(s.fileno()))
+    with raw:
+        raw.settimeout(5)
+        fin = raw.recv(1) == b""
+        raw.sendall(b"x")
+        # A reset after the FIN shows in TCP's state (recv still says EOF); a
+        # lingering server keeps it in close-wait for at least a quarter second.
+        end = time.monotonic() + 0.2
+        reset = False
+        while not reset and time.monotonic() < end:
+            reset = raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_CLOSE
+            time.sleep(0.01)
+    return k.parse_all_responses(out), fin, reset
+
+
+def closing():
+    close = b"GET /a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    rs, fin, reset = after_close(close)
+    t.check("Connection: close, nothing after: answered, then closed at once (a later "
+            "byte meets a reset)", [r.status for r in rs] == [200] and fin and reset,
+            "%r fin %s reset %s" % (rs, fin, reset))
+    rs, fin, reset = after_close(close + b"GET /sub/ HTTP/1.1\r\nHost: a\r\n\r\n")
+    t.check("Connection: close with a request after it: answered, then a lingering close "
+            "(a later byte is dropped, no reset)",
+            [r.status for r in rs] == [200] and rs[0].body == files["a.txt"] and fin and
+            not reset, "%r fin %s reset %s" % (rs, fin, reset))
+
+
+t.run("closing", closing)
 
 
 def via_s_client():
