@@ -245,7 +245,6 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 			deadline_total(&s->dl, now, s->cfg->timeout_ms);
 			break;
 		case HS_ST_HEAD:
-			s->client_ends = 0;
 			used = http_parse_request(s->in, s->have, HS_HEAD_LIMIT, req);
 			if (used == 0)
 				return HS_READ;

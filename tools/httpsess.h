@@ -58,7 +58,7 @@ struct httpsess {
 	long long body_len, body_left;
 	enum hs_state st;
 	int close_after;
-	int client_ends; /* the request answered last asked to close (read whole) */
+	int client_ends; /* set with close_after when the client asked to close */
 	struct hs_reply reply;
 	/* Both on the heap only while used: an idle connection holds neither. */
 	char *out;  /* HS_OUT_SIZE: the answer's head (and a short body) */
