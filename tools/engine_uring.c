@@ -183,6 +183,7 @@ struct uconn {
 	unsigned char rx_end;       /* the input ended (rx_rc) and the session has not seen it */
 	unsigned char replying;
 	unsigned char hs_failed; /* the handshake failed: its alert goes out, then the end */
+	unsigned char notify_queued; /* userspace TX: close_notify follows the last answer */
 	unsigned char sess_wait; /* the handshake waits for the session store */
 	char peer[ADDR_PEER_MAX];
 };
@@ -491,6 +492,11 @@ static void tx_out(struct ring *r, struct uconn *c)
 	}
 	sqe = conn_sqe(r, c);
 	kts_uring_prep_out(sqe, c->k, c->fd, c->smsg);
+	/* Ciphertext ending in close_notify: held for the FIN (close or
+	 * shutdown comes next), which then rides in the same segment. Only on
+	 * userspace TX: kernel TX's record type cmsg refuses MSG_MORE. */
+	if (c->notify_queued)
+		sqe->msg_flags |= MSG_MORE;
 	conn_sqe_tag(sqe, c, OP_TX);
 	c->tx = TX_OUT;
 }
@@ -719,6 +725,13 @@ static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 	return reply_step_kernel(r, c, now);
 }
 
+/* Userspace TX: every byte of the answer went to kts. */
+static int reply_sealed(const struct uconn *c)
+{
+	return c->head_done == c->rep.head_len && c->body_used == c->body_len &&
+	       !(c->rep.fd >= 0 && c->off < c->rep.size);
+}
+
 /* Userspace TX: encrypt the reply into kts' queue until it is full (then
  * send it), or the reply is all in. Returns 1 if a send was submitted, 0 when
  * the reply is all out, or an error. */
@@ -753,14 +766,16 @@ static int reply_step_user(struct ring *r, struct uconn *c)
 		}
 		break;
 	}
+	/* The session's last answer is all sealed: close_notify goes in the same
+	 * send (start_close then finds it queued), one segment fewer. */
+	if (!c->notify_queued && httpsess_last_reply(&c->hs) && reply_sealed(c) &&
+	    kts_close(c->k) == KTS_OK)
+		c->notify_queued = 1;
 	if (kts_out_pending(c->k) > 0) {
 		tx_out(r, c);
 		return 1;
 	}
-	return c->head_done < c->rep.head_len || c->body_used < c->body_len ||
-			       (c->rep.fd >= 0 && c->off < c->rep.size)
-		       ? KTS_ERR_STATE
-		       : 0;
+	return reply_sealed(c) ? 0 : KTS_ERR_STATE;
 }
 
 static void reply_start(struct uconn *c, int64_t now)

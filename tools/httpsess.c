@@ -146,6 +146,11 @@ int httpsess_client_done(const struct httpsess *s)
 	return s->st == HS_ST_END && s->client_ends && s->have == 0;
 }
 
+int httpsess_last_reply(const struct httpsess *s)
+{
+	return s->st == HS_ST_REPLY && s->close_after;
+}
+
 int httpsess_idle(const struct httpsess *s)
 {
 	return s->st == HS_ST_IDLE || s->st == HS_ST_HEAD;

@@ -92,6 +92,9 @@ void httpsess_sent(struct httpsess *s, int64_t now);
 /* The deadline of HS_READ. */
 const struct deadline *httpsess_deadline(const struct httpsess *s);
 
+/* The answer of HS_SEND is the session's last: HS_CLOSE follows it. */
+int httpsess_last_reply(const struct httpsess *s);
+
 /* The HS_READ deadline passed: HS_SEND (a 408, note set), HS_CLOSE, or
  * HS_ABORT when out of memory. */
 enum hs_do httpsess_timeout(struct httpsess *s, struct hs_reply *r);

@@ -4,6 +4,8 @@ and path traversal (.., percent-encoded .., symlinks out of the root), with
 openat2 and with the realpath fallback."""
 import os
 import socket
+import ssl
+import struct
 import subprocess
 import time
 
@@ -286,6 +288,38 @@ def closing():
 
 
 t.run("closing", closing)
+
+DATA_SEGS_IN = 152  # offset of tcpi_data_segs_in in struct tcp_info (4.6+)
+ENGINE_USER_TX = k.ENGINE == "uring" and not k.host_has_ktls()
+
+
+def last_segment():
+    """The uring engine on userspace TX sends the last answer, close_notify and
+    the FIN in one segment: count the data segments (a FIN counts as one) that
+    reach the client after its request. TLS 1.2, so that no ticket comes after
+    the handshake."""
+    if not ENGINE_USER_TX:
+        t.skip("last answer, close_notify and FIN in one segment",
+               "only the uring engine on userspace TX (engine %s, kTLS %s)"
+               % (k.ENGINE, k.host_has_ktls()))
+        return
+    ctx = k.tls_context(cert)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    raw = socket.create_connection(("127.0.0.1", PORT), timeout=15)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        def segs():
+            info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, DATA_SEGS_IN + 4)
+            return struct.unpack_from("I", info, DATA_SEGS_IN)[0]
+        before = segs()
+        s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        out = k.recv_all(s)  # to close_notify
+        n = segs() - before
+    rs = k.parse_all_responses(out)
+    t.check("last answer, close_notify and FIN in one segment",
+            [r.status for r in rs] == [200] and n == 1, "%r, %d data segments" % (rs, n))
+
+
+t.run("last segment", last_segment)
 
 
 def via_s_client():
