@@ -235,13 +235,22 @@ static void pipe_put(struct ring *r, struct uconn *c)
 	c->pipe_size = 0;
 }
 
+/* The answer's file, taken from the session at reply_start. */
+static void file_close(struct ring *r, struct uconn *c)
+{
+	if (c->replying && c->rep.fd >= 0)
+		uring_close(&r->u, c->rep.fd, ud_make(0, RING_SLOT, OP_IGNORE));
+	c->rep.fd = -1;
+}
+
 static void conn_free(struct ring *r, struct uconn *c)
 {
+	file_close(r, c);
 	pipe_put(r, c);
 	msg_put(r, c);
 	httpsess_free(&c->hs);
 	kts_free(c->k);
-	close(c->fd);
+	uring_close(&r->u, c->fd, ud_make(0, RING_SLOT, OP_IGNORE));
 	free(c->own);
 	body_put(r, c);
 	r->slots[c->slot] = NULL;
@@ -781,6 +790,7 @@ static int reply_step_user(struct ring *r, struct uconn *c)
 static void reply_start(struct uconn *c, int64_t now)
 {
 	c->replying = 1;
+	c->rep.fd = httpsess_take_file(&c->hs); /* closed on the ring: file_close */
 	c->head_done = 0;
 	c->off = 0;
 	c->cached_to = 0;
@@ -792,13 +802,13 @@ static void reply_start(struct uconn *c, int64_t now)
 
 static void reply_done(struct ring *r, struct uconn *c, int64_t now)
 {
-	c->replying = 0;
 	stats_sent(r->sh->srv->me, kernel_tx(c) ? STATS_KERNEL : STATS_USER,
 		   c->head_done + (uint64_t)c->body_out);
 	pipe_put(r, c);
 	body_put(r, c);
 	c->body_len = c->body_used = 0;
-	c->rep.fd = -1;
+	file_close(r, c);
+	c->replying = 0;
 	httpsess_sent(&c->hs, now);
 }
 

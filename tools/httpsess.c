@@ -295,6 +295,14 @@ enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct h
 	}
 }
 
+int httpsess_take_file(struct httpsess *s)
+{
+	int fd = s->reply.fd;
+
+	s->reply.fd = -1;
+	return fd;
+}
+
 void httpsess_sent(struct httpsess *s, int64_t now)
 {
 	drop_reply(s);

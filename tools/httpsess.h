@@ -86,6 +86,10 @@ int httpsess_wants_input(const struct httpsess *s);
  * fills *r. */
 enum hs_do httpsess_next(struct httpsess *s, int64_t now, int stopping, struct hs_reply *r);
 
+/* The engine takes the file of the answer HS_SEND gave: it closes it, the
+ * session no longer does (the answer it holds has no file from now on). */
+int httpsess_take_file(struct httpsess *s);
+
 /* The answer of HS_SEND went out whole. */
 void httpsess_sent(struct httpsess *s, int64_t now);
 

@@ -41,6 +41,13 @@ int uring_ring_init(struct uring_ring *r, unsigned entries, unsigned nbufs, unsi
 		return rc;
 	}
 	r->flags = p.flags & ~(unsigned)IORING_SETUP_CQSIZE;
+	{
+		struct io_uring_probe *pr = io_uring_get_probe_ring(&r->ring);
+
+		r->close_op = pr && io_uring_opcode_supported(pr, IORING_OP_CLOSE);
+		r->skip_cqe = r->close_op && (p.features & IORING_FEAT_CQE_SKIP);
+		io_uring_free_probe(pr);
+	}
 	if (!(r->flags & IORING_SETUP_DEFER_TASKRUN))
 		snprintf(fallback, fblen, "io_uring: kernel refuses %s: ring set up without it",
 			 r->flags & IORING_SETUP_SINGLE_ISSUER ? "DEFER_TASKRUN"
@@ -98,8 +105,10 @@ void uring_ring_fini(struct uring_ring *r)
 	free(r->pipes);
 	r->pipes = NULL;
 	r->npipes = 0;
-	if (r->ring.ring_fd > 0)
+	if (r->ring.ring_fd > 0) {
+		io_uring_submit(&r->ring); /* closes still queued (uring_close) */
 		io_uring_queue_exit(&r->ring);
+	}
 	if (r->br)
 		munmap(r->br, r->br_len);
 	r->br = NULL;
@@ -114,6 +123,21 @@ struct io_uring_sqe *uring_sqe(struct uring_ring *r)
 	while (!(sqe = io_uring_get_sqe(&r->ring)))
 		io_uring_submit(&r->ring);
 	return sqe;
+}
+
+void uring_close(struct uring_ring *r, int fd, uint64_t ud)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!r->close_op) {
+		close(fd);
+		return;
+	}
+	sqe = uring_sqe(r);
+	io_uring_prep_close(sqe, fd);
+	io_uring_sqe_set_data64(sqe, ud);
+	if (r->skip_cqe)
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
 void *uring_buf(struct uring_ring *r, unsigned bid)

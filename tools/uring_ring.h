@@ -16,6 +16,8 @@
 struct uring_ring {
 	struct io_uring ring;
 	unsigned flags;           /* the setup flags the kernel took */
+	unsigned char close_op;   /* the kernel has IORING_OP_CLOSE (5.6) */
+	unsigned char skip_cqe;   /* ... and IOSQE_CQE_SKIP_SUCCESS (5.17) */
 	struct io_uring_buf_ring *br; /* NULL: no provided buffers (kernel too old) */
 	size_t br_len;
 	char *bufs;
@@ -33,6 +35,11 @@ void uring_ring_fini(struct uring_ring *r);
 
 /* An SQE; submits what is queued when the ring is full. Never NULL. */
 struct io_uring_sqe *uring_sqe(struct uring_ring *r);
+
+/* Close fd with the next submit, in the io_uring_enter the loop makes anyway
+ * (user_data ud on a failure's completion), or at once on kernels without
+ * IORING_OP_CLOSE. fd must be out of use from now on. */
+void uring_close(struct uring_ring *r, int fd, uint64_t ud);
 
 /* Provided buffer bid, and giving it back to the kernel. */
 void *uring_buf(struct uring_ring *r, unsigned bid);

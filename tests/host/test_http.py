@@ -354,6 +354,30 @@ def kts_client_http():
 
 t.run("kts-client http", kts_client_http)
 
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def no_fd_left():
+    """Every file and socket the requests opened is closed once they end
+    (the uring engine closes them on the ring, with its next submit)."""
+    base = fd_count(srv.p.pid)
+    for path in ["/a.txt", "/sub/", "/missing", "/empty.bin", "/index.html"]:
+        get1(path)
+        get1(path, method="HEAD")
+    with k.https_connect(PORT, cert) as s:  # keep-alive, then the client leaves
+        s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        k.read_response(s, bytearray())
+    end = time.monotonic() + 5
+    while fd_count(srv.p.pid) != base and time.monotonic() < end:
+        time.sleep(0.05)
+    t.check("after 11 connections, the server holds as many fds as before (%d)" % base,
+            fd_count(srv.p.pid) == base, "%d fds now" % fd_count(srv.p.pid))
+
+
+t.run("no fd left", no_fd_left)
+
 time.sleep(0.2)
 t.check("server logged no unexpected errors",
         all(" error: " not in l or "handshake" in l for l in srv.stderr().splitlines()),
