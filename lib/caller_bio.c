@@ -16,12 +16,19 @@
 
 #include "internal.h"
 
+/* A 16 KiB record buffer that held a 100-byte request wipes 100 bytes. */
+static size_t written(const struct kts_bytes *b)
+{
+	return b->len > b->dirty ? b->len : b->dirty;
+}
+
 int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsigned char **old)
 {
 	size_t unread = b->len - b->off, cap;
 	unsigned char *p;
 
 	if (!pinned && b->off > 0) {
+		b->dirty = b->len > b->dirty ? b->len : b->dirty;
 		memmove(b->data, b->data + b->off, unread);
 		b->off = 0;
 		b->len = unread;
@@ -43,12 +50,12 @@ int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsig
 	if (pinned && old && !*old)
 		*old = b->data; /* the in-flight send still reads it */
 	else if (wipe)
-		OPENSSL_clear_free(b->data, b->cap);
+		OPENSSL_clear_free(b->data, written(b));
 	else
 		free(b->data);
 	b->data = p;
 	b->cap = cap;
-	b->len = unread;
+	b->len = b->dirty = unread;
 	b->off = 0;
 	return 0;
 }
@@ -56,7 +63,7 @@ int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsig
 void kts_bytes_free(struct kts_bytes *b, int wipe)
 {
 	if (wipe)
-		OPENSSL_clear_free(b->data, b->cap);
+		OPENSSL_clear_free(b->data, written(b));
 	else
 		free(b->data);
 	memset(b, 0, sizeof(*b));

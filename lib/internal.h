@@ -66,6 +66,7 @@ struct kts_config {
 struct kts_bytes {
 	unsigned char *data;
 	size_t off, len, cap;
+	size_t dirty; /* with len: the front bytes that ever held data (what a wipe clears) */
 };
 
 /* Record boundaries in a byte stream fed in pieces. */
