@@ -214,14 +214,9 @@ static enum hs_do respond(struct httpsess *s, const struct http_request *req, in
 	s->reply.head_len = http_format_head(s->out, HS_OUT_SIZE, 200,
 					     http_content_type(name), (long long)st.st_size, keep,
 					     req->version_minor, extra);
-	if (head_only || st.st_size == 0) {
-		close(ffd);
-		s->reply.fd = -1;
-		s->reply.size = 0;
-	} else {
-		s->reply.fd = ffd;
-		s->reply.size = (long long)st.st_size;
-	}
+	/* HEAD sends none of the file, but the engine closes it: on its ring. */
+	s->reply.fd = ffd;
+	s->reply.size = head_only ? 0 : (long long)st.st_size;
 	s->close_after = !keep;
 	s->st = HS_ST_REPLY;
 	*r = s->reply;

@@ -39,8 +39,9 @@ enum hs_do {
 	HS_ABORT, /* end at once */
 };
 
-/* An answer: head bytes, then size bytes of fd from offset 0 (fd -1: none).
- * Valid until httpsess_sent(); the session owns fd. */
+/* An answer: head bytes, then size bytes of fd from offset 0 (fd -1: none;
+ * size 0 for HEAD, whose file is open all the same). Valid until
+ * httpsess_sent(); the session owns fd until httpsess_take_file(). */
 struct hs_reply {
 	const char *head;
 	size_t head_len;
