@@ -54,6 +54,7 @@ struct kts_config {
 	unsigned int lifetime;        /* server: seconds, 0 = resumption off */
 	int num_tickets;              /* server TLS 1.3 tickets, -1 = default */
 	struct kts_ticket_ring *ring; /* server ticket keys (ticketkeys.c) */
+	EVP_CIPHER *ticket_cbc[2];    /* AES-128-, AES-256-CBC: fetched once, not per ticket */
 	struct kts_sess_cache *cache; /* server shared session cache (sesscache.c) */
 	struct kts_session_store store; /* server: the external store behind it (sessstore.c) */
 	int store_set;                  /* kts_config_set_session_store was called */

@@ -60,7 +60,9 @@ static int ticket_key_cb(SSL *ssl, unsigned char name[KTS_TICKET_NAME_LEN],
 	/* AES key then HMAC key, 32 bytes each, or 16 (keys shared with servers
 	 * that use AES-128 tickets). */
 	half = bits == 128 ? 16 : 32;
-	aes = bits == 128 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
+	aes = cfg->ticket_cbc[bits == 128 ? 0 : 1];
+	if (!aes)
+		aes = bits == 128 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
 	params[1] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key + half, half);
 	params[2] = OSSL_PARAM_construct_end();
@@ -139,6 +141,9 @@ int kts_server_resumption_init(struct kts_config *cfg)
 	cfg->ring = kts_ticket_ring_new();
 	if (!cfg->ring)
 		return KTS_ERR_NOMEM;
+	/* NULL (no provider has it now): each ticket fetches it again. */
+	cfg->ticket_cbc[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
+	cfg->ticket_cbc[1] = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	/* Random by default, so that two unrelated configs never accept each
 	 * other's sessions. */
 	if (RAND_bytes(sid_ctx, sizeof(sid_ctx)) != 1 ||
@@ -158,6 +163,10 @@ void kts_server_resumption_free(struct kts_config *cfg)
 {
 	kts_ticket_ring_free(cfg->ring); /* wipes the keys */
 	cfg->ring = NULL;
+	for (int i = 0; i < 2; i++) {
+		EVP_CIPHER_free(cfg->ticket_cbc[i]);
+		cfg->ticket_cbc[i] = NULL;
+	}
 }
 
 /* Push lifetime, ticket count and cache mode into the SSL_CTX. Only the
