@@ -1413,6 +1413,12 @@ int main(int argc, char **argv)
 	 * another worker, means EAGAIN instead of blocking. */
 	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0)
 		opts_die(PROG, "fcntl: %s", strerror(errno));
+	/* TLS clients speak first: a connection is accepted with its ClientHello
+	 * (or after one SYN-ACK resend, about a second, if it sends nothing),
+	 * which saves the server a wakeup per connection. */
+	if (setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &(int){1}, sizeof(int)) < 0)
+		logmsg("listen: TCP_DEFER_ACCEPT refused (%s): connections are accepted before "
+		       "their first bytes", strerror(errno));
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		opts_die(PROG, "getsockname: %s", strerror(errno));
 	addr_format((struct sockaddr *)&ss, sl, where, sizeof(where));

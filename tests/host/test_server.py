@@ -89,6 +89,7 @@ def max_conn():
     # Refusals are logged at most once a second, with a count of the others.
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", s2.port), timeout=5) as raw:
+            raw.sendall(b"\x16")  # a first byte, as a ClientHello: accepted at once
             try:
                 raw.recv(1)  # closed by the server at once
             except ConnectionResetError:
@@ -113,7 +114,34 @@ def max_conn():
     s2.stop()
 
 
+def deferred_accept():
+    """The listener takes a connection with its first bytes (TCP_DEFER_ACCEPT):
+    one that connected and said nothing holds no --max-conn slot for its
+    first second, and is still taken (and timed out) after that."""
+    s1 = k.KtsServer(d, root, cert, key, "--max-conn", "1", "--timeout", "2", name="srv-max1")
+    silent = socket.create_connection(("127.0.0.1", s1.port), timeout=10)
+    try:
+        r = k.kts_client(["--ca", cert, "--get", "/f.bin", "localhost:%d" % s1.port], timeout=20)
+        t.check("a silent connection holds no slot: the next client is served at once",
+                r.returncode == 0 and k.sha256(r.stdout) == digest,
+                r.stderr.decode(errors="replace") + s1.stderr()[-500:])
+        t0 = time.monotonic()
+        try:
+            got = silent.recv(1)  # the server takes it, then its handshake times out
+        except ConnectionResetError:
+            got = b""
+        el = time.monotonic() - t0
+        t.check("the silent connection is still taken, and closed at --timeout",
+                got == b"" and 1 < el < 8 and
+                s1.logged(r"handshake: not complete within 2 s"),
+                "recv %r after %.1fs; %s" % (got, el, s1.stderr()[-500:]))
+    finally:
+        silent.close()
+        s1.stop()
+
+
 t.run("max-conn", max_conn)
+t.run("deferred accept", deferred_accept)
 
 
 def timeouts():
