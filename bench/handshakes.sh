@@ -13,6 +13,10 @@
 # HS_BENCH_PARALLEL hs_bench client processes, one set of rows per value
 #                   (default "1 4": one connection at a time, and a busy server)
 # HS_BENCH_KTS_ARGS more kts-server options (a word list: --no-tls13-seal, ...)
+# HS_BENCH_RUNS     the runs, comma-separated (default "1.2 full,1.2 ticket,
+#                   1.2 session-id,1.3 full,1.3 ticket"); a list of your own
+#                   also skips the s_time runs: HS_BENCH_RUNS="1.2 ticket"
+#                   HS_BENCH_ROUNDS=16 gives one goal's ratio from many rounds
 #
 # Prints each tool's own line as it goes, then a table. Exit status 1 if a run
 # failed (error, or a resumed run below 95% resumed) or kts-server was skipped.
@@ -32,6 +36,14 @@ case $secs in '' | *[!0-9]*) die "HS_BENCH_SECONDS=$secs: want whole seconds" ;;
 [ "$secs" -ge 1 ] || die "HS_BENCH_SECONDS must be at least 1"
 case $rounds in '' | *[!0-9]*) die "HS_BENCH_ROUNDS=$rounds: want a count" ;; esac
 [ "$rounds" -ge 1 ] || die "HS_BENCH_ROUNDS must be at least 1"
+IFS=, read -ra runs <<<"${HS_BENCH_RUNS:-1.2 full,1.2 ticket,1.2 session-id,1.3 full,1.3 ticket}"
+[ ${#runs[@]} -gt 0 ] || die "HS_BENCH_RUNS is empty"
+for r in "${runs[@]}"; do
+	[[ $r =~ ^1\.[23]\ (full|ticket|session-id)$ && $r != "1.3 session-id" ]] ||
+		die "HS_BENCH_RUNS: '$r': want '1.2 full', '1.2 ticket', '1.2 session-id', '1.3 full' or '1.3 ticket'"
+done
+stime=1
+[ -z "${HS_BENCH_RUNS:-}" ] || stime=0
 read -ra parallels <<<"${HS_BENCH_PARALLEL:-1 4}"
 [ ${#parallels[@]} -gt 0 ] || die "HS_BENCH_PARALLEL is empty"
 for p in "${parallels[@]}"; do
@@ -142,10 +154,10 @@ add_result() {
 	[ -z "${10}" ] || r_note[$k]=${10}
 }
 
-median() { # median of the numbers among $1 (words), or ?
+median() { # median of the numbers among $1 (words), or ?; $2: printf format of a mean of two
 	tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | sort -g |
-		awk '{ v[NR] = $1 } END { if (!NR) print "?"; else if (NR % 2) print v[(NR + 1) / 2];
-			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		awk -v f="${2:-%.1f}\n" '{ v[NR] = $1 } END { if (!NR) print "?"; else if (NR % 2) print v[(NR + 1) / 2];
+			else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 field() { # field NAME LINE
@@ -324,12 +336,13 @@ for ((round = 1; round <= rounds; round++)); do
 			"nginx $xport $xpid"; do
 			read -r name port pid extra <<<"$srv"
 			[[ $port =~ ^[0-9]+$ && $pid =~ ^[0-9]+$ ]] || continue # did not start
-			for run in "1.2 full" "1.2 ticket" "1.2 session-id" "1.3 full" "1.3 ticket"; do
+			for run in "${runs[@]}"; do
 				# shellcheck disable=SC2086 # $run and $extra are word lists
 				run_hs "$name" "$port" "$pid" $run "$par" $extra
 			done
 		done
 	done
+	[ "$stime" -eq 1 ] || continue
 	if [ -n "$sport" ]; then
 		run_stime s_server "$sport" "$spid_ss" 1.2 new full
 		run_stime s_server "$sport" "$spid_ss" 1.2 reuse ticket
@@ -365,6 +378,17 @@ for k in "${keys[@]}"; do
 	[ "$cpu" = '?' ] || cpu="${cpu%%.*}%"
 	printf '%-10s %-11s %-4s %-10s %7s %9s %13s %7s %10s %7s %7s %s\n' "$server" "$client" "$tls" \
 		"$mode" "${r_n[$k]}" "$rate" "${r_res[$k]}/${r_n[$k]}" "$cpu" "$per" "$xw" "$xc" "${r_note[$k]:-}"
+done
+# kts-server against nginx: the median of the rounds' ratios (each round ran
+# both within seconds of each other, so drift between rounds cancels).
+for k in "${keys[@]}"; do
+	IFS='|' read -r server client tls mode <<<"$k"
+	[ "$server" = kts-server ] && [ -n "${r_per[nginx|$client|$tls|$mode]+set}" ] || continue
+	ratios=$(paste -d/ <(tr ' ' '\n' <<<"${r_per[$k]# }") \
+		<(tr ' ' '\n' <<<"${r_per[nginx|$client|$tls|$mode]# }") |
+		awk -F/ '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.3f ", $1 / $2 }')
+	printf 'kts-server / nginx %s %s %s per_cpu_s: %s (median of %d rounds)\n' "$client" "$tls" \
+		"$mode" "$(median "$ratios" %.3f)" "$rounds"
 done
 echo "hs_bench/N: N client processes, each one connection at a time; per_sec: handshakes per"
 echo "wall second; per_cpu_s: handshakes per second of server CPU (what one busy server core"
