@@ -387,7 +387,7 @@ for k in "${keys[@]}"; do
 	ratios=$(paste -d/ <(tr ' ' '\n' <<<"${r_per[$k]# }") \
 		<(tr ' ' '\n' <<<"${r_per[nginx|$client|$tls|$mode]# }") |
 		awk -F/ '$1 + 0 > 0 && $2 + 0 > 0 { printf "%.3f ", $1 / $2 }')
-	printf 'kts-server / nginx %s %s %s per_cpu_s: %s (median of %d rounds)\n' "$client" "$tls" \
+	printf 'kts-server / nginx %s %s %s per_cpu_s: %s (median over %d round(s))\n' "$client" "$tls" \
 		"$mode" "$(median "$ratios" %.3f)" "$rounds"
 done
 echo "hs_bench/N: N client processes, each one connection at a time; per_sec: handshakes per"
