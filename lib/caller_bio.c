@@ -28,7 +28,7 @@ int kts_bytes_reserve(struct kts_bytes *b, size_t n, int wipe, int pinned, unsig
 	unsigned char *p;
 
 	if (!pinned && b->off > 0) {
-		b->dirty = b->len > b->dirty ? b->len : b->dirty;
+		b->dirty = written(b);
 		memmove(b->data, b->data + b->off, unread);
 		b->off = 0;
 		b->len = unread;
