@@ -3,9 +3,13 @@
 # cloud kernel with kTLS, qemu TCG, -icount shift=0 so CPU times are
 # instruction counts) with BUILDDIR/bench/vm_serve as the guest program and the
 # static BUILDDIR/bench/kts-server on its PATH; nginx and its shared libraries
-# go into a second initramfs archive when the host has /usr/sbin/nginx.
+# go into a second initramfs archive when the host has /usr/sbin/nginx, perf
+# into a third with KTS_BENCH_VM_PERF=1 (profiles of the first round), and
+# KTS_BENCH_VM_BASE names a second kts-server to compare with.
 # Prints vm_serve's lines and the boot's tls_stat deltas. Used by run-all.sh.
-#   VM_BENCH_SIZE (256M), VM_BENCH_ROUNDS (3), VM_BENCH_CONNS (1000): passed to the guest
+#   VM_BENCH_SIZE (256M), VM_BENCH_ROUNDS (3), VM_BENCH_CONNS (1000),
+#   VM_BENCH_ONLY (servers, as kts-uring,nginx-ktls; default all),
+#   VM_BENCH_PERF_PERIOD (20000 instructions a sample): passed to the guest
 #   KTS_BENCH_VM_MEM (1536), KTS_BENCH_VM_TIMEOUT (3600), KTS_LOG_DIR (.)
 set -euo pipefail
 
@@ -24,31 +28,52 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 kern=$("$kdir/fetch-kernel.sh") || die "no kernel (see above)"
 vmlinuz=${kern%%$'\n'*} moddir=${kern#*$'\n'}
-KTS_GUEST_HELPERS=$(realpath "$srv") "$kdir/mkinitramfs.sh" "$work/base.cpio.gz" "$moddir" "$(realpath "$bin")"
+helpers=$(realpath "$srv")
+# KTS_BENCH_VM_BASE=PATH: another build's static kts-server, measured in the
+# same boot as base-uring (an A/B of a change: ratios hold within one boot).
+if [[ -n ${KTS_BENCH_VM_BASE:-} ]]; then
+	[[ -x $KTS_BENCH_VM_BASE ]] || die "KTS_BENCH_VM_BASE=$KTS_BENCH_VM_BASE: not an executable"
+	cp "$KTS_BENCH_VM_BASE" "$work/kts-server-base"
+	helpers+=" $work/kts-server-base"
+fi
+KTS_GUEST_HELPERS=$helpers "$kdir/mkinitramfs.sh" "$work/base.cpio.gz" "$moddir" "$(realpath "$bin")"
 cp "$work/base.cpio.gz" "$work/initramfs.cpio.gz"
 
-# nginx is dynamically linked: the binary, every library ldd names and the
-# loader, at their own paths (the kernel unpacks concatenated archives in turn).
-nginx=$(PATH=$PATH:/usr/sbin:/sbin command -v nginx || true)
-if [[ -n $nginx ]]; then
-	st=$work/nginx
-	mkdir -p "$st/nginx/lib" "$st/etc"
-	cp "$nginx" "$st/nginx/nginx"
-	ldd "$nginx" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r lib; do
+# nginx and perf are dynamically linked: the binary at /NAME/NAME, and every
+# library ldd names and the loader at their own paths and in /NAME/lib, in a
+# gzip'd cpio archive appended to the initramfs (the kernel unpacks
+# concatenated archives in turn).
+add_dynamic() { # NAME BINARY
+	local st=$work/$1
+	mkdir -p "$st/$1/lib" "$st/etc"
+	cp "$2" "$st/$1/$1"
+	ldd "$2" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r lib; do
 		mkdir -p "$st$(dirname "$lib")"
 		cp -L "$lib" "$st$lib"
-		cp -L "$lib" "$st/nginx/lib/"
+		cp -L "$lib" "$st/$1/lib/"
 	done
 	echo 'root:x:0:0:root:/:/bin/sh' >"$st/etc/passwd"
 	echo 'root:x:0:' >"$st/etc/group"
 	(cd "$st" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >>"$work/initramfs.cpio.gz"
-	echo "vm-serve: nginx $("$nginx" -v 2>&1 | sed 's/.*\///') and $(ls "$st/nginx/lib" | wc -l) libraries added to the initramfs" >&2
+	echo "vm-serve: $1 and $(ls "$st/$1/lib" | wc -l) libraries added to the initramfs" >&2
+}
+nginx=$(PATH=$PATH:/usr/sbin:/sbin command -v nginx || true)
+if [[ -n $nginx ]]; then
+	add_dynamic nginx "$nginx"
 else
 	echo "vm-serve: no nginx on the host: the guest has none" >&2
 fi
-
 append="console=ttyS0 quiet panic=-1"
-for v in VM_BENCH_SIZE VM_BENCH_ROUNDS VM_BENCH_CONNS; do
+# KTS_BENCH_VM_PERF=1: perf in the guest and a profile of every transfer of
+# the first round (bench/vm_prof.c); sampling costs CPU, so such a boot's
+# figures are for reading the profiles only.
+if [[ ${KTS_BENCH_VM_PERF:-0} != 0 ]]; then
+	perf=$(command -v perf || true)
+	[[ -n $perf ]] || die "KTS_BENCH_VM_PERF=1 needs perf on the host (apt-get install linux-perf)"
+	add_dynamic perf "$perf"
+	append+=" VM_BENCH_PERF=1"
+fi
+for v in VM_BENCH_SIZE VM_BENCH_PERF_PERIOD VM_BENCH_ROUNDS VM_BENCH_CONNS VM_BENCH_ONLY; do
 	[[ -z ${!v:-} ]] || append+=" $v=${!v}"
 done
 echo "vm ${vmlinuz##*/} qemu TCG -icount shift=0 (CPU seconds are instruction counts / 1e9)"

@@ -6,7 +6,8 @@
  * In one boot: server CPU per GB while serving one big file over TLS 1.2 and
  * 1.3 (AES-128-GCM) from kts-server (each engine it has), nginx with OpenSSL's
  * kTLS and nginx in userspace (if /nginx/nginx is in the initramfs), and a
- * plain-TCP sendfile server (the floor); the cipher's own cost per GB
+ * plain-TCP sendfile server (the floor), and the uring engine of a second
+ * build as base-uring when /bin/kts-server-base is there; the cipher's own cost per GB
  * (OpenSSL EVP AES-128-GCM over 16 KiB records, sealing and opening); and
  * the CPU of a kts client receiving the file: kernel RX (256 KiB reads, 16
  * KiB reads, and TLS 1.3 with TLS_RX_EXPECT_NO_PAD) vs offload off, and a
@@ -15,7 +16,9 @@
  *
  * Environment (kernel command line words): VM_BENCH_SIZE (default 256M),
  * VM_BENCH_ROUNDS (default 3), VM_BENCH_CONNS (idle connections per server in
- * the memory phase, default 1000; 0 skips it). Output lines (CPU s/GB:
+ * the memory phase, default 1000; 0 skips it), VM_BENCH_ONLY (the servers to
+ * measure, as kts-uring,nginx-ktls; default all), VM_BENCH_PERF (profiles,
+ * bench/vm_prof.c). Output lines (CPU s/GB:
  * instruction counts here, GB = 10^9 bytes):
  *   serve server=kts-threads tls=1.3 path=ktls size=256MiB rounds=3 cpu_s_per_gb=...
  *   cipher tls=1.2 cipher=aes128gcm cpu_s_per_gb=...   (decipher: the same, opening)
@@ -38,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -50,10 +54,12 @@
 
 #include "kts.h"
 #include "testutil.h"
+#include "vm_prof.h"
 
 #define MAXV 8
 #define MAXR 16
 #define NGINX "/nginx/nginx"
+#define BASE_SERVER "kts-server-base"
 #define SMALL 1024 /* bytes of /small, the idle connections' one request */
 #define WARM 16    /* connections opened before the memory baseline */
 
@@ -257,6 +263,7 @@ static pid_t start_tcp(int *port)
 	if (pid)
 		return close(ls), pid;
 	setpgid(0, 0);
+	prctl(PR_SET_NAME, "tcp-sendfile"); /* its own name in profiles */
 	for (;;) {
 		int c = accept(ls, NULL, NULL), f;
 		char req[4096], hdr[256];
@@ -380,6 +387,7 @@ static const struct rx_mode rx_modes[] = {
  * returns the server's CPU over the body, and *rx_cpu the client's own.
  * *no_pad: whether the kernel took TLS_RX_EXPECT_NO_PAD. */
 static int client_ktx; /* connections whose client side had kernel TX (also counted in TlsTxSw) */
+static struct vm_prof *profiling; /* while set, fetch() profiles its body transfer */
 
 static int fetch(struct variant *v, const struct rx_mode *m, double *srv_cpu, double *rx_cpu,
 		 int *rx_path, int *no_pad)
@@ -411,6 +419,8 @@ static int fetch(struct variant *v, const struct rx_mode *m, double *srv_cpu, do
 		}
 		client_ktx += kts_offload(k, KTS_TX) == KTS_PATH_KERNEL;
 	}
+	if (profiling)
+		vm_prof_switch(profiling, 1);
 	c0 = tree_cpu(v->pid);
 	r0 = thread_cpu();
 	if ((k ? kts_write(k, req, sizeof(req) - 1) : write(fd, req, sizeof(req) - 1)) !=
@@ -437,6 +447,8 @@ static int fetch(struct variant *v, const struct rx_mode *m, double *srv_cpu, do
 	}
 	*rx_cpu = thread_cpu() - r0;
 	*srv_cpu = tree_cpu(v->pid) - c0;
+	if (profiling)
+		vm_prof_switch(profiling, 0);
 	ok = got == size;
 out:
 	if (k) {
@@ -445,6 +457,52 @@ out:
 	}
 	kts_config_free(cfg);
 	close(fd);
+	return ok;
+}
+
+/* VM_BENCH_ONLY (a comma-separated list of server names, as kts-uring):
+ * only these serve; the receive rows still run. */
+static int wanted(const char *name)
+{
+	const char *only = getenv("VM_BENCH_ONLY");
+	size_t n = strlen(name);
+
+	for (const char *p = only; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (strcspn(p, ",") == n && !strncmp(p, name, n))
+			return 1;
+	return !only || !*only;
+}
+
+/* perf report's filter for the tasks whose CPU a serve figure counts: a kts-server
+ * is one process (its io_uring workers are threads named after a ring's
+ * thread), nginx a master and its worker. */
+static const char *server_tasks(const struct variant *v)
+{
+	static char filter[64];
+
+	if (!strncmp(v->name, "nginx", 5))
+		return "--comms nginx";
+	if (!v->tls)
+		return "--comms tcp-sendfile";
+	snprintf(filter, sizeof(filter), "--pid %d", (int)v->pid);
+	return filter;
+}
+
+/* fetch(), in the first round of a VM_BENCH_PERF boot under a profile of
+ * the tasks perf report's filter names, printed as "profile LABEL ..." lines. */
+static int profiled_fetch(int first, const char *label, const char *tasks, struct variant *v,
+			  const struct rx_mode *m, double *srv_cpu, double *rx_cpu, int *rx_path,
+			  int *no_pad)
+{
+	struct vm_prof p;
+	int ok;
+
+	if (!first || !vm_prof_wanted() || vm_prof_start(&p) < 0)
+		return fetch(v, m, srv_cpu, rx_cpu, rx_path, no_pad);
+	profiling = &p;
+	ok = fetch(v, m, srv_cpu, rx_cpu, rx_path, no_pad);
+	profiling = NULL;
+	vm_prof_report(&p, label, tasks);
 	return ok;
 }
 
@@ -642,21 +700,25 @@ int main(void)
 	}
 	snprintf(maxconn, sizeof(maxconn), "%d", conns + WARM + 64);
 	for (int tls = 12; tls <= 13; tls++) {
-		static const char *eng[] = {"uring", "threads"};
-		for (int e = 0; e < 2; e++) {
+		/* base-uring: a second build's kts-server (bench/vm-serve.sh
+		 * KTS_BENCH_VM_BASE), for an A/B within one boot */
+		static const char *eng[] = {"uring", "threads", "uring"};
+		int engines = access("/bin/" BASE_SERVER, X_OK) == 0 ? 3 : 2;
+
+		for (int e = 0; e < engines; e++) {
 			struct variant *v = &vs[nv];
 			char *argv[24];
 			int a = 0;
 
 			memset(v, 0, sizeof(*v));
 			v->tls = tls;
-			snprintf(v->name, sizeof(v->name), "kts-%s", eng[e]);
+			snprintf(v->name, sizeof(v->name), "%s-%s", e == 2 ? "base" : "kts", eng[e]);
 			if (!has_engine && e == 0) {
 				if (tls == 12)
 					printf("not-measured kts-uring: kts-server has no --engine option yet\n");
 				continue;
 			}
-			argv[a++] = "kts-server";
+			argv[a++] = e == 2 ? BASE_SERVER : "kts-server";
 			argv[a++] = "--listen";
 			argv[a++] = "127.0.0.1:0";
 			argv[a++] = "--cert";
@@ -708,12 +770,17 @@ int main(void)
 			struct variant *v = &vs[i];
 			double sc = 0, rc = 0;
 			int rp = 0;
+
+			if (!wanted(v->name))
+				continue;
 			long t0 = tls_stat("TlsTxSw");
-			int k0 = client_ktx;
+			int k0 = client_ktx, np = 0, ok;
+			char label[96];
 
-			int np = 0;
-
-			if (!fetch(v, &rx_modes[0], &sc, &rc, &rp, &np)) {
+			snprintf(label, sizeof(label), "serve server=%.32s tls=%s", v->name,
+				 v->tls ? (v->tls == 12 ? "1.2" : "1.3") : "none");
+			ok = profiled_fetch(!r, label, server_tasks(v), v, &rx_modes[0], &sc, &rc, &rp, &np);
+			if (!ok) {
 				printf("serve server=%s tls=%d.%d round=%d FAILED\n", v->name, v->tls / 10,
 				       v->tls % 10, r + 1);
 				continue;
@@ -738,7 +805,14 @@ int main(void)
 					if (tls == 2 ? !vs[i].tls
 						     : !strncmp(vs[i].name, "kts-", 4) && vs[i].tls == 12 + tls)
 						v = &vs[i];
-				if (v && fetch(v, &rx_modes[o], &sc, &rc, &rp, &np)) {
+				char label[96];
+
+				snprintf(label, sizeof(label), "rx tls=%s offload=%s no_pad=%s buf=%zuKiB",
+					 tls == 2 ? "none" : tls ? "1.3" : "1.2",
+					 tls == 2 ? "tcp" : rx_modes[o].name, rx_modes[o].no_pad ? "on" : "off",
+					 rx_modes[o].buf >> 10);
+				if (v && profiled_fetch(!r, label, "--comms vm_serve", v, &rx_modes[o], &sc, &rc, &rp,
+							&np)) {
 					rx[tls][o][rxn[tls][o]++] = rc / gb;
 					rxpath[tls][o] = rp;
 					rxpad[tls][o] = np;
