@@ -39,6 +39,7 @@
 #include "pagecache.h"
 #include "server.h"
 #include "tio.h"
+#include "txrecords.h"
 #include "uring_ring.h"
 
 #define RING_ENTRIES 1024
@@ -631,6 +632,18 @@ static int inline_sent(struct ring *r, struct uconn *c, enum sent_by by, ssize_t
 	return 1;
 }
 
+/* Kernel TX: where this reply's next send of file bytes from `from` stops
+ * (txrecords.h: records that start on page boundaries cost the cipher less). */
+static long long first_record_end(const struct uconn *c)
+{
+	return txrec_first_end(c->rep.head_len, c->rep.size);
+}
+
+static long long send_end(const struct uconn *c, long long from, long long max)
+{
+	return txrec_send_end(c->rep.head_len, c->rep.size, from, max);
+}
+
 /* Pipe -> socket from the ring's thread: the bytes are in the pipe already,
  * so a non-blocking splice never waits, and costs less than a round through
  * io-wq. What the socket cannot take now waits for POLLOUT. Returns 1 when
@@ -639,8 +652,10 @@ static int splice_out(struct ring *r, struct uconn *c, int more, int64_t now)
 {
 	while (c->in_pipe > 0) {
 		size_t want = c->in_pipe;
+		/* no MSG_MORE at the first record's end: the record closes there */
+		int close_rec = c->off == first_record_end(c);
 		ssize_t n = splice(c->pipe[0], NULL, c->fd, NULL, want,
-				   SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+				   SPLICE_F_NONBLOCK | (more && !close_rec ? SPLICE_F_MORE : 0));
 
 		if (inline_sent(r, c, BY_SPLICE, n, want, now))
 			return 1;
@@ -657,19 +672,21 @@ static int splice_out(struct ring *r, struct uconn *c, int more, int64_t now)
 static int sendfile_cached(struct ring *r, struct uconn *c, int64_t now)
 {
 	while (c->off < c->rep.size) {
-		long long left = c->rep.size - (long long)c->off;
 		size_t want;
 		off_t at = c->off;
 		ssize_t n;
 
 		if (c->cached_to <= c->off) {
-			size_t span = left < CACHED_CHECK ? (size_t)left : CACHED_CHECK;
+			/* the first record is checked with the span after it */
+			long long first = first_record_end(c);
+			long long to = send_end(c, c->off > first ? c->off : first, CACHED_CHECK);
 
-			if (!pagecache_has(c->rep.fd, c->off, span))
+			if (!pagecache_has(c->rep.fd, c->off, (size_t)(to - c->off)))
 				return 0;
-			c->cached_to = c->off + (off_t)span;
+			c->cached_to = (off_t)to;
 		}
-		want = (size_t)(c->cached_to - c->off);
+		/* sendfile ends a call without MSG_MORE: only where a record may end */
+		want = (size_t)(send_end(c, c->off, c->cached_to - c->off) - c->off);
 		n = sendfile(c->fd, c->rep.fd, &at, want);
 		if (n == 0) { /* the file is shorter than it was */
 			send_failed(c, TIO_SHORT_FILE);
@@ -719,7 +736,7 @@ static int reply_step_kernel(struct ring *r, struct uconn *c, int64_t now)
 	}
 	/* file -> pipe through io-wq: reading the file may wait for the disk. */
 	if (big && c->pipe_size) {
-		size_t len = file_left < c->pipe_size ? (size_t)file_left : (size_t)c->pipe_size;
+		size_t len = (size_t)(send_end(c, c->off, c->pipe_size) - c->off);
 
 		sqe = conn_sqe(r, c);
 		io_uring_prep_splice(sqe, c->rep.fd, (int64_t)c->off, c->pipe[1], -1, (unsigned)len,
