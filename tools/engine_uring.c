@@ -681,7 +681,7 @@ static int sendfile_cached(struct ring *r, struct uconn *c, int64_t now)
 			long long first = first_record_end(c);
 			long long to = send_end(c, c->off > first ? c->off : first, CACHED_CHECK);
 
-			if (!pagecache_has(c->rep.fd, c->off, (size_t)(to - c->off)))
+			if (!pagecache_has_ends(c->rep.fd, c->off, (size_t)(to - c->off)))
 				return 0;
 			c->cached_to = (off_t)to;
 		}

@@ -18,21 +18,24 @@ struct kts_cachestat {
 	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
-int pagecache_has(int fd, off_t off, size_t len)
+/* Whether page number index (of page bytes) of fd is cached. */
+static int page_cached(int fd, uint64_t index, uint64_t page)
+{
+	struct kts_cachestat_range range = {.off = index * page, .len = page};
+	struct kts_cachestat cs;
+
+	return syscall(__NR_cachestat, fd, &range, &cs, 0) == 0 && cs.nr_cache == 1;
+}
+
+int pagecache_has_ends(int fd, off_t off, size_t len)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t first, last;
-	struct kts_cachestat_range range;
-	struct kts_cachestat cs;
 
 	if (len == 0 || off < 0 || page <= 0)
 		return 0;
-	/* Whole pages: the count is of pages the range touches. */
 	first = (uint64_t)off / (uint64_t)page;
 	last = ((uint64_t)off + len - 1) / (uint64_t)page;
-	range.off = first * (uint64_t)page;
-	range.len = (last - first + 1) * (uint64_t)page;
-	if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0)
-		return 0;
-	return cs.nr_cache >= last - first + 1;
+	return page_cached(fd, first, (uint64_t)page) &&
+	       (last == first || page_cached(fd, last, (uint64_t)page));
 }
