@@ -19,8 +19,8 @@ int vm_prof_start(struct vm_prof *p);
 /* Events on (1) or off (0); returns once perf has acknowledged. */
 void vm_prof_switch(struct vm_prof *p, int on);
 /* Stop perf, then print "profile LABEL ..." lines: every task's share, then
- * the top symbols of the tasks that tasks (a perf report filter such as
- * "--pid 42" or "--comms nginx") selects. A NULL label prints nothing. */
+ * the symbols of the tasks a perf report filter selects (tasks: "--pid 42",
+ * "--comms nginx"). A NULL label prints nothing. */
 void vm_prof_report(struct vm_prof *p, const char *label, const char *tasks);
 
 #endif
