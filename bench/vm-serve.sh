@@ -43,7 +43,7 @@ cp "$work/base.cpio.gz" "$work/initramfs.cpio.gz"
 # library ldd names and the loader at their own paths and in /NAME/lib, in a
 # gzip'd cpio archive appended to the initramfs (the kernel unpacks
 # concatenated archives in turn).
-add_dynamic() { # NAME BINARY
+add_dynamic() { # NAME BINARY [WHAT: the log's name for it]
 	local st=$work/$1
 	mkdir -p "$st/$1/lib" "$st/etc"
 	cp "$2" "$st/$1/$1"
@@ -55,11 +55,11 @@ add_dynamic() { # NAME BINARY
 	echo 'root:x:0:0:root:/:/bin/sh' >"$st/etc/passwd"
 	echo 'root:x:0:' >"$st/etc/group"
 	(cd "$st" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >>"$work/initramfs.cpio.gz"
-	echo "vm-serve: $1 and $(ls "$st/$1/lib" | wc -l) libraries added to the initramfs" >&2
+	echo "vm-serve: ${3:-$1} and $(ls "$st/$1/lib" | wc -l) libraries added to the initramfs" >&2
 }
 nginx=$(PATH=$PATH:/usr/sbin:/sbin command -v nginx || true)
 if [[ -n $nginx ]]; then
-	add_dynamic nginx "$nginx"
+	add_dynamic nginx "$nginx" "nginx $("$nginx" -v 2>&1 | sed 's/.*\///')"
 else
 	echo "vm-serve: no nginx on the host: the guest has none" >&2
 fi
